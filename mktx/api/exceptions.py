@@ -1,0 +1,125 @@
+"""The DRF exception handler: every error a DRF view raises leaves as `{success: false, error, code, details}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import set_rollback
+
+from mktx.api.errors import ApiError, ErrorCode, error_body
+from mktx.api.logging import current_request_id
+
+logger = logging.getLogger("mktx.api")
+
+_DRF_CODES: list[tuple[type[drf.APIException], ErrorCode, str]] = [
+    (drf.NotAuthenticated, ErrorCode.UNAUTHORIZED, "Authentication required"),
+    (drf.AuthenticationFailed, ErrorCode.UNAUTHORIZED, "Invalid or expired token"),
+    (drf.PermissionDenied, ErrorCode.FORBIDDEN, "You do not have permission to perform this action"),
+    (drf.NotFound, ErrorCode.RESOURCE_NOT_FOUND, "Resource not found"),
+    (drf.MethodNotAllowed, ErrorCode.METHOD_NOT_ALLOWED, ""),
+    (drf.Throttled, ErrorCode.RATE_LIMIT_EXCEEDED, "Rate limit exceeded"),
+    (drf.UnsupportedMediaType, ErrorCode.VALIDATION_ERROR, ""),
+    (drf.NotAcceptable, ErrorCode.VALIDATION_ERROR, ""),
+    (drf.ParseError, ErrorCode.VALIDATION_ERROR, ""),
+    (drf.ValidationError, ErrorCode.VALIDATION_ERROR, ""),
+]
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF's nested error detail as (path, message) pairs: `schedule.startAt`, `conditions[1].operator`."""
+    if isinstance(detail, dict):
+        pairs: list[tuple[str, str]] = []
+        for key, value in detail.items():
+            if key in ("non_field_errors", "__all__"):
+                path = prefix or "body"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            pairs.extend(flatten_errors(value, path))
+        return pairs
+    if isinstance(detail, list):
+        pairs = []
+        for index, item in enumerate(detail):
+            if isinstance(item, (dict, list)):
+                pairs.extend(flatten_errors(item, f"{prefix}[{index}]"))
+            else:
+                pairs.append((prefix or "body", str(item)))
+        return pairs
+    return [(prefix or "body", str(detail))]
+
+
+def validation_details(detail: Any) -> tuple[str, dict[str, Any]]:
+    pairs = flatten_errors(detail)
+    if not pairs:
+        return "Validation failed", {}
+    fields: dict[str, str] = {}
+    for path, message in pairs:
+        fields.setdefault(path, message)
+    field, reason = pairs[0]
+    return f"Validation failed: {field}: {reason}", {"field": field, "reason": reason, "fields": fields}
+
+
+def _convert_django_exception(exc: Exception) -> Exception:
+    if isinstance(exc, Http404):
+        return drf.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return drf.PermissionDenied()
+    if isinstance(exc, DjangoValidationError):
+        return drf.ValidationError(as_serializer_error(exc))
+    return exc
+
+
+def _describe(exc: drf.APIException) -> tuple[ErrorCode, str, dict[str, Any]]:
+    if isinstance(exc, ApiError):
+        return exc.code, exc.message, exc.details
+    if isinstance(exc, drf.ValidationError):
+        message, details = validation_details(exc.detail)
+        return ErrorCode.VALIDATION_ERROR, message, details
+    for cls, code, default in _DRF_CODES:
+        if isinstance(exc, cls):
+            message = default or str(exc.detail)
+            details: dict[str, Any] = {}
+            if isinstance(exc, drf.ParseError):
+                details = {"field": "body", "reason": str(exc.detail)}
+            elif isinstance(exc, (drf.UnsupportedMediaType, drf.NotAcceptable)):
+                header = "Content-Type" if isinstance(exc, drf.UnsupportedMediaType) else "Accept"
+                details = {"field": header, "reason": str(exc.detail)}
+            elif isinstance(exc, drf.AuthenticationFailed) and str(exc.detail) != message:
+                details = {"reason": str(exc.detail)}
+            elif isinstance(exc, drf.Throttled) and exc.wait is not None:
+                details = {"retryAfter": int(exc.wait + 0.999)}
+            return code, message, details
+    return ErrorCode.VALIDATION_ERROR if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR, str(exc.detail), {}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    exc = _convert_django_exception(exc)
+    set_rollback()
+    if not isinstance(exc, drf.APIException):
+        request_id = current_request_id()
+        logger.exception("Unhandled error while serving the request (request id %s)", request_id)
+        response = Response(
+            error_body("Internal server error", ErrorCode.INTERNAL_ERROR, {"requestId": request_id}),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+        response.enveloped = True  # type: ignore[attr-defined]
+        return response
+
+    code, message, details = _describe(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        headers.update(exc.headers)
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if isinstance(exc, drf.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait + 0.999))
+    response = Response(error_body(message, code, details), status=exc.status_code, headers=headers)
+    response.enveloped = True  # type: ignore[attr-defined]
+    return response

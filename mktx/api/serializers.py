@@ -1,0 +1,50 @@
+"""Serializer helpers: camelCase on the wire, snake_case in Python."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class CamelCaseFieldsMixin:
+    """Renames snake_case fields to camelCase keys (`display_name` -> `displayName`), keeping the source.
+
+    Validation errors are then keyed by the name the client used.
+    """
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+        fields = super().get_fields()  # type: ignore[misc]
+        renamed: dict[str, serializers.Field] = {}  # type: ignore[type-arg]
+        for name, field in fields.items():
+            camel = to_camel(name)
+            if camel != name and field.source is None:
+                field.source = name
+            renamed[camel] = field
+        return renamed
+
+
+class CamelModelSerializer(CamelCaseFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+    pass
+
+
+class CamelSerializer(CamelCaseFieldsMixin, serializers.Serializer):  # type: ignore[type-arg]
+    pass
+
+
+class StrictFieldsMixin:
+    """Rejects keys the serializer does not know, so a typo (`displayname`) is an error, not a silent no-op."""
+
+    initial_data: Any
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(set(self.initial_data) - set(self.fields))  # type: ignore[attr-defined]
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().validate(attrs)  # type: ignore[misc, no-any-return]

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import update_last_login
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mktx.api.errors import Unauthorized
+from mktx.api.throttling import LoginRateThrottle
+from mktx.iam.models import User
+from mktx.iam.serializers import LoginInput, RefreshInput, TokenPairOutput
+from mktx.iam.tokens import tokens_for_user, tokens_refresh
+
+
+class _PublicAuthView(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginRateThrottle]
+
+
+class LoginView(_PublicAuthView):
+    @extend_schema(request=LoginInput, responses=TokenPairOutput, tags=["auth"], summary="Log in", auth=[])
+    def post(self, request: Request) -> Response:
+        data = LoginInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, email=data.validated_data["email"], password=data.validated_data["password"])
+        if not isinstance(user, User) or user.merchant_id is None or not user.merchant.is_active:  # type: ignore[union-attr]
+            raise Unauthorized("Invalid email or password")
+        update_last_login(None, user)
+        return Response(tokens_for_user(user))
+
+
+class RefreshView(_PublicAuthView):
+    @extend_schema(request=RefreshInput, responses=TokenPairOutput, tags=["auth"], summary="Refresh tokens", auth=[])
+    def post(self, request: Request) -> Response:
+        data = RefreshInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(tokens_refresh(data.validated_data["refresh_token"]))

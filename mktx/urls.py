@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from mktx.accounts.urls import router as accounts_router
+from mktx.api import views as api_views
+from mktx.iam import views as iam_views
+
+mkt_x_patterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("postman-collection.json", api_views.PostmanCollectionView.as_view(), name="postman-collection"),
+    *accounts_router.urls,
+]
+
+urlpatterns = [
+    path("api/v1/auth/login", iam_views.LoginView.as_view(), name="auth-login"),
+    path("api/v1/auth/refresh", iam_views.RefreshView.as_view(), name="auth-refresh"),
+    path("api/v1/mkt-x/", include(mkt_x_patterns)),
+    path("admin/", admin.site.urls),
+    path("healthz", api_views.healthz, name="healthz"),
+    path("readyz", api_views.readyz, name="readyz"),
+]
+
+handler400 = "mktx.api.views.bad_request"
+handler403 = "mktx.api.views.permission_denied"
+handler404 = "mktx.api.views.not_found"
+handler500 = "mktx.api.views.server_error"

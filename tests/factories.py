@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import factory
+
+from mktx.accounts.models import Account
+from mktx.iam.models import Merchant, Role, User
+
+PASSWORD = "correct-horse-battery-9"
+
+
+class MerchantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Merchant
+
+    name = factory.Sequence(lambda n: f"Shop {n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@shop.test")
+    merchant = factory.SubFactory(MerchantFactory)
+    role = Role.OWNER
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):  # noqa: N805
+        if create:
+            obj.save()
+
+
+class AccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Account
+
+    merchant = factory.SubFactory(MerchantFactory)
+    twitter_user_id = factory.Sequence(lambda n: str(1000000 + n))
+    username = factory.Sequence(lambda n: f"shop_{n}")
+    display_name = factory.LazyAttribute(lambda o: o.username.title())
