@@ -175,6 +175,7 @@ if JWT_ALGORITHM.startswith("RS") and not JWT_VERIFYING_KEY:
     raise ImproperlyConfigured("JWT_VERIFYING_KEY (a PEM public key) is required with an RS algorithm")
 JWT_ACCESS_TTL = env_int("JWT_ACCESS_TTL", 3600, minimum=1)
 JWT_REFRESH_TTL = env_int("JWT_REFRESH_TTL", 1209600, minimum=1)
+JWT_LEEWAY = 5  # seconds of clock skew tolerated with an external IAM
 
 SIMPLE_JWT = {
     "ALGORITHM": JWT_ALGORITHM,
@@ -187,7 +188,7 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": True,
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
-    "LEEWAY": 5,
+    "LEEWAY": JWT_LEEWAY,
 }
 
 # Encrypts stored X OAuth tokens. Derived from the secret key unless set.
@@ -268,9 +269,7 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
-    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
 

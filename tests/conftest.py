@@ -20,17 +20,17 @@ def _fresh_cache(db):
 
 @pytest.fixture
 def merchant():
-    return MerchantFactory()
+    return MerchantFactory.create()
 
 
 @pytest.fixture
 def owner(merchant) -> User:
-    return UserFactory(merchant=merchant, role=Role.OWNER)
+    return UserFactory.create(merchant=merchant, role=Role.OWNER)
 
 
 @pytest.fixture
 def agent(merchant) -> User:
-    return UserFactory(merchant=merchant, role=Role.AGENT)
+    return UserFactory.create(merchant=merchant, role=Role.AGENT)
 
 
 @pytest.fixture

@@ -8,30 +8,24 @@ from mktx.iam.models import Merchant, Role, User
 PASSWORD = "correct-horse-battery-9"
 
 
-class MerchantFactory(factory.django.DjangoModelFactory):
+class MerchantFactory(factory.django.DjangoModelFactory[Merchant]):
     class Meta:
         model = Merchant
 
     name = factory.Sequence(lambda n: f"Shop {n}")
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@shop.test")
     merchant = factory.SubFactory(MerchantFactory)
     role = Role.OWNER
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
-
-    @factory.post_generation
-    def _save(obj, create, extracted, **kwargs):  # noqa: N805
-        if create:
-            obj.save()
+    password = factory.django.Password(PASSWORD)
 
 
-class AccountFactory(factory.django.DjangoModelFactory):
+class AccountFactory(factory.django.DjangoModelFactory[Account]):
     class Meta:
         model = Account
 

@@ -86,7 +86,7 @@ def test_login_with_bad_credentials_is_401(owner, payload):
 def test_login_of_an_inactive_user_or_a_staff_user_without_merchant_is_401(owner):
     owner.is_active = False
     owner.save()
-    staff = UserFactory(merchant=None, is_staff=True)
+    staff = UserFactory.create(merchant=None, is_staff=True)
     for email in (owner.email, staff.email):
         response = APIClient().post("/api/v1/auth/login", {"email": email, "password": PASSWORD}, format="json")
         assert response.status_code == 401
@@ -165,7 +165,7 @@ def test_an_expired_token_is_401(owner):
 
 
 def test_a_tampered_token_is_401(owner, merchant):
-    other = MerchantFactory()
+    other = MerchantFactory.create()
     token = _hs_token({"merchant_id": str(merchant.id), "user_id": str(owner.id), "role": "owner"})
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -193,7 +193,7 @@ def test_a_forged_alg_none_token_is_401(owner):
     for alg in ("none", "None", "NONE"):
         token = f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims)}."
         _assert_unauthorized(_get(token))
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]
     _assert_unauthorized(_get(unsigned))
 
 
@@ -225,7 +225,7 @@ def test_an_external_token_with_an_unknown_role_or_a_bad_merchant_claim_is_401(m
 
 
 def test_a_token_whose_user_belongs_to_another_merchant_is_401(owner):
-    other = MerchantFactory()
+    other = MerchantFactory.create()
     _assert_unauthorized(_get(_hs_token({"merchant_id": str(other.id), "user_id": str(owner.id), "role": "owner"})))
 
 

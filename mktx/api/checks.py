@@ -32,7 +32,8 @@ def check_x_credentials(app_configs: Any, **kwargs: Any) -> list[Warning]:
     if not settings.DEBUG and not (settings.X_CONSUMER_KEY and settings.X_CONSUMER_SECRET):
         return [
             Warning(
-                "X_CONSUMER_KEY and X_CONSUMER_SECRET are unset: accounts cannot connect and webhooks cannot be verified",
+                "X_CONSUMER_KEY and X_CONSUMER_SECRET are unset: "
+                "accounts cannot connect and webhooks cannot be verified",
                 id="mktx.W010",
             )
         ]

@@ -35,7 +35,7 @@ def error_body(message: str, code: str, details: dict[str, Any] | None = None) -
 class ApiError(APIException):
     """An error with its HTTP status, code, message and details, ready for the envelope."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     code: ErrorCode = ErrorCode.VALIDATION_ERROR
     message = "Bad request"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -76,6 +77,11 @@ def _convert_django_exception(exc: Exception) -> Exception:
     return exc
 
 
+def _wait(exc: drf.Throttled) -> int | None:
+    wait = getattr(exc, "wait", None)
+    return None if wait is None else math.ceil(wait)
+
+
 def _describe(exc: drf.APIException) -> tuple[ErrorCode, str, dict[str, Any]]:
     if isinstance(exc, ApiError):
         return exc.code, exc.message, exc.details
@@ -85,17 +91,17 @@ def _describe(exc: drf.APIException) -> tuple[ErrorCode, str, dict[str, Any]]:
     for cls, code, default in _DRF_CODES:
         if isinstance(exc, cls):
             message = default or str(exc.detail)
-            details: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
             if isinstance(exc, drf.ParseError):
-                details = {"field": "body", "reason": str(exc.detail)}
+                extra = {"field": "body", "reason": str(exc.detail)}
             elif isinstance(exc, (drf.UnsupportedMediaType, drf.NotAcceptable)):
                 header = "Content-Type" if isinstance(exc, drf.UnsupportedMediaType) else "Accept"
-                details = {"field": header, "reason": str(exc.detail)}
+                extra = {"field": header, "reason": str(exc.detail)}
             elif isinstance(exc, drf.AuthenticationFailed) and str(exc.detail) != message:
-                details = {"reason": str(exc.detail)}
-            elif isinstance(exc, drf.Throttled) and exc.wait is not None:
-                details = {"retryAfter": int(exc.wait + 0.999)}
-            return code, message, details
+                extra = {"reason": str(exc.detail)}
+            elif isinstance(exc, drf.Throttled) and _wait(exc) is not None:
+                extra = {"retryAfter": _wait(exc)}
+            return code, message, extra
     return ErrorCode.VALIDATION_ERROR if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR, str(exc.detail), {}
 
 
@@ -118,8 +124,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         headers.update(exc.headers)
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if isinstance(exc, drf.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait + 0.999))
+    if isinstance(exc, drf.Throttled) and _wait(exc) is not None:
+        headers["Retry-After"] = str(_wait(exc))
     response = Response(error_body(message, code, details), status=exc.status_code, headers=headers)
     response.enveloped = True  # type: ignore[attr-defined]
     return response

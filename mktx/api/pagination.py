@@ -44,13 +44,17 @@ def pagination_block(*, skip: int, take: int, total: int) -> dict[str, int]:
 
 
 def paginated_response(data: Any, *, skip: int, take: int, total: int) -> Response:
-    response = Response({"success": True, "data": data, "pagination": pagination_block(skip=skip, take=take, total=total)})
+    response = Response(
+        {"success": True, "data": data, "pagination": pagination_block(skip=skip, take=take, total=total)}
+    )
     response.enveloped = True  # type: ignore[attr-defined]
     return response
 
 
 class SkipTakePagination(BasePagination):
-    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any]:
         self.skip, self.take = read_skip_take(request)
         self.total = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
         if self.skip >= self.total:

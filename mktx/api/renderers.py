@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.renderers import JSONRenderer
@@ -14,7 +15,7 @@ class EnvelopeJSONRenderer(JSONRenderer):
     """
 
     def render(
-        self, data: Any, accepted_media_type: str | None = None, renderer_context: dict[str, Any] | None = None
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
     ) -> bytes:
         response = (renderer_context or {}).get("response")
         if response is not None and not getattr(response, "enveloped", False):

@@ -50,7 +50,13 @@ _COMPONENTS = {
 _HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def _is_envelope(schema: dict[str, Any] | None) -> bool:
+def _is_public(operation: dict[str, Any]) -> bool:
+    return not any(operation.get("security") or [])
+
+
+def _is_envelope(schema: dict[str, Any] | None, components: dict[str, Any]) -> bool:
+    if schema and "$ref" in schema:
+        schema = components.get(schema["$ref"].rsplit("/", 1)[-1])
     return bool(schema) and "success" in (schema or {}).get("properties", {})
 
 
@@ -67,7 +73,8 @@ def _wrap(schema: dict[str, Any] | None) -> dict[str, Any]:
 
 def envelope_postprocessing_hook(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular hook: documents what the renderer and the exception handler really send."""
-    result.setdefault("components", {}).setdefault("schemas", {}).update(_COMPONENTS)
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components.update(_COMPONENTS)
     error_ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
@@ -79,11 +86,10 @@ def envelope_postprocessing_hook(result: dict[str, Any], generator: Any, request
                     continue
                 content = response.setdefault("content", {})
                 body = content.setdefault("application/json", {})
-                if not _is_envelope(body.get("schema")):
+                if not _is_envelope(body.get("schema"), components):
                     body["schema"] = _wrap(body.get("schema"))
-            public_operation = operation.get("security") == [{}] or operation.get("security") == []
             for status, description in ENVELOPE_ERRORS.items():
-                if public_operation and status in ("401", "403"):
+                if _is_public(operation) and status in ("401", "403"):
                     continue
                 responses.setdefault(
                     status, {"description": description, "content": {"application/json": {"schema": error_ref}}}
@@ -177,7 +183,7 @@ def postman_collection(schema: dict[str, Any], base_url: str) -> dict[str, Any]:
                     "raw": json.dumps(example_for(body_schema, components), indent=2),
                     "options": {"raw": {"language": "json"}},
                 }
-            if operation.get("security") in ([], [{}]):
+            if _is_public(operation):
                 request["auth"] = {"type": "noauth"}
             tag = (operation.get("tags") or ["api"])[0]
             name = operation.get("summary") or f"{method.upper()} /{'/'.join(segments)}"

@@ -18,9 +18,9 @@ class CamelCaseFieldsMixin:
     Validation errors are then keyed by the name the client used.
     """
 
-    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+    def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()  # type: ignore[misc]
-        renamed: dict[str, serializers.Field] = {}  # type: ignore[type-arg]
+        renamed: dict[str, serializers.Field] = {}
         for name, field in fields.items():
             camel = to_camel(name)
             if camel != name and field.source is None:
@@ -29,11 +29,11 @@ class CamelCaseFieldsMixin:
         return renamed
 
 
-class CamelModelSerializer(CamelCaseFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+class CamelModelSerializer(CamelCaseFieldsMixin, serializers.ModelSerializer):
     pass
 
 
-class CamelSerializer(CamelCaseFieldsMixin, serializers.Serializer):  # type: ignore[type-arg]
+class CamelSerializer(CamelCaseFieldsMixin, serializers.Serializer):
     pass
 
 
@@ -47,4 +47,4 @@ class StrictFieldsMixin:
             unknown = sorted(set(self.initial_data) - set(self.fields))  # type: ignore[attr-defined]
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().validate(attrs)  # type: ignore[misc, no-any-return]
+        return super().validate(attrs)  # type: ignore[misc]

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -87,6 +88,7 @@ class PostmanCollectionView(APIView):
     throttle_classes: list[Any] = []
     renderer_classes = [JSONRenderer]
 
+    @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
         schema = SchemaGenerator().get_schema(request=None, public=True)
         base_url = request.build_absolute_uri("/").rstrip("/") or settings.MKTX_PUBLIC_URL

@@ -7,6 +7,7 @@ import uuid
 from typing import Any, Protocol
 
 from django.db.models import QuerySet
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
 
@@ -25,9 +26,7 @@ def principal_of(request: Request) -> Principal:
     return request.user  # type: ignore[return-value]
 
 
-class MerchantScopedMixin:
-    request: Request
-
+class MerchantScopedMixin(GenericAPIView):
     def get_merchant_queryset(self, merchant_id: uuid.UUID) -> QuerySet[Any]:
         """The rows of `merchant_id` this view works on; joined as the serializer needs."""
         raise NotImplementedError
@@ -44,6 +43,5 @@ class MerchantScopedMixin:
         return self.get_merchant_queryset(merchant_id)
 
 
-class MerchantViewSet(MerchantScopedMixin, GenericViewSet):  # type: ignore[type-arg]
+class MerchantViewSet(MerchantScopedMixin, GenericViewSet):
     """GenericViewSet scoped to the caller's merchant; add the mixins a resource needs."""
-

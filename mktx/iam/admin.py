@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from mktx.iam.models import Merchant, User
 
 
-class UserInline(admin.TabularInline):  # type: ignore[type-arg]
+class UserInline(admin.TabularInline):
     model = User
     fields = ("email", "name", "role", "is_active", "last_login")
     readonly_fields = ("email", "last_login")
@@ -22,7 +22,7 @@ class UserInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MerchantAdmin(admin.ModelAdmin):
     list_display = ("name", "id", "is_active", "user_count", "created_at")
     list_filter = ("is_active", "created_at")
     search_fields = ("name", "id")
@@ -37,7 +37,7 @@ class MerchantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return int(obj._user_count)
 
 
-class UserCreationForm(forms.ModelForm):  # type: ignore[type-arg]
+class UserCreationForm(forms.ModelForm):
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
 
     class Meta:
@@ -52,16 +52,19 @@ class UserCreationForm(forms.ModelForm):  # type: ignore[type-arg]
         return user
 
 
-class UserChangeForm(forms.ModelForm):  # type: ignore[type-arg]
+class UserChangeForm(forms.ModelForm):
     password = ReadOnlyPasswordHashField(label="Password")
 
     class Meta:
         model = User
-        fields = "__all__"
+        fields = (
+            "email", "password", "name", "merchant", "role",
+            "is_active", "is_staff", "is_superuser", "groups", "user_permissions",
+        )  # fmt: skip
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
+class UserAdmin(DjangoUserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     list_display = ("email", "name", "merchant", "role", "is_active", "is_staff", "last_login")
@@ -77,7 +80,9 @@ class UserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]
         ("Back office", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password", "name", "merchant", "role", "is_staff")}),)
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "password", "name", "merchant", "role", "is_staff")}),
+    )
     filter_horizontal = ("groups", "user_permissions")
 
 

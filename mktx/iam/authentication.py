@@ -56,7 +56,9 @@ def principal_from_claims(claims: dict[str, Any]) -> User | ExternalPrincipal:
     role = claims.get("role", Role.AGENT)
     if role not in Role.values:
         raise Unauthorized("Token has an unknown role")
-    return ExternalPrincipal(id=str(claims.get("user_id") or claims.get("sub") or ""), merchant_id=merchant_id, role=role)
+    return ExternalPrincipal(
+        id=str(claims.get("user_id") or claims.get("sub") or ""), merchant_id=merchant_id, role=role
+    )
 
 
 class MerchantJWTAuthentication(BaseAuthentication):

@@ -54,7 +54,7 @@ def decode_access_token(raw: str) -> dict[str, Any]:
             key,
             algorithms=[settings.JWT_ALGORITHM],
             options={"require": ["exp"]},
-            leeway=settings.SIMPLE_JWT["LEEWAY"],
+            leeway=settings.JWT_LEEWAY,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("Token has expired") from None

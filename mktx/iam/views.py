@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.contrib.auth.models import update_last_login
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -31,7 +31,7 @@ class LoginView(_PublicAuthView):
         user = authenticate(request, email=data.validated_data["email"], password=data.validated_data["password"])
         if not isinstance(user, User) or user.merchant_id is None or not user.merchant.is_active:  # type: ignore[union-attr]
             raise Unauthorized("Invalid email or password")
-        update_last_login(None, user)
+        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
         return Response(tokens_for_user(user))
 
 

@@ -17,7 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True, help="the merchant's name (with --merchant-id: the user's)")
         parser.add_argument("--email", required=True)
         parser.add_argument("--password", required=True)
-        parser.add_argument("--role", choices=Role.values, default=None, help="default: owner, or agent with --merchant-id")
+        parser.add_argument(
+            "--role", choices=Role.values, default=None, help="default: owner, or agent with --merchant-id"
+        )
         parser.add_argument("--merchant-id", default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:

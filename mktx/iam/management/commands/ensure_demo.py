@@ -10,7 +10,9 @@ from mktx.iam.services import demo_merchant_ensure
 
 
 class Command(BaseCommand):
-    help = "Ensure the development demo merchant and its owner login (MKTX_DEMO_EMAIL / MKTX_DEMO_PASSWORD). DEBUG only."
+    help = (
+        "Ensure the development demo merchant and its owner login (MKTX_DEMO_EMAIL / MKTX_DEMO_PASSWORD). DEBUG only."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:

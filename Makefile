@@ -1,0 +1,51 @@
+# Quick start: `make run` serves the API on :5000; `make test` runs the linters and the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint format migrate bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.run-deps: requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.run-deps
+
+# Development values; anything set in the environment wins.
+run: export DEBUG ?= 1
+run: export X_API_BASE_URL ?= http://127.0.0.1:5001
+run: export X_CONSUMER_KEY ?= dev-consumer-key
+run: export X_CONSUMER_SECRET ?= dev-consumer-secret
+run: export X_BEARER_TOKEN ?= dev-bearer-token
+run: $(VENV)/.run-deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+	$(PY) manage.py ensure_demo
+	$(PY) -m mktx.devstack
+
+migrate: export DEBUG ?= 1
+migrate: $(VENV)/.run-deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+
+lint: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DEBUG=1 $(VENV)/bin/mypy .
+
+format: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var/ .mypy_cache .ruff_cache
