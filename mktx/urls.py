@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mktx.accounts.urls import router as accounts_router
@@ -17,6 +18,7 @@ urlpatterns = [
     path("api/v1/auth/login", iam_views.LoginView.as_view(), name="auth-login"),
     path("api/v1/auth/refresh", iam_views.RefreshView.as_view(), name="auth-refresh"),
     path("api/v1/mkt-x/", include(mkt_x_patterns)),
+    path("admin", RedirectView.as_view(url="/admin/")),
     path("admin/", admin.site.urls),
     path("healthz", api_views.healthz, name="healthz"),
     path("readyz", api_views.readyz, name="readyz"),

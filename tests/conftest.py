@@ -7,8 +7,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from mktx.iam.models import Role, User
-from mktx.iam.tokens import tokens_for_user
-from tests.factories import MerchantFactory, UserFactory
+from tests.factories import MerchantFactory, UserFactory, access_token
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +36,7 @@ def agent(merchant) -> User:
 def client_for() -> Callable[[User], APIClient]:
     def make(user: User) -> APIClient:
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION="Bearer " + tokens_for_user(user)["accessToken"])
+        client.credentials(HTTP_AUTHORIZATION="Bearer " + access_token(user))
         return client
 
     return make

@@ -4,6 +4,7 @@ import factory
 
 from mktx.accounts.models import Account
 from mktx.iam.models import Merchant, Role, User
+from mktx.iam.tokens import tokens_for_user
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -33,3 +34,8 @@ class AccountFactory(factory.django.DjangoModelFactory[Account]):
     twitter_user_id = factory.Sequence(lambda n: str(1000000 + n))
     username = factory.Sequence(lambda n: f"shop_{n}")
     display_name = factory.LazyAttribute(lambda o: o.username.title())
+
+
+def access_token(user: User) -> str:
+    """A real access token for `user`, as login would issue it."""
+    return str(tokens_for_user(user)["accessToken"])
