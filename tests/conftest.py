@@ -46,3 +46,33 @@ def client_for() -> Callable[[User], APIClient]:
 def api(client_for, owner) -> APIClient:
     """An API client logged in as the merchant's owner."""
     return client_for(owner)
+
+
+# --- the X sandbox --------------------------------------------------------------------------------------------------
+
+CONSUMER_KEY = "test-consumer-key"
+CONSUMER_SECRET = "test-consumer-secret"
+BEARER_TOKEN = "test-bearer-token"
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server():
+    from xsandbox import start_in_thread
+
+    server = start_in_thread(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, bearer_token=BEARER_TOKEN)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(_sandbox_server, settings):
+    """A fresh X sandbox, and the service pointed at it."""
+    from tests.sandbox import SandboxControl
+
+    control = SandboxControl(_sandbox_server)
+    control.reset()
+    settings.X_API_BASE_URL = _sandbox_server.url
+    settings.X_CONSUMER_KEY = CONSUMER_KEY
+    settings.X_CONSUMER_SECRET = CONSUMER_SECRET
+    settings.X_BEARER_TOKEN = BEARER_TOKEN
+    return control

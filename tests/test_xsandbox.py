@@ -1,0 +1,181 @@
+"""The sandbox behaves like X for a real X client (tweepy) and for signed webhooks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+import tweepy
+from requests_oauthlib import OAuth1
+
+from tests.conftest import CONSUMER_KEY, CONSUMER_SECRET
+from xsandbox.webhooks import signature
+
+
+class SandboxSession(requests.Session):
+    """tweepy has X's host in code: rewrite it to the sandbox before the request is signed."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().request(method, url.replace("https://api.twitter.com", self.base_url), *args, **kwargs)
+
+
+def tweepy_client(sandbox, user) -> tweepy.Client:
+    client = tweepy.Client(
+        consumer_key=CONSUMER_KEY,
+        consumer_secret=CONSUMER_SECRET,
+        access_token=user["oauthToken"],
+        access_token_secret=user["oauthTokenSecret"],
+    )
+    client.session = SandboxSession(sandbox.url)
+    return client
+
+
+def test_tweepy_get_me_answers_the_tokens_user(sandbox):
+    shop = sandbox.user("goodgo_shop", "GoodGo Official")
+    me = tweepy_client(sandbox, shop).get_me(user_auth=True, user_fields=["profile_image_url"])
+    assert me.data.id == int(shop["id"])
+    assert me.data.username == "goodgo_shop"
+    assert me.data.name == "GoodGo Official"
+
+
+def test_tweepy_create_direct_message_stores_the_dm(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    response = tweepy_client(sandbox, shop).create_direct_message(
+        participant_id=int(john["id"]), text="Your order shipped", user_auth=True
+    )
+    low, high = sorted([shop["id"], john["id"]], key=int)
+    assert response.data["dm_conversation_id"] == f"{low}-{high}"
+    assert [(d["id"], d["text"]) for d in sandbox.dms(senderId=shop["id"])] == [
+        (response.data["dm_event_id"], "Your order shipped")
+    ]
+
+
+def test_tweepy_sees_429_as_too_many_requests_with_the_reset_time(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    sandbox.limits(dm15m=2)
+    client = tweepy_client(sandbox, shop)
+    for n in range(2):
+        client.create_direct_message(participant_id=int(john["id"]), text=f"hi {n}", user_auth=True)
+
+    with pytest.raises(tweepy.TooManyRequests) as error:
+        client.create_direct_message(participant_id=int(john["id"]), text="one too many", user_auth=True)
+
+    reset = int(error.value.response.headers["x-rate-limit-reset"])
+    assert time.time() < reset <= time.time() + 15 * 60 + 2
+    assert error.value.response.headers["x-rate-limit-remaining"] == "0"
+    assert len(sandbox.dms(senderId=shop["id"])) == 2
+
+
+def test_unknown_forged_and_revoked_tokens_get_401(sandbox):
+    shop = sandbox.user("goodgo_shop")
+    me = sandbox.url + "/2/users/me"
+    good = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    wrong_secret = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], "not-the-secret")
+    wrong_app = OAuth1(CONSUMER_KEY, "not-the-app-secret", shop["oauthToken"], shop["oauthTokenSecret"])
+    unknown = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, "123-unknown", "x")
+
+    assert requests.get(me, auth=good, timeout=5).status_code == 200
+    for auth in (wrong_secret, wrong_app, unknown, None):
+        response = requests.get(me, auth=auth, timeout=5)
+        assert response.status_code == 401
+        assert response.json()["title"] == "Unauthorized"
+
+    sandbox.revoke(shop["id"])
+    assert requests.get(me, auth=good, timeout=5).status_code == 401
+
+
+def test_every_api_answer_carries_rate_limit_headers(sandbox):
+    shop = sandbox.user("goodgo_shop")
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    response = requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=5)
+    assert {"x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"} <= set(response.headers)
+
+
+def test_the_24h_limit_holds_independently_of_the_15_minute_window(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    sandbox.limits(dm15m=100, dm24h=3)
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    url = f"{sandbox.url}/2/dm_conversations/with/{john['id']}/messages"
+    statuses = [requests.post(url, json={"text": f"m{i}"}, auth=auth, timeout=5).status_code for i in range(4)]
+    assert statuses == [201, 201, 201, 429]
+
+
+def test_dm_validation_follows_x(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    url = f"{sandbox.url}/2/dm_conversations/with/{john['id']}/messages"
+    assert requests.post(url, json={}, auth=auth, timeout=5).status_code == 400
+    assert requests.post(url, json={"text": "x" * 10_001}, auth=auth, timeout=5).status_code == 400
+    bad_media = {"attachments": [{"media_id": "42"}]}
+    assert requests.post(url, json=bad_media, auth=auth, timeout=5).status_code == 400
+    problem = requests.post(url, json={}, auth=auth, timeout=5).json()
+    assert set(problem) >= {"title", "detail", "type", "status"}
+
+
+def test_media_upload_gives_an_id_usable_as_a_dm_attachment(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    upload = requests.post(
+        sandbox.url + "/2/media/upload",
+        files={"media": ("a.png", b"\x89PNG fake", "image/png")},
+        data={"media_category": "dm_image"},
+        auth=auth,
+        timeout=5,
+    )
+    assert upload.status_code == 200
+    media = upload.json()["data"]
+    assert media["media_key"] == f"3_{media['id']}"
+    sent = requests.post(
+        f"{sandbox.url}/2/dm_conversations/with/{john['id']}/messages",
+        json={"text": "see attached", "attachments": [{"media_id": media["id"]}]},
+        auth=auth,
+        timeout=5,
+    )
+    assert sent.status_code == 201
+    assert sandbox.dms(senderId=shop["id"])[0]["mediaIds"] == [media["id"]]
+
+
+def test_faults_answer_the_given_status_the_given_number_of_times(sandbox):
+    shop = sandbox.user("goodgo_shop")
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    sandbox.fault(method="GET", pathPrefix="/2/users/me", status=503, times=2)
+    statuses = [requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=5).status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    sandbox.fault(method="GET", pathPrefix="/2/users", status=429, times=1)
+    limited = requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=5)
+    assert limited.status_code == 429 and "x-rate-limit-reset" in limited.headers
+
+
+def test_a_timeout_fault_hangs_past_the_clients_timeout(sandbox):
+    shop = sandbox.user("goodgo_shop")
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    sandbox.fault(method="GET", pathPrefix="/2/users/me", mode="timeout", seconds=2, times=1)
+    with pytest.raises(requests.Timeout):
+        requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=0.3)
+
+
+def test_signatures_match_xs_published_test_vector():
+    assert (
+        signature("test", b'{"test_number":1,"test_string":"two"}')
+        == "sha256=YWHphPn/JFq43jkF0y4/w8R/SelmLjvpunhVFY8JhlI="
+    )
+
+
+def test_state_survives_a_restart(tmp_path):
+    from xsandbox.core import Sandbox
+
+    state = str(tmp_path / "state.json")
+    first = Sandbox(consumer_key="k", consumer_secret="s", state_file=state)
+    shop = first.create_user("goodgo_shop", "GoodGo")
+    first.register_webhook("http://127.0.0.1:9/hook", check=False)
+    first.close()
+
+    second = Sandbox(consumer_key="k", consumer_secret="s", state_file=state)
+    assert second.token_secret(shop["oauthToken"]) == shop["oauthTokenSecret"]
+    assert [w["url"] for w in second.list_webhooks()["data"]] == ["http://127.0.0.1:9/hook"]
+    second.close()

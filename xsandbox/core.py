@@ -1,0 +1,650 @@
+"""The sandbox's state and behaviour, independent of HTTP. Every method returns plain data."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xsandbox import webhooks
+
+TWITTER_EPOCH_MS = 1288834974657
+DM_WINDOW_15M = 15 * 60
+DM_WINDOW_24H = 24 * 3600
+GENERIC_WINDOW = 15 * 60
+GENERIC_LIMITS = {"users_me": 75, "dm_events": 300, "media": 500, "webhooks": 50, "subscriptions": 500, "tokens": 50}
+MEDIA_TTL = 24 * 3600
+MAX_DM_TEXT = 10_000
+
+
+class Problem(Exception):
+    """An X API error: v2 problem JSON, or v1.1 `errors` for the 1.1 endpoints."""
+
+    def __init__(
+        self, status: int, title: str, detail: str, *, code: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.code = status, title, detail, code
+        self.headers = headers or {}
+
+    def body(self, v1: bool = False) -> dict[str, Any]:
+        if v1:
+            return {"errors": [{"code": self.code or self.status, "message": self.detail}]}
+        kind = {400: "invalid-request", 401: "unauthorized", 403: "forbidden", 404: "resource-not-found"}
+        problem_type = (
+            "about:blank"
+            if self.status == 401
+            else f"https://api.twitter.com/2/problems/{kind.get(self.status, 'error')}"
+        )
+        body: dict[str, Any] = {"title": self.title, "detail": self.detail, "type": problem_type, "status": self.status}
+        if self.code is not None:
+            body["errors"] = [{"code": self.code, "message": self.detail}]
+        return body
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    name: str
+    profile_image_url: str
+    created_ms: int
+
+
+@dataclass
+class Token:
+    token: str
+    secret: str
+    user_id: str
+    revoked: bool = False
+
+
+@dataclass
+class DM:
+    id: str
+    sender_id: str
+    recipient_id: str
+    text: str
+    created_ms: int
+    media_ids: list[str] = field(default_factory=list)
+    source_app_id: str = ""
+    quick_reply_response: dict[str, Any] | None = None
+
+
+@dataclass
+class Webhook:
+    id: str
+    url: str
+    valid: bool
+    created_at: str
+
+
+@dataclass
+class Fault:
+    method: str
+    path_prefix: str
+    status: int
+    times: int
+    mode: str = "status"  # or "timeout"
+    seconds: float = 30.0
+    after_send: bool = False
+
+
+@dataclass
+class Delivery:
+    url: str
+    status: int
+    kind: str
+    forUserId: str
+    at: float
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+class Sandbox:
+    def __init__(
+        self,
+        *,
+        consumer_key: str,
+        consumer_secret: str,
+        bearer_token: str = "",
+        dm_limit_15m: int = 15,
+        dm_limit_24h: int = 1440,
+        state_file: str | None = None,
+        app_id: str = "17000001",
+    ) -> None:
+        self.consumer_key, self.consumer_secret, self.bearer_token = consumer_key, consumer_secret, bearer_token
+        self.app_id = app_id
+        self.state_file = Path(state_file) if state_file else None
+        self.lock = threading.RLock()
+        self._outbox: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        self._pending = 0
+        self._pending_cv = threading.Condition()
+        self._worker = threading.Thread(target=self._deliver_loop, name="xsandbox-deliveries", daemon=True)
+        self._worker.start()
+        self.dm_limit_15m, self.dm_limit_24h = dm_limit_15m, dm_limit_24h
+        self._clear()
+        self._load()
+
+    # --- state ------------------------------------------------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self.users: dict[str, User] = {}
+        self.tokens: dict[str, Token] = {}
+        self.dms: list[DM] = []
+        self.media: dict[str, dict[str, Any]] = {}
+        self.webhooks: dict[str, Webhook] = {}
+        self.subscriptions: set[tuple[str, str]] = set()
+        self.deliveries: list[Delivery] = []
+        self.faults: list[Fault] = []
+        self._dm_sends: dict[str, deque[float]] = {}
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        self._last_id = 0
+
+    def _load(self) -> None:
+        if not self.state_file or not self.state_file.exists():
+            return
+        data = json.loads(self.state_file.read_text())
+        self.users = {u["id"]: User(**u) for u in data.get("users", [])}
+        self.tokens = {t["token"]: Token(**t) for t in data.get("tokens", [])}
+        self.dms = [DM(**d) for d in data.get("dms", [])]
+        self.webhooks = {w["id"]: Webhook(**w) for w in data.get("webhooks", [])}
+        self.subscriptions = {(s[0], s[1]) for s in data.get("subscriptions", [])}
+        self.media = data.get("media", {})
+        self._last_id = int(data.get("last_id", 0))
+
+    def _save(self) -> None:
+        if not self.state_file:
+            return
+        data = {
+            "users": [asdict(u) for u in self.users.values()],
+            "tokens": [asdict(t) for t in self.tokens.values()],
+            "dms": [asdict(d) for d in self.dms],
+            "webhooks": [asdict(w) for w in self.webhooks.values()],
+            "subscriptions": sorted(self.subscriptions),
+            "media": self.media,
+            "last_id": self._last_id,
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.state_file)
+
+    def reset(self) -> None:
+        self.wait_for_deliveries(5)
+        with self.lock:
+            self._clear()
+            self._save()
+
+    def next_id(self) -> str:
+        with self.lock:
+            candidate = (int(time.time() * 1000) - TWITTER_EPOCH_MS) << 22
+            self._last_id = max(self._last_id + 1, candidate)
+            return str(self._last_id)
+
+    # --- identity -----------------------------------------------------------------------------------------------------
+
+    def token_secret(self, token: str) -> str | None:
+        with self.lock:
+            found = self.tokens.get(token)
+            return found.secret if found and not found.revoked else None
+
+    def user_of_token(self, token: str) -> User:
+        with self.lock:
+            found = self.tokens.get(token)
+            if not found or found.revoked or found.user_id not in self.users:
+                raise Problem(401, "Unauthorized", "Unauthorized", code=89)
+            return self.users[found.user_id]
+
+    def _user(self, user_id: str, field_name: str) -> User:
+        user = self.users.get(str(user_id))
+        if user is None:
+            raise Problem(400, "Invalid Request", f"{field_name}: no user with id {user_id}")
+        return user
+
+    # --- rate limits --------------------------------------------------------------------------------------------------
+
+    def generic_limit(self, who: str, group: str) -> dict[str, str]:
+        """Counts one call in a 15-minute window; the x-rate-limit-* headers, or Problem 429 past the limit."""
+        limit = GENERIC_LIMITS.get(group, 300)
+        now = time.time()
+        with self.lock:
+            start, count = self._windows.get((who, group), (now, 0))
+            if now - start >= GENERIC_WINDOW:
+                start, count = now, 0
+            count += 1
+            self._windows[(who, group)] = (start, count)
+        reset = int(start + GENERIC_WINDOW)
+        headers = {
+            "x-rate-limit-limit": str(limit),
+            "x-rate-limit-remaining": str(max(0, limit - count)),
+            "x-rate-limit-reset": str(reset),
+        }
+        if count > limit:
+            raise Problem(429, "Too Many Requests", "Too Many Requests", code=88, headers=headers)
+        return headers
+
+    def _dm_headers(self, user_id: str, *, count_one: bool) -> dict[str, str]:
+        now = time.time()
+        sends = self._dm_sends.setdefault(user_id, deque())
+        while sends and now - sends[0] >= DM_WINDOW_24H:
+            sends.popleft()
+        in_15m = [t for t in sends if now - t < DM_WINDOW_15M]
+        if len(sends) >= self.dm_limit_24h:
+            reset = int(sends[-self.dm_limit_24h] + DM_WINDOW_24H) + 1
+            headers = {"x-rate-limit-limit": str(self.dm_limit_15m), "x-rate-limit-remaining": "0"}
+            headers["x-rate-limit-reset"] = str(reset)
+            raise Problem(429, "Too Many Requests", "Too Many Requests", code=88, headers=headers)
+        if len(in_15m) >= self.dm_limit_15m:
+            reset = int(in_15m[-self.dm_limit_15m] + DM_WINDOW_15M) + 1
+            headers = {"x-rate-limit-limit": str(self.dm_limit_15m), "x-rate-limit-remaining": "0"}
+            headers["x-rate-limit-reset"] = str(reset)
+            raise Problem(429, "Too Many Requests", "Too Many Requests", code=88, headers=headers)
+        if count_one:
+            sends.append(now)
+            in_15m.append(now)
+        reset = int((in_15m[0] if in_15m else now) + DM_WINDOW_15M)
+        return {
+            "x-rate-limit-limit": str(self.dm_limit_15m),
+            "x-rate-limit-remaining": str(max(0, self.dm_limit_15m - len(in_15m))),
+            "x-rate-limit-reset": str(reset),
+        }
+
+    def set_limits(self, dm15m: int | None, dm24h: int | None) -> dict[str, int]:
+        with self.lock:
+            if dm15m is not None:
+                self.dm_limit_15m = int(dm15m)
+            if dm24h is not None:
+                self.dm_limit_24h = int(dm24h)
+            return {"dm15m": self.dm_limit_15m, "dm24h": self.dm_limit_24h}
+
+    # --- faults -------------------------------------------------------------------------------------------------------
+
+    def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+        fault = Fault(
+            method=str(spec.get("method", "*")).upper(),
+            path_prefix=str(spec.get("pathPrefix", "/")),
+            status=int(spec.get("status", 503)),
+            times=int(spec.get("times", 1)),
+            mode=str(spec.get("mode", "status")),
+            seconds=float(spec.get("seconds", 30.0)),
+            after_send=bool(spec.get("afterSend", False)),
+        )
+        with self.lock:
+            self.faults.append(fault)
+        return asdict(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method in ("*", method) and path.startswith(fault.path_prefix):
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    # --- X API: users, tokens, media ------------------------------------------------------------------------------
+
+    def users_me(self, user: User) -> dict[str, Any]:
+        return {
+            "data": {
+                "id": user.id,
+                "name": user.name,
+                "username": user.username,
+                "profile_image_url": user.profile_image_url,
+            }
+        }
+
+    def invalidate_token(self, token: str) -> dict[str, Any]:
+        with self.lock:
+            if token in self.tokens:
+                self.tokens[token].revoked = True
+            self._save()
+        return {"access_token": token}
+
+    def upload_media(self, user: User, data: bytes, content_type: str, category: str) -> dict[str, Any]:
+        if not data:
+            raise Problem(400, "Invalid Request", "media: no file was sent")
+        if category and category not in ("dm_image", "dm_gif", "dm_video"):
+            raise Problem(400, "Invalid Request", f"media_category: {category} is not a DM category")
+        media_id = self.next_id()
+        with self.lock:
+            self.media[media_id] = {
+                "owner": user.id,
+                "size": len(data),
+                "contentType": content_type,
+                "expires": time.time() + MEDIA_TTL,
+                "url": f"https://ton.twimg.com/dm/{media_id}.jpg",
+            }
+            self._save()
+        return {"data": {"id": media_id, "media_key": f"3_{media_id}", "expires_after_secs": MEDIA_TTL}}
+
+    # --- X API: DMs -------------------------------------------------------------------------------------------------
+
+    def check_dm_request(self, sender: User, participant_id: str, body: Any) -> tuple[str, list[str]]:
+        if not isinstance(body, dict):
+            raise Problem(400, "Invalid Request", "The request body must be a JSON object")
+        text = body.get("text")
+        attachments = body.get("attachments") or []
+        if text is None and not attachments:
+            raise Problem(400, "Invalid Request", "One of text or attachments is required")
+        if text is not None and (not isinstance(text, str) or len(text) > MAX_DM_TEXT):
+            raise Problem(400, "Invalid Request", f"text must be a string of at most {MAX_DM_TEXT} characters")
+        if not isinstance(attachments, list) or len(attachments) > 1:
+            raise Problem(400, "Invalid Request", "At most one attachment is allowed")
+        media_ids = []
+        for attachment in attachments:
+            media_id = str((attachment or {}).get("media_id", ""))
+            media = self.media.get(media_id)
+            if media is None or media["expires"] < time.time() or media["owner"] != sender.id:
+                raise Problem(400, "Invalid Request", f"attachments: media {media_id} is unknown or expired")
+            media_ids.append(media_id)
+        self._user(participant_id, "participant_id")
+        if participant_id == sender.id:
+            raise Problem(403, "Forbidden", "You cannot send messages to yourself.", code=349)
+        return text or "", media_ids
+
+    def send_dm(self, sender: User, participant_id: str, body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        with self.lock:
+            text, media_ids = self.check_dm_request(sender, participant_id, body)
+            headers = self._dm_headers(sender.id, count_one=True)
+            dm = DM(
+                id=self.next_id(),
+                sender_id=sender.id,
+                recipient_id=participant_id,
+                text=text,
+                created_ms=int(time.time() * 1000),
+                media_ids=media_ids,
+                source_app_id=self.app_id,
+            )
+            self.dms.append(dm)
+            self._save()
+            targets = self._webhook_targets([sender.id, participant_id])
+            payloads = [(url, uid, self._dm_payload(uid, dm)) for url, uid in targets]
+        for url, uid, payload in payloads:
+            self._enqueue(url, uid, payload)
+        low, high = sorted([sender.id, participant_id], key=int)
+        return {"data": {"dm_conversation_id": f"{low}-{high}", "dm_event_id": dm.id}}, headers
+
+    def dm_events(self, user: User, participant_id: str, max_results: int = 100) -> dict[str, Any]:
+        with self.lock:
+            pair = {user.id, str(participant_id)}
+            events = [d for d in self.dms if {d.sender_id, d.recipient_id} == pair]
+        events.sort(key=lambda d: int(d.id), reverse=True)
+        low, high = sorted(pair, key=int) if len(pair) == 2 else (user.id, user.id)
+        data = [
+            {
+                "id": d.id,
+                "event_type": "MessageCreate",
+                "text": d.text,
+                "sender_id": d.sender_id,
+                "dm_conversation_id": f"{low}-{high}",
+                "created_at": _iso(d.created_ms),
+                **({"attachments": {"media_keys": [f"3_{m}" for m in d.media_ids]}} if d.media_ids else {}),
+            }
+            for d in events[: max(1, min(max_results, 100))]
+        ]
+        return {"data": data, "meta": {"result_count": len(data)}}
+
+    # --- X API: webhooks ------------------------------------------------------------------------------------------
+
+    def register_webhook(self, url: str, *, check: bool = True) -> dict[str, Any]:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise Problem(400, "Invalid Request", "url must be an http(s) URL")
+        with self.lock:
+            if any(w.url == url for w in self.webhooks.values()):
+                raise Problem(409, "Conflict", "A webhook with this URL is already registered", code=214)
+            if len(self.webhooks) >= 1 and check:
+                raise Problem(403, "Forbidden", "Too many resources already created.", code=214)
+        if check:
+            passed, reason = webhooks.crc_check(url, self.consumer_secret)
+            if not passed:
+                raise Problem(400, "Invalid Request", f"Webhook URL failed the CRC check: {reason}", code=214)
+        webhook = Webhook(id=self.next_id(), url=url, valid=True, created_at=_iso(int(time.time() * 1000)))
+        with self.lock:
+            self.webhooks[webhook.id] = webhook
+            self._save()
+        return {"data": asdict(webhook)}
+
+    def list_webhooks(self) -> dict[str, Any]:
+        with self.lock:
+            data = [asdict(w) for w in self.webhooks.values()]
+        return {"data": data, "meta": {"result_count": len(data)}}
+
+    def subscribe(self, webhook_id: str, user: User) -> dict[str, Any]:
+        with self.lock:
+            if webhook_id not in self.webhooks:
+                raise Problem(404, "Not Found Error", f"webhook {webhook_id} not found")
+            self.subscriptions.add((webhook_id, user.id))
+            self._save()
+        return {"data": {"subscribed": True}}
+
+    def unsubscribe(self, webhook_id: str, user_id: str) -> dict[str, Any]:
+        with self.lock:
+            if webhook_id not in self.webhooks:
+                raise Problem(404, "Not Found Error", f"webhook {webhook_id} not found")
+            self.subscriptions.discard((webhook_id, user_id))
+            self._save()
+        return {"data": {"subscribed": False}}
+
+    # --- control surface ------------------------------------------------------------------------------------------
+
+    def create_user(self, username: str, name: str) -> dict[str, Any]:
+        if not isinstance(username, str) or not username.strip():
+            raise Problem(400, "Invalid Request", "username is required")
+        with self.lock:
+            user = User(
+                id=self.next_id()[-10:].lstrip("0") or "1",
+                username=username.strip().lstrip("@"),
+                name=(name or username).strip(),
+                profile_image_url=f"https://pbs.twimg.com/profile_images/{username.strip()}_normal.jpg",
+                created_ms=int(time.time() * 1000),
+            )
+            while user.id in self.users:
+                user.id = str(int(user.id) + 1)
+            token = Token(
+                token=f"{user.id}-{secrets.token_urlsafe(24)}", secret=secrets.token_urlsafe(32), user_id=user.id
+            )
+            self.users[user.id] = user
+            self.tokens[token.token] = token
+            self._save()
+        return {
+            "id": user.id,
+            "username": user.username,
+            "name": user.name,
+            "oauthToken": token.token,
+            "oauthTokenSecret": token.secret,
+        }
+
+    def control_dm(
+        self, sender_id: str, recipient_id: str, text: str, quick_reply: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        with self.lock:
+            self._user(sender_id, "senderId")
+            self._user(recipient_id, "recipientId")
+            if not isinstance(text, str) or not text or len(text) > MAX_DM_TEXT:
+                raise Problem(400, "Invalid Request", f"text must be 1 to {MAX_DM_TEXT} characters")
+            dm = DM(
+                id=self.next_id(),
+                sender_id=str(sender_id),
+                recipient_id=str(recipient_id),
+                text=text,
+                created_ms=int(time.time() * 1000),
+                quick_reply_response=quick_reply,
+            )
+            self.dms.append(dm)
+            self._save()
+            targets = self._webhook_targets([dm.sender_id, dm.recipient_id])
+            payloads = [(url, uid, self._dm_payload(uid, dm)) for url, uid in targets]
+        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
+        return {"eventId": dm.id, "deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
+
+    def control_follow(self, source_id: str, target_id: str, kind: str) -> dict[str, Any]:
+        with self.lock:
+            source, target = self._user(source_id, "sourceId"), self._user(target_id, "targetId")
+            now = str(int(time.time() * 1000))
+            targets = self._webhook_targets([source.id, target.id])
+            event = {
+                "type": kind,
+                "created_timestamp": now,
+                "target": webhooks.user_object(target),
+                "source": webhooks.user_object(source),
+            }
+            payloads = [(url, uid, {"for_user_id": uid, "follow_events": [event]}) for url, uid in targets]
+        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
+        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
+
+    def control_read(self, reader_id: str, other_id: str, last_read_event_id: str) -> dict[str, Any]:
+        with self.lock:
+            reader, other = self._user(reader_id, "readerId"), self._user(other_id, "otherId")
+            event = {
+                "created_timestamp": str(int(time.time() * 1000)),
+                "sender_id": reader.id,
+                "target": {"recipient_id": other.id},
+                "last_read_event_id": str(last_read_event_id),
+            }
+            users = {u.id: webhooks.user_object(u) for u in (reader, other)}
+            targets = self._webhook_targets([reader.id, other.id])
+            payloads = [
+                (url, uid, {"for_user_id": uid, "direct_message_mark_read_events": [event], "users": users})
+                for url, uid in targets
+            ]
+        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
+        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
+
+    def control_typing(self, sender_id: str, recipient_id: str) -> dict[str, Any]:
+        with self.lock:
+            sender, recipient = self._user(sender_id, "senderId"), self._user(recipient_id, "recipientId")
+            event = {
+                "created_timestamp": str(int(time.time() * 1000)),
+                "sender_id": sender.id,
+                "target": {"recipient_id": recipient.id},
+            }
+            users = {u.id: webhooks.user_object(u) for u in (sender, recipient)}
+            targets = self._webhook_targets([sender.id, recipient.id])
+            payloads = [
+                (url, uid, {"for_user_id": uid, "direct_message_indicate_typing_events": [event], "users": users})
+                for url, uid in targets
+            ]
+        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
+        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
+
+    def control_revoke(self, user_id: str) -> dict[str, Any]:
+        with self.lock:
+            user = self._user(user_id, "userId")
+            for token in self.tokens.values():
+                if token.user_id == user.id:
+                    token.revoked = True
+            urls = sorted(
+                {self.webhooks[w].url for w, uid in self.subscriptions if uid == user.id and w in self.webhooks}
+            )
+            self.subscriptions = {(w, uid) for w, uid in self.subscriptions if uid != user.id}
+            self._save()
+            payload = {
+                "user_event": {
+                    "revoke": {
+                        "date_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z",
+                        "target": {"app_id": self.app_id},
+                        "source": {"user_id": user.id},
+                    }
+                }
+            }
+        deliveries = [self._deliver_now(url, "", payload, kind="user_event") for url in urls]
+        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
+
+    def list_dms(self, sender_id: str | None, recipient_id: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            found = [
+                d
+                for d in self.dms
+                if (not sender_id or d.sender_id == sender_id) and (not recipient_id or d.recipient_id == recipient_id)
+            ]
+        found.sort(key=lambda d: int(d.id))
+        return [
+            {
+                "id": d.id,
+                "senderId": d.sender_id,
+                "recipientId": d.recipient_id,
+                "text": d.text,
+                "createdAt": _iso(d.created_ms),
+                "mediaIds": d.media_ids,
+            }
+            for d in found
+        ]
+
+    def list_deliveries(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [asdict(d) for d in self.deliveries]
+
+    # --- webhook delivery -------------------------------------------------------------------------------------------
+
+    def _webhook_targets(self, user_ids: list[str]) -> list[tuple[str, str]]:
+        """(url, for_user_id) for each subscription of the users involved, each pair once."""
+        targets: list[tuple[str, str]] = []
+        for uid in dict.fromkeys(user_ids):
+            for webhook_id, sub_uid in sorted(self.subscriptions):
+                if sub_uid == uid and webhook_id in self.webhooks:
+                    targets.append((self.webhooks[webhook_id].url, uid))
+        return targets
+
+    def _dm_payload(self, for_user_id: str, dm: DM) -> dict[str, Any]:
+        media_urls = {m: self.media.get(m, {}).get("url", "") for m in dm.media_ids}
+        users = {
+            uid: webhooks.user_object(self.users[uid]) for uid in (dm.sender_id, dm.recipient_id) if uid in self.users
+        }
+        payload: dict[str, Any] = {
+            "for_user_id": for_user_id,
+            "direct_message_events": [webhooks.dm_event(dm, media_urls)],
+            "users": users,
+        }
+        if dm.source_app_id:
+            payload["apps"] = {dm.source_app_id: {"id": dm.source_app_id, "name": "mktx", "url": "https://mktx.local"}}
+        return payload
+
+    def _record(self, url: str, status: int, payload: dict[str, Any], for_user_id: str, kind: str | None) -> Delivery:
+        kind = kind or next((k for k in payload if k.endswith("_events")), "unknown")
+        delivery = Delivery(url=url, status=status, kind=kind, forUserId=for_user_id, at=time.time())
+        with self.lock:
+            self.deliveries.append(delivery)
+        return delivery
+
+    def _deliver_now(self, url: str, for_user_id: str, payload: dict[str, Any], kind: str | None = None) -> Delivery:
+        status = webhooks.post(url, self.consumer_secret, payload)
+        return self._record(url, status, payload, for_user_id, kind)
+
+    def _enqueue(self, url: str, for_user_id: str, payload: dict[str, Any]) -> None:
+        with self._pending_cv:
+            self._pending += 1
+        self._outbox.put((url, for_user_id, payload))
+
+    def _deliver_loop(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            url, for_user_id, payload = item
+            time.sleep(0.05)  # X delivers a moment after the API call that caused it
+            try:
+                self._deliver_now(url, for_user_id, payload)
+            finally:
+                with self._pending_cv:
+                    self._pending -= 1
+                    self._pending_cv.notify_all()
+
+    def wait_for_deliveries(self, timeout: float = 10.0) -> bool:
+        """Wait until the asynchronous deliveries (echoes of API sends) are done."""
+        with self._pending_cv:
+            return self._pending_cv.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def close(self) -> None:
+        self._outbox.put(None)
