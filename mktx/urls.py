@@ -12,6 +12,7 @@ mkt_x_patterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("postman-collection.json", api_views.PostmanCollectionView.as_view(), name="postman-collection"),
     *accounts_router.urls,
+    path("", include("webhooks_app.urls")),
 ]
 
 urlpatterns = [

@@ -26,6 +26,9 @@ class SandboxControl:
     def user(self, username: str, name: str | None = None) -> dict[str, Any]:
         return self._post("/_sandbox/users", {"username": username, "name": name or username.title()})
 
+    def new_token(self, user_id: str) -> dict[str, Any]:
+        return self._post("/_sandbox/tokens", {"userId": user_id})
+
     def dm(self, sender_id: str, recipient_id: str, text: str) -> dict[str, Any]:
         return self._post("/_sandbox/dm", {"senderId": sender_id, "recipientId": recipient_id, "text": text})
 
@@ -52,11 +55,11 @@ class SandboxControl:
         return self._post("/_sandbox/webhooks", {"url": url})
 
     def dms(self, **query: str) -> list[dict[str, Any]]:
-        return requests.get(self.url + "/_sandbox/dms", params=query, timeout=30).json()  # type: ignore[no-any-return]
+        return requests.get(self.url + "/_sandbox/dms", params=query, timeout=30).json()
 
     def deliveries(self, wait: float = 5.0) -> list[dict[str, Any]]:
         response = requests.get(self.url + "/_sandbox/deliveries", params={"wait": wait}, timeout=wait + 30)
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         deadline = time.monotonic() + timeout

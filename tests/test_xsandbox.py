@@ -20,7 +20,7 @@ class SandboxSession(requests.Session):
         super().__init__()
         self.base_url = base_url
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def request(self, method, url, *args, **kwargs):
         return super().request(method, url.replace("https://api.twitter.com", self.base_url), *args, **kwargs)
 
 

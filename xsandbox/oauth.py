@@ -14,7 +14,7 @@ from oauthlib.oauth1 import RequestValidator, ResourceEndpoint
 _SAFE = set(string.ascii_letters + string.digits + "-_")
 
 
-class _Validator(RequestValidator):  # type: ignore[misc]
+class _Validator(RequestValidator):
     """Knows the app's consumer key/secret and asks the sandbox for user tokens."""
 
     def __init__(self, consumer_key: str, consumer_secret: str, token_secret: Callable[[str], str | None]) -> None:
@@ -47,7 +47,13 @@ class _Validator(RequestValidator):  # type: ignore[misc]
         return self.token_secret(token) or "dummy-token-secret"
 
     def validate_timestamp_and_nonce(
-        self, client_key: str, timestamp: str, nonce: str, request: Request, **kwargs: Any
+        self,
+        client_key: str,
+        timestamp: Any,
+        nonce: str,
+        request: Request,
+        request_token: str | None = None,
+        access_token: str | None = None,
     ) -> bool:
         key = (client_key, timestamp, nonce)
         now = time.time()

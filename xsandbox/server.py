@@ -90,7 +90,8 @@ def _upload_media(sb: Sandbox, call: Call) -> Result:
     media, media_type, category = b"", "", ""
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        payload = payload if isinstance(payload, bytes) else b""
         if name == "media":
             media, media_type = payload, part.get_content_type()
         elif name == "media_category":
@@ -104,7 +105,7 @@ def _invalidate_token(sb: Sandbox, call: Call) -> Result:
 
 def _register_webhook(sb: Sandbox, call: Call) -> Result:
     body = call.json()
-    return _ok(sb.register_webhook(body.get("url") if isinstance(body, dict) else None))
+    return _ok(sb.register_webhook(str(body.get("url") or "") if isinstance(body, dict) else ""))
 
 
 def _list_webhooks(sb: Sandbox, call: Call) -> Result:
@@ -136,6 +137,11 @@ def _fields(call: Call, *names: str) -> list[Any]:
 def _c_users(sb: Sandbox, call: Call) -> Result:
     body = call.json()
     return _ok(sb.create_user(body.get("username", ""), body.get("name", "")), 201)
+
+
+def _c_tokens(sb: Sandbox, call: Call) -> Result:
+    (user_id,) = _fields(call, "userId")
+    return _ok(sb.issue_token(user_id), 201)
 
 
 def _c_dm(sb: Sandbox, call: Call) -> Result:
@@ -215,6 +221,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
         _unsubscribe,
     ),
     ("POST", re.compile(r"/_sandbox/users"), NONE, _c_users),
+    ("POST", re.compile(r"/_sandbox/tokens"), NONE, _c_tokens),
     ("POST", re.compile(r"/_sandbox/dm"), NONE, _c_dm),
     ("POST", re.compile(r"/_sandbox/follow"), NONE, _c_follow("follow")),
     ("POST", re.compile(r"/_sandbox/unfollow"), NONE, _c_follow("unfollow")),
@@ -247,16 +254,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def do_GET(self) -> None:
-        self._handle("GET")
+        self._serve("GET")
 
     def do_POST(self) -> None:
-        self._handle("POST")
+        self._serve("POST")
 
     def do_DELETE(self) -> None:
-        self._handle("DELETE")
+        self._serve("DELETE")
 
     def do_PUT(self) -> None:
-        self._handle("PUT")
+        self._serve("PUT")
+
+    def _serve(self, method: str) -> None:
+        try:
+            self._handle(method)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout fault, usually)
+            self.close_connection = True
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
         data = b"" if body is None else json.dumps(body).encode()
@@ -302,6 +315,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if problem.status == 429 and "x-rate-limit-reset" not in headers_out:
                 headers_out["x-rate-limit-reset"] = str(int(time.time()) + 900)
             self._send(problem.status, problem.body(v1=is_v1), headers_out)
+        except (BrokenPipeError, ConnectionResetError):
+            raise
         except Exception:  # noqa: BLE001 - a sandbox bug answers 500, like a broken X would, and says why
             traceback.print_exc()
             self._send(500, Problem(500, "Internal Error", "Internal Error").body(v1=is_v1), {})

@@ -32,6 +32,9 @@ class Account(models.Model):
     auto_reply_enabled = models.BooleanField(default=False)
     business_hours = models.JSONField(default=dict, blank=True)
     away_message = models.TextField(blank=True)
+    # Encrypted at rest (mktx.accounts.crypto); never serialized, shown in the admin or logged.
+    oauth_token_encrypted = models.TextField(blank=True, editable=False)
+    oauth_token_secret_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,3 +50,7 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return f"@{self.username}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == AccountStatus.ACTIVE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -38,13 +39,14 @@ class CamelSerializer(CamelCaseFieldsMixin, serializers.Serializer):
 
 
 class StrictFieldsMixin:
-    """Rejects keys the serializer does not know, so a typo (`displayname`) is an error, not a silent no-op."""
+    """Rejects keys the serializer does not know, so a typo (`displayname`) is an error, not a silent no-op.
 
-    initial_data: Any
+    Works for nested serializers too: the check runs on the data each serializer is given."""
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))  # type: ignore[attr-defined]
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            known = {name for name, field in self.fields.items() if not field.read_only}  # type: ignore[attr-defined]
+            unknown = sorted(str(key) for key in data if key not in known)
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().validate(attrs)  # type: ignore[misc]
+        return super().to_internal_value(data)  # type: ignore[misc]

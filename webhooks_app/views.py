@@ -1,0 +1,69 @@
+"""X's side of the API: the CRC challenge and the signed event deliveries. No JWT, no rate limit; answered fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from mktx.api.errors import ErrorCode, error_body
+from webhooks_app.parser import PayloadError
+from webhooks_app.services import inbound_events_store
+from webhooks_app.signatures import crc_response_token, is_valid_signature
+
+logger = logging.getLogger("mktx.webhooks")
+
+
+def _error(status: int, message: str, code: str, details: dict[str, object] | None = None) -> JsonResponse:
+    return JsonResponse(error_body(message, code, details), status=status)
+
+
+def _not_configured() -> JsonResponse:
+    return _error(503, "Webhooks are not configured: X_CONSUMER_SECRET is unset", ErrorCode.SERVICE_UNAVAILABLE)
+
+
+def _crc(request: HttpRequest) -> HttpResponse:
+    secret = settings.X_CONSUMER_SECRET
+    if not secret:
+        return _not_configured()
+    token = request.GET.get("crc_token", "")
+    answer = crc_response_token(secret, token)
+    if answer is None:
+        return _error(
+            400,
+            "crc_token is missing or not token-shaped",
+            ErrorCode.VALIDATION_ERROR,
+            {"field": "crc_token", "reason": "16 to 128 characters of A-Z a-z 0-9 + / = _ -"},
+        )
+    return JsonResponse({"response_token": answer})
+
+
+@require_GET
+def crc_verify(request: HttpRequest) -> HttpResponse:
+    return _crc(request)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def twitter_webhook(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _crc(request)
+    secret = settings.X_CONSUMER_SECRET
+    if not secret:
+        return _not_configured()
+    limit = settings.MKTX_WEBHOOK_MAX_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        return _error(413, "Webhook body too large", ErrorCode.VALIDATION_ERROR, {"field": "body", "limit": limit})
+    body = request.body
+    if not is_valid_signature(secret, body, request.headers.get("x-twitter-webhooks-signature")):
+        logger.warning("webhook delivery refused: missing or wrong signature")
+        return _error(401, "Missing or invalid x-twitter-webhooks-signature", ErrorCode.UNAUTHORIZED)
+    try:
+        keys = inbound_events_store(body=json.loads(body))
+    except (ValueError, PayloadError) as exc:
+        return _error(400, "The body is not an X webhook payload", ErrorCode.VALIDATION_ERROR, {"reason": str(exc)})
+    return JsonResponse({"success": True, "data": {"received": len(keys)}})
