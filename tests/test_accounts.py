@@ -23,7 +23,9 @@ def x(sandbox):
 
 
 def connect(api, user: dict):
-    return api.post(ACCOUNTS, {"oauthToken": user["oauthToken"], "oauthTokenSecret": user["oauthTokenSecret"]}, format="json")
+    return api.post(
+        ACCOUNTS, {"oauthToken": user["oauthToken"], "oauthTokenSecret": user["oauthTokenSecret"]}, format="json"
+    )
 
 
 def token_works(sandbox, user: dict) -> bool:
@@ -173,11 +175,26 @@ def test_settings_update_only_what_is_sent(api, merchant):
         ({"businessHours": {**BUSINESS_HOURS, "timezone": "Mars/Olympus"}}, "businessHours.timezone"),
         ({"businessHours": {**BUSINESS_HOURS, "timezone": ""}}, "businessHours.timezone"),
         ({"businessHours": {"timezone": "UTC"}}, "businessHours.enabled"),
-        ({"businessHours": {**BUSINESS_HOURS, "schedule": {"funday": {"start": "09:00", "end": "10:00"}}}}, "businessHours.schedule.funday"),
-        ({"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "18:00", "end": "09:00"}}}}, "businessHours.schedule.monday.end"),
-        ({"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "9:00", "end": "18:00"}}}}, "businessHours.schedule.monday.start"),
-        ({"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "09:00", "end": "24:00"}}}}, "businessHours.schedule.monday.end"),
-        ({"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "09:00"}}}}, "businessHours.schedule.monday.end"),
+        (
+            {"businessHours": {**BUSINESS_HOURS, "schedule": {"funday": {"start": "09:00", "end": "10:00"}}}},
+            "businessHours.schedule.funday",
+        ),
+        (
+            {"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "18:00", "end": "09:00"}}}},
+            "businessHours.schedule.monday.end",
+        ),
+        (
+            {"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "9:00", "end": "18:00"}}}},
+            "businessHours.schedule.monday.start",
+        ),
+        (
+            {"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "09:00", "end": "24:00"}}}},
+            "businessHours.schedule.monday.end",
+        ),
+        (
+            {"businessHours": {**BUSINESS_HOURS, "schedule": {"monday": {"start": "09:00"}}}},
+            "businessHours.schedule.monday.end",
+        ),
         ({"businessHours": {**BUSINESS_HOURS, "schedule": "always"}}, "businessHours.schedule"),
         ({"businessHours": {**BUSINESS_HOURS, "extra": 1}}, "businessHours.extra"),
         ({"awayMessage": "x" * 10_001}, "awayMessage"),

@@ -35,7 +35,7 @@ def test_a_direct_message_keeps_text_sender_attachment_quick_reply_and_users():
     assert (event.sender_id, event.recipient_id, event.for_user_id) == ("3001969357", "4337869213", "4337869213")
     assert event.text == "Hello, I have a question about my order"
     assert event.created_at == datetime(2018, 1, 19, 23, 12, 40, 557000, tzinfo=UTC)
-    assert event.attachment["media"]["id_str"] == "951"
+    assert event.attachment is not None and event.attachment["media"]["id_str"] == "951"
     assert event.quick_reply_response == {"type": "options", "metadata": "order_help"}
     assert event.users["3001969357"].screen_name == "customer_john"
     assert event.users["3001969357"].profile_image_url.endswith("john_normal.jpg")

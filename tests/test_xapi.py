@@ -129,12 +129,32 @@ def test_media_upload_then_send_with_it(sandbox):
 @pytest.mark.parametrize(
     ("status", "body", "expected", "code"),
     [
-        (401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, XInvalidToken, None),
+        (
+            401,
+            {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
+            XInvalidToken,
+            None,
+        ),
         (401, {"errors": [{"code": 89, "message": "Invalid or expired token."}]}, XInvalidToken, 89),
         (429, {"errors": [{"code": 88, "message": "Rate limit exceeded"}]}, XRateLimited, 88),
-        (403, {"errors": [{"code": 226, "message": "This request looks like it might be automated."}]}, XForbidden, 226),
-        (403, {"title": "Forbidden", "detail": "You cannot send messages to this user.", "status": 403}, XForbidden, None),
-        (400, {"title": "Invalid Request", "detail": "One or more parameters are invalid.", "status": 400}, XBadRequest, None),
+        (
+            403,
+            {"errors": [{"code": 226, "message": "This request looks like it might be automated."}]},
+            XForbidden,
+            226,
+        ),
+        (
+            403,
+            {"title": "Forbidden", "detail": "You cannot send messages to this user.", "status": 403},
+            XForbidden,
+            None,
+        ),
+        (
+            400,
+            {"title": "Invalid Request", "detail": "One or more parameters are invalid.", "status": 400},
+            XBadRequest,
+            None,
+        ),
         (502, None, XServerError, None),
         (503, "<html>down</html>", XServerError, None),
     ],

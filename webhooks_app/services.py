@@ -75,13 +75,13 @@ def inbound_event_process(*, event_id: int) -> str | None:
     except PayloadError as exc:
         _finish(event_id, EventStatus.IGNORED, f"malformed: {exc}")
         return EventStatus.IGNORED
-    handler = HANDLERS.get(type(event))
-    if handler is None:
-        _finish(event_id, EventStatus.IGNORED, f"no handler for {row.kind} events")
-        return EventStatus.IGNORED
     account = _account_for(event)
     if account is None:
         _finish(event_id, EventStatus.IGNORED, "no active connected account for this X user")
+        return EventStatus.IGNORED
+    handler = HANDLERS.get(type(event))
+    if handler is None:
+        _finish(event_id, EventStatus.IGNORED, f"no handler for {row.kind} events", account=account)
         return EventStatus.IGNORED
     try:
         with transaction.atomic():

@@ -470,7 +470,9 @@ class Sandbox:
         """A new access token for an existing user, as when the user authorises the app again."""
         with self.lock:
             user = self._user(user_id, "userId")
-            token = Token(token=f"{user.id}-{secrets.token_urlsafe(24)}", secret=secrets.token_urlsafe(32), user_id=user.id)
+            token = Token(
+                token=f"{user.id}-{secrets.token_urlsafe(24)}", secret=secrets.token_urlsafe(32), user_id=user.id
+            )
             self.tokens[token.token] = token
             self._save()
         return {"id": user.id, "username": user.username, "oauthToken": token.token, "oauthTokenSecret": token.secret}

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from mktx.accounts.models import Account
 
@@ -9,6 +10,7 @@ class AccountAdmin(admin.ModelAdmin):
     list_filter = ("status", "auto_reply_enabled", "merchant")
     list_select_related = ("merchant",)
     search_fields = ("username", "display_name", "twitter_user_id", "merchant__name")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     readonly_fields = (
         "id",
         "merchant",
