@@ -342,3 +342,55 @@ def test_the_admin_never_shows_account_tokens(owner, shop_account):
     page = staff.get(f"/admin/accounts/account/{shop_account.id}/change/").content.decode()
     assert "gAAAA-secret-cipher" not in page
     assert "oauth" not in page.lower()
+
+
+# --- the drain protocol --------------------------------------------------------------------------------------------
+
+
+def test_a_delivery_while_a_drain_is_queued_is_picked_up_by_that_drain(
+    shop_account, dm_calls, django_capture_on_commit_callbacks
+):
+    from webhooks_app import services
+
+    # given a drain already queued (its flag is set) and not yet run
+    assert services._flag_add()
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(FIXTURES["direct_message"])
+    event = InboundEvent.objects.get()
+    assert event.status == "pending" and dm_calls == []  # no second task was queued
+
+    # when the queued drain runs
+    assert services.inbound_events_drain() == {"processed": 1}
+
+    # then the event is processed and the flag is free for the next delivery
+    assert len(dm_calls) == 1
+    assert services._flag_add()
+
+
+def test_a_drain_looks_again_after_its_grace_before_exiting(shop_account, dm_calls, settings, monkeypatch):
+    from webhooks_app import services
+
+    settings.MKTX_INBOUND_DRAIN_GRACE = 0.01
+    late = copy.deepcopy(FIXTURES["direct_message"])
+
+    def sleep_while_a_delivery_lands(seconds: float) -> None:  # a delivery that skipped the flag commits now
+        services._insert_new(services.split_payload(late), None)
+
+    monkeypatch.setattr(services.time, "sleep", sleep_while_a_delivery_lands)
+    assert services.inbound_events_drain() == {"processed": 1}
+    assert len(dm_calls) == 1
+
+
+def test_a_process_that_saw_the_flag_moments_ago_skips_the_check(settings, monkeypatch):
+    from webhooks_app import services
+
+    settings.MKTX_INBOUND_DRAIN_GRACE = 10.0
+    calls: list[bool] = []
+    monkeypatch.setattr(services, "_flag_add", lambda: calls.append(True) or False)
+    monkeypatch.setattr(services, "_last_kick", 0.0)
+    services._kick()
+    services._kick()
+    assert calls == [True]
+    settings.MKTX_INBOUND_DRAIN_GRACE = 0
+    services._kick()
+    assert calls == [True, True]

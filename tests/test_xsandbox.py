@@ -179,3 +179,11 @@ def test_state_survives_a_restart(tmp_path):
     assert second.token_secret(shop["oauthToken"]) == shop["oauthTokenSecret"]
     assert [w["url"] for w in second.list_webhooks()["data"]] == ["http://127.0.0.1:9/hook"]
     second.close()
+
+
+def test_creating_an_existing_username_answers_the_same_user_with_a_working_token(sandbox):
+    first = sandbox.user("goodgo_shop", "GoodGo")
+    again = sandbox.user("goodgo_shop", "GoodGo")
+    assert again["id"] == first["id"]
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, again["oauthToken"], again["oauthTokenSecret"])
+    assert requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=5).status_code == 200

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
-from collections.abc import Iterable
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -26,26 +30,117 @@ LOST_AFTER = timedelta(minutes=1)
 LEASE = timedelta(minutes=10)
 
 
-def inbound_events_store(*, body: Any) -> list[str]:
-    """Store the events of one delivery; duplicates are dropped by their unique key. Answers the keys, whose
-    processing is enqueued after commit (processing a key twice is harmless: it is claimed once)."""
+KICK_KEY = "webhooks:inbound:kick"
+KICK_TTL = 60
+DRAIN_BATCH = 200
+DRAIN_MAX = 5000
+
+
+def inbound_events_store(*, body: Any, raw: str | None = None) -> int:
+    """Store the events of one delivery (duplicates are dropped by their unique key) and make sure a drain task
+    is queued after commit. `raw` is the body as received, kept as is when the delivery holds one event.
+    Answers how many events the delivery held."""
     raw_events: list[RawEvent] = split_payload(body)
-    InboundEvent.objects.bulk_create(
-        [
-            InboundEvent(dedup_key=e.dedup_key, kind=e.kind, for_user_id=e.for_user_id, payload=e.payload)
-            for e in raw_events
-        ],
-        ignore_conflicts=True,
-    )
-    keys = [e.dedup_key for e in raw_events]
-    transaction.on_commit(lambda: _enqueue(keys))
-    return keys
+    _insert_new(raw_events, raw if len(raw_events) == 1 else None)
+    transaction.on_commit(_kick)
+    return len(raw_events)
 
 
-def _enqueue(keys: list[str]) -> None:
-    from django_q.tasks import async_task
+def _insert_new(raw_events: list[RawEvent], raw: str | None) -> None:
+    """One `INSERT ... ON CONFLICT DO NOTHING` statement, in autocommit: a single round trip on the hot path
+    (the ORM's bulk_create would add a transaction around it: three)."""
+    table = connection.ops.quote_name(InboundEvent._meta.db_table)
+    received_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    row = "(%s, %s, %s, %s, 'pending', '', 0, '', %s)"
+    params: list[Any] = []
+    for event in raw_events:
+        payload = raw if raw is not None else json.dumps(event.payload)
+        params += [event.dedup_key, event.kind, event.for_user_id, payload, received_at]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (dedup_key, kind, for_user_id, payload, status, status_reason, attempts, "  # noqa: S608
+            f"last_error, received_at) VALUES {', '.join([row] * len(raw_events))} ON CONFLICT (dedup_key) DO NOTHING",
+            params,
+        )
 
-    async_task("webhooks_app.tasks.process_inbound_events", keys, task_name="inbound-events")
+
+@functools.cache
+def _broker() -> Any:
+    """One task broker per process: django-q would otherwise open a new broker connection for every task."""
+    from django_q.brokers import get_broker
+
+    return get_broker()
+
+
+@functools.cache
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _flag_add() -> bool:
+    """Set the drain flag unless it is set. Redis directly when there is one: this runs on every delivery."""
+    if settings.REDIS_URL:
+        return bool(_redis().set(f"{settings.CACHES['default']['KEY_PREFIX']}:{KICK_KEY}", 1, nx=True, ex=KICK_TTL))
+    return bool(cache.add(KICK_KEY, 1, timeout=KICK_TTL))
+
+
+def _flag_clear() -> None:
+    if settings.REDIS_URL:
+        _redis().delete(f"{settings.CACHES['default']['KEY_PREFIX']}:{KICK_KEY}")
+    else:
+        cache.delete(KICK_KEY)
+
+
+_last_kick = 0.0  # monotonic time this process last saw the flag set (by itself or another)
+
+
+def _kick() -> None:
+    """Make sure a drain task will look for pending events after this moment.
+
+    The flag is set when a drain is queued and cleared by that drain before it looks, so an event committed while
+    the flag is set is seen by the drain that owns the flag. A process that saw the flag set less than
+    `grace / 2` ago skips the check: the owning drain clears the flag after that moment, and before it exits it
+    looks once more after `grace`, which is later than any event this process committed in the meantime. One
+    Redis call per process per few hundred milliseconds instead of one per delivery; the sweep catches a lost task.
+    """
+    global _last_kick
+    now = time.monotonic()
+    window = settings.MKTX_INBOUND_DRAIN_GRACE / 2
+    if window and now - _last_kick < window:
+        return
+    _last_kick = now
+    if _flag_add():
+        from django_q.tasks import async_task
+
+        async_task("webhooks_app.tasks.drain_inbound_events", task_name="inbound-drain", broker=_broker())
+
+
+def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
+    """Process pending events oldest first, in batches, until none is left (or `limit`, then queue another)."""
+    _flag_clear()
+    counts: dict[str, int] = {}
+    done = 0
+    looked_again = False
+    while done < limit:
+        ids = list(
+            InboundEvent.objects.filter(status=EventStatus.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:DRAIN_BATCH]
+        )
+        if not ids:
+            if looked_again or not settings.MKTX_INBOUND_DRAIN_GRACE:
+                return counts
+            time.sleep(settings.MKTX_INBOUND_DRAIN_GRACE)  # see _kick: events that skipped the flag land by now
+            looked_again = True
+            continue
+        looked_again = False
+        for status, n in _process_all(ids).items():
+            counts[status] = counts.get(status, 0) + n
+        done += len(ids)
+    _kick()
+    return counts
 
 
 def _account_for(event: Any) -> Account | None:
@@ -100,11 +195,6 @@ def inbound_event_process(*, event_id: int) -> str | None:
         return EventStatus.FAILED
     _finish(event_id, EventStatus.PROCESSED, account=account, last_error="", next_attempt_at=None)
     return EventStatus.PROCESSED
-
-
-def inbound_events_process_keys(*, keys: Iterable[str]) -> dict[str, int]:
-    ids = InboundEvent.objects.filter(dedup_key__in=list(keys), status=EventStatus.PENDING).values_list("pk", flat=True)
-    return _process_all(list(ids))
 
 
 def _process_all(ids: list[int]) -> dict[str, int]:

@@ -63,7 +63,7 @@ def twitter_webhook(request: HttpRequest) -> HttpResponse:
         logger.warning("webhook delivery refused: missing or wrong signature")
         return _error(401, "Missing or invalid x-twitter-webhooks-signature", ErrorCode.UNAUTHORIZED)
     try:
-        keys = inbound_events_store(body=json.loads(body))
-    except (ValueError, PayloadError) as exc:
+        received = inbound_events_store(body=json.loads(body), raw=body.decode())
+    except (ValueError, UnicodeDecodeError, PayloadError) as exc:
         return _error(400, "The body is not an X webhook payload", ErrorCode.VALIDATION_ERROR, {"reason": str(exc)})
-    return JsonResponse({"success": True, "data": {"received": len(keys)}})
+    return JsonResponse({"success": True, "data": {"received": received}})

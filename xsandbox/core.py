@@ -443,6 +443,9 @@ class Sandbox:
         if not isinstance(username, str) or not username.strip():
             raise Problem(400, "Invalid Request", "username is required")
         with self.lock:
+            existing = next((u for u in self.users.values() if u.username == username.strip().lstrip("@")), None)
+            if existing is not None:  # usernames are unique at X: answer the same user, with a working token
+                return self.issue_token(existing.id) | {"name": existing.name}
             user = User(
                 id=self.next_id()[-10:].lstrip("0") or "1",
                 username=username.strip().lstrip("@"),

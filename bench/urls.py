@@ -1,0 +1,36 @@
+"""The real URLconf plus the minimal reference views the benchmarks compare against."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from mktx.urls import urlpatterns as real_urlpatterns
+from webhooks_app.signatures import is_valid_signature
+
+MINIMAL_TABLE = "bench_minimal_event"
+
+
+@csrf_exempt
+def minimal_webhook(request: HttpRequest) -> HttpResponse:
+    """What any receiver must do at the least: verify the signature and insert the event once."""
+    body = request.body
+    if not is_valid_signature(settings.X_CONSUMER_SECRET, body, request.headers.get("x-twitter-webhooks-signature")):
+        return HttpResponse(status=401)
+    payload = json.loads(body)
+    key = "dm:" + payload["direct_message_events"][0]["id"] + ":" + payload["for_user_id"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {MINIMAL_TABLE} (dedup_key, payload, received_at) VALUES (%s, %s, now()) "
+            "ON CONFLICT (dedup_key) DO NOTHING",
+            [key, body.decode()],
+        )
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [*real_urlpatterns, path("bench/minimal-webhook", minimal_webhook)]
