@@ -187,3 +187,77 @@ def test_creating_an_existing_username_answers_the_same_user_with_a_working_toke
     assert again["id"] == first["id"]
     auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, again["oauthToken"], again["oauthTokenSecret"])
     assert requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=5).status_code == 200
+
+
+class _Receiver:
+    """A tiny webhook endpoint that answers X's CRC and records signed deliveries."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        received: list[tuple[bytes, str]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                token = parse_qs(urlsplit(self.path).query)["crc_token"][0]
+                body = json.dumps({"response_token": signature(CONSUMER_SECRET, token.encode())}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((body, self.headers["x-twitter-webhooks-signature"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_webhook_registration_runs_the_crc_and_api_sends_are_echoed_signed_to_the_sender(sandbox):
+    import json
+
+    receiver = _Receiver()
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    bearer = {"Authorization": "Bearer test-bearer-token"}
+    registered = requests.post(sandbox.url + "/2/webhooks", json={"url": receiver.url}, headers=bearer, timeout=10)
+    assert registered.status_code == 200, registered.text
+    webhook_id = registered.json()["data"]["id"]
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    subscribe = f"{sandbox.url}/2/account_activity/webhooks/{webhook_id}/subscriptions/all"
+    assert requests.post(subscribe, auth=auth, timeout=5).status_code == 200
+
+    sent = tweepy_client(sandbox, shop).create_direct_message(participant_id=int(john["id"]), text="hi", user_auth=True)
+    sandbox.wait_for(lambda: receiver.received)
+
+    body, sig = receiver.received[0]
+    assert sig == signature(CONSUMER_SECRET, body)
+    payload = json.loads(body)
+    assert payload["for_user_id"] == shop["id"]
+    event = payload["direct_message_events"][0]
+    assert event["id"] == sent.data["dm_event_id"]
+    assert event["message_create"]["sender_id"] == shop["id"]
+    assert set(payload["users"]) == {shop["id"], john["id"]}
+    receiver.server.shutdown()
+
+
+def test_webhook_registration_fails_when_the_crc_is_wrong(sandbox):
+    bearer = {"Authorization": "Bearer test-bearer-token"}
+    response = requests.post(
+        sandbox.url + "/2/webhooks", json={"url": "http://127.0.0.1:9/x"}, headers=bearer, timeout=10
+    )
+    assert response.status_code == 400
+    assert "CRC" in response.json()["detail"]
+    wrong_app = {"Authorization": "Bearer not-the-token"}
+    assert requests.get(sandbox.url + "/2/webhooks", headers=wrong_app, timeout=5).status_code == 401
