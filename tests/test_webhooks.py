@@ -386,7 +386,12 @@ def test_a_process_that_saw_the_flag_moments_ago_skips_the_check(settings, monke
 
     settings.MKTX_INBOUND_DRAIN_GRACE = 10.0
     calls: list[bool] = []
-    monkeypatch.setattr(services, "_flag_add", lambda: calls.append(True) or False)
+
+    def flag_add() -> bool:
+        calls.append(True)
+        return False
+
+    monkeypatch.setattr(services, "_flag_add", flag_add)
     monkeypatch.setattr(services, "_last_kick", 0.0)
     services._kick()
     services._kick()
