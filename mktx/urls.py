@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from contacts.urls import router as contacts_router
 from mktx.accounts.urls import router as accounts_router
 from mktx.api import views as api_views
 from mktx.iam import views as iam_views
@@ -12,6 +13,7 @@ mkt_x_patterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("postman-collection.json", api_views.PostmanCollectionView.as_view(), name="postman-collection"),
     *accounts_router.urls,
+    *contacts_router.urls,
     path("", include("webhooks_app.urls")),
 ]
 

@@ -32,6 +32,7 @@ class Account(models.Model):
     auto_reply_enabled = models.BooleanField(default=False)
     business_hours = models.JSONField(default=dict, blank=True)
     away_message = models.TextField(blank=True)
+    opt_out_keywords = models.JSONField(default=list, blank=True, help_text="The merchant's own opt-out words.")
     # Encrypted at rest (mktx.accounts.crypto); never serialized, shown in the admin or logged.
     oauth_token_encrypted = models.TextField(blank=True, editable=False)
     oauth_token_secret_encrypted = models.TextField(blank=True, editable=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from mktx.accounts.models import Account
 
@@ -17,5 +18,10 @@ def active_account_for_x_user(twitter_user_id: str) -> Account | None:
 
 
 def account_statistics(account: Account) -> dict[str, int]:
-    """Counts from stored data. Contacts, conversations and messages arrive with the inbox."""
-    return {"total_contacts": 0, "total_conversations": 0, "messages_this_month": 0}
+    """Counts from stored data (the inbox's rows, reached through their relations to the account)."""
+    month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "total_contacts": account.contacts.count(),
+        "total_conversations": account.conversations.count(),
+        "messages_this_month": account.messages.filter(created_at__gte=month_start).count(),
+    }

@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from mktx.accounts.models import Account
+from mktx.iam.models import Merchant
+
+
+class ContactSource(models.TextChoices):
+    INBOUND_MESSAGE = "inbound_message", "Inbound message"
+    NEW_FOLLOWER = "new_follower", "New follower"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+
+
+class Tag(models.Model):
+    """A merchant's tag; names are stored case-folded, so `VIP` and `vip` are one tag."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=50)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["merchant", "name"], name="tag_unique_per_merchant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    """An X user who interacted with one of the merchant's accounts; unique per (account, X user)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="contacts")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contacts")
+    twitter_user_id = models.CharField(max_length=32)
+    username = models.CharField(max_length=50, blank=True)
+    display_name = models.CharField(max_length=100, blank=True)
+    display_name_overridden = models.BooleanField(default=False, help_text="Set by staff; X's name no longer syncs.")
+    profile_image_url = models.URLField(max_length=500, blank=True)
+    source = models.CharField(max_length=20, choices=ContactSource.choices, default=ContactSource.INBOUND_MESSAGE)
+    attributes = models.JSONField(default=dict, blank=True)
+    tags: models.ManyToManyField[Tag, ContactTag] = models.ManyToManyField(
+        Tag, through="ContactTag", related_name="contacts", blank=True
+    )
+    following = models.BooleanField(default=False, help_text="Follows the account at X.")
+    opted_out = models.BooleanField(default=False, help_text="Opted out of marketing sends.")
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    conversation_count = models.PositiveIntegerField(default=0)
+    messages_sent = models.PositiveIntegerField(default=0, help_text="Sent to the contact.")
+    messages_received = models.PositiveIntegerField(default=0, help_text="Received from the contact.")
+    response_time_total = models.BigIntegerField(default=0, help_text="Seconds, summed over answered messages.")
+    response_time_count = models.PositiveIntegerField(default=0)
+    first_interaction_at = models.DateTimeField(null=True, blank=True)
+    last_interaction_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = [models.F("last_interaction_at").desc(nulls_last=True), "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "twitter_user_id"], name="contact_unique_per_account"),
+        ]
+        indexes = [
+            models.Index(models.F("merchant"), models.F("last_interaction_at").desc(), name="contact_merchant_recent"),
+            models.Index(models.F("account"), models.F("last_interaction_at").desc(), name="contact_account_recent"),
+            models.Index(fields=["merchant", "opted_out"], name="contact_merchant_optout"),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.username or self.twitter_user_id}"
+
+
+class ContactTag(models.Model):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="contact_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="contact_tags")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["contact", "tag"], name="contact_tag_once")]
+        indexes = [models.Index(fields=["tag", "contact"], name="contact_tag_by_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id}: {self.tag_id}"
+
+
+class ConversationStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="conversations")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="conversations")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    status = models.CharField(max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    channel = models.CharField(max_length=20, default="direct_message")
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_conversations",
+    )
+    message_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_message_at = models.DateTimeField()
+    awaiting_reply_since = models.DateTimeField(null=True, blank=True)
+    away_message_sent_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-last_message_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact"], condition=Q(status="open"), name="conversation_one_open_per_contact"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                models.F("merchant"),
+                models.F("status"),
+                models.F("last_message_at").desc(),
+                name="conv_merchant_status",
+            ),
+            models.Index(fields=["contact", "status"], name="conv_contact_status"),
+            models.Index(fields=["assigned_to", "status"], name="conv_assignee_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"conversation {self.id}"
+
+
+class MessageDirection(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class MessageStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class MessageOrigin(models.TextChoices):
+    CUSTOMER = "customer", "Customer"
+    STAFF = "staff", "Staff (API)"
+    X_APP = "x_app", "Merchant in X's app"
+    BOT = "bot", "Chatbot"
+    SYSTEM = "system", "System (consent, away message)"
+    CAMPAIGN = "campaign", "Campaign"
+    FLOW = "flow", "Automation flow"
+
+
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=10, choices=MessageDirection.choices)
+    origin = models.CharField(max_length=10, choices=MessageOrigin.choices)
+    type = models.CharField(max_length=20, default="text")
+    content = models.TextField(blank=True)
+    attachments = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    is_from_bot = models.BooleanField(default=False)
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sent_messages"
+    )
+    # NULL, not "", while unknown: the unique constraints ignore NULLs
+    twitter_message_id = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    idempotency_key = models.CharField(max_length=120, null=True, blank=True)  # noqa: DJ001
+    status = models.CharField(max_length=10, choices=MessageStatus.choices)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_detail = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "twitter_message_id"], name="message_x_id_once_per_account"),
+            models.UniqueConstraint(fields=["account", "idempotency_key"], name="message_idempotency_key_once"),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_time"),
+            models.Index(fields=["account", "direction", "created_at"], name="message_account_quota"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} message {self.id}"
+
+
+class ConsentAction(models.TextChoices):
+    OPT_OUT = "opt_out", "Opted out"
+    OPT_IN = "opt_in", "Opted back in"
+
+
+class ConsentEvent(models.Model):
+    """The consent ledger: what changed, when, and from which message."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="consent_events")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_events")
+    action = models.CharField(max_length=10, choices=ConsentAction.choices)
+    keyword = models.CharField(max_length=50, blank=True)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    source = models.CharField(max_length=20, default="keyword")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.contact_id}"

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from contacts.models import Contact, Conversation, Message
+from contacts.selectors import contact_engagement
+from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
+
+
+class ContactOutput(CamelModelSerializer):
+    account_id = serializers.UUIDField(read_only=True)
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "account_id",
+            "twitter_user_id",
+            "username",
+            "display_name",
+            "profile_image_url",
+            "tags",
+            "attributes",
+            "following",
+            "opted_out",
+            "conversation_count",
+            "first_interaction_at",
+            "last_interaction_at",
+        ]
+        read_only_fields = fields
+
+    def get_tags(self, contact: Contact) -> list[str]:
+        links = getattr(contact, "tag_links", None)
+        if links is None:
+            links = contact.contact_tags.select_related("tag").order_by("tag__name")
+        return [link.tag.name for link in links]
+
+
+class EngagementOutput(CamelSerializer):
+    messages_sent = serializers.IntegerField()
+    messages_received = serializers.IntegerField()
+    average_response_time = serializers.CharField(allow_null=True, help_text="As `5m 30s`; null until a reply.")
+    average_response_time_seconds = serializers.IntegerField(allow_null=True)
+
+
+class ContactDetailOutput(ContactOutput):
+    engagement = serializers.SerializerMethodField()
+
+    class Meta(ContactOutput.Meta):
+        fields = [*ContactOutput.Meta.fields, "source", "opted_out_at", "created_at", "engagement"]
+        read_only_fields = fields
+
+    def get_engagement(self, contact: Contact) -> dict[str, Any]:
+        return contact_engagement(contact)
+
+
+class ContactUpdateInput(StrictFieldsMixin, CamelSerializer):
+    display_name = serializers.CharField(required=False, max_length=100)
+    attributes = serializers.JSONField(required=False)
+
+
+class TagsInput(StrictFieldsMixin, CamelSerializer):
+    tags = serializers.JSONField()
+
+
+class AttributesInput(StrictFieldsMixin, CamelSerializer):
+    attributes = serializers.JSONField()
+
+
+class ContactSummaryOutput(CamelModelSerializer):
+    class Meta:
+        model = Contact
+        fields = ["username", "display_name", "profile_image_url"]
+        read_only_fields = fields
+
+
+class ConversationOutput(CamelModelSerializer):
+    contact_id = serializers.UUIDField(read_only=True)
+    account_id = serializers.UUIDField(read_only=True)
+    assigned_to_user_id = serializers.UUIDField(source="assigned_to_id", read_only=True, allow_null=True)
+    contact = ContactSummaryOutput(read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "contact_id",
+            "account_id",
+            "status",
+            "channel",
+            "assigned_to_user_id",
+            "message_count",
+            "started_at",
+            "last_message_at",
+            "closed_at",
+            "close_reason",
+            "contact",
+        ]
+        read_only_fields = fields
+
+
+class ContactConversationOutput(CamelModelSerializer):
+    contact_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = ["id", "contact_id", "status", "message_count", "started_at", "last_message_at"]
+        read_only_fields = fields
+
+
+class MessageOutput(CamelModelSerializer):
+    conversation_id = serializers.UUIDField(read_only=True)
+    sent_by_user_id = serializers.UUIDField(source="sent_by_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "conversation_id",
+            "twitter_message_id",
+            "direction",
+            "origin",
+            "type",
+            "content",
+            "attachments",
+            "metadata",
+            "is_from_bot",
+            "sent_by_user_id",
+            "status",
+            "error_code",
+            "error_detail",
+            "sent_at",
+            "read_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ConversationDetailOutput(ConversationOutput):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(ConversationOutput.Meta):
+        fields = [*ConversationOutput.Meta.fields, "messages"]
+        read_only_fields = fields
+
+    def get_messages(self, conversation: Conversation) -> list[dict[str, Any]] | None:
+        messages = self.context.get("messages")
+        return None if messages is None else list(MessageOutput(messages, many=True).data)
+
+
+class AttachmentInput(StrictFieldsMixin, serializers.Serializer):
+    type = serializers.ChoiceField(choices=["image"], default="image")
+    url = serializers.URLField(max_length=2000)
+
+
+class SendMessageInput(StrictFieldsMixin, CamelSerializer):
+    content = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    type = serializers.ChoiceField(choices=["text", "image"], default="text")
+    attachments = AttachmentInput(many=True, required=False, default=list)
+
+
+class CloseInput(StrictFieldsMixin, CamelSerializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+
+class AssignInput(StrictFieldsMixin, CamelSerializer):
+    user_id = serializers.UUIDField(allow_null=True)

@@ -1,0 +1,1 @@
+"""Writes of the inbox. Views, tasks, the admin and the webhook handler table call these."""

@@ -1,0 +1,181 @@
+"""Contacts: upsert from X, tags, attributes, updates, erasure and export."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from contacts.models import Contact, ContactSource, ContactTag, Tag
+from contacts.validation import merge_attributes, normalize_tag, normalize_tags, validate_attribute_changes
+from mktx.accounts.models import Account
+from mktx.api.errors import InvalidInput, NotFoundError
+
+logger = logging.getLogger("mktx.contacts")
+
+
+@dataclass(frozen=True)
+class XProfile:
+    """An X user as a webhook payload describes them."""
+
+    id: str
+    username: str = ""
+    name: str = ""
+    profile_image_url: str = ""
+
+
+def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -> tuple[Contact, bool]:
+    """The account's contact for this X user, created if new; its X profile refreshed. (contact, created)"""
+    contact = Contact.objects.filter(account=account, twitter_user_id=profile.id).first()
+    if contact is None:
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(
+                    merchant_id=account.merchant_id,
+                    account=account,
+                    twitter_user_id=profile.id,
+                    username=profile.username[:50],
+                    display_name=profile.name[:100],
+                    profile_image_url=profile.profile_image_url[:500],
+                    source=source,
+                )
+            return contact, True
+        except IntegrityError:  # created a moment ago by a concurrent event
+            contact = Contact.objects.get(account=account, twitter_user_id=profile.id)
+    changes: dict[str, Any] = {}
+    if profile.username and contact.username != profile.username:
+        changes["username"] = profile.username[:50]
+    if profile.name and not contact.display_name_overridden and contact.display_name != profile.name:
+        changes["display_name"] = profile.name[:100]
+    if profile.profile_image_url and contact.profile_image_url != profile.profile_image_url:
+        changes["profile_image_url"] = profile.profile_image_url[:500]
+    if changes:
+        Contact.objects.filter(pk=contact.pk).update(**changes, updated_at=timezone.now())
+        for name, value in changes.items():
+            setattr(contact, name, value)
+    return contact, False
+
+
+def contact_interaction_record(*, contact_id: Any, at: datetime, **counters: int) -> None:
+    """Move the interaction times to include `at`, and add to counters (`messages_received=1`...)."""
+    Contact.objects.filter(pk=contact_id).update(
+        first_interaction_at=Case(
+            When(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=at), then=Value(at)),
+            default=F("first_interaction_at"),
+        ),
+        last_interaction_at=Case(
+            When(Q(last_interaction_at__isnull=True) | Q(last_interaction_at__lt=at), then=Value(at)),
+            default=F("last_interaction_at"),
+        ),
+        updated_at=timezone.now(),
+        **{name: F(name) + n for name, n in counters.items()},
+    )
+
+
+def contact_follow_set(*, account: Account, profile: XProfile, following: bool, at: datetime) -> Contact | None:
+    if following:
+        contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.NEW_FOLLOWER)
+        Contact.objects.filter(pk=contact.pk).update(following=True)
+        contact_interaction_record(contact_id=contact.pk, at=at)
+        return contact
+    Contact.objects.filter(account=account, twitter_user_id=profile.id).update(following=False)
+    return None
+
+
+@transaction.atomic
+def contact_tags_add(*, contact: Contact, tags: Any) -> list[str]:
+    names = normalize_tags(tags)
+    for name in names:
+        tag, _ = Tag.objects.get_or_create(merchant_id=contact.merchant_id, name=name)
+        ContactTag.objects.get_or_create(contact=contact, tag=tag)
+    return contact_tag_names(contact)
+
+
+def contact_tag_remove(*, contact: Contact, tag_name: str) -> list[str]:
+    name = normalize_tag(tag_name, "tagName")
+    deleted, _ = ContactTag.objects.filter(contact=contact, tag__name=name).delete()
+    if not deleted:
+        raise NotFoundError(f"The contact has no tag {name!r}", details={"field": "tagName"})
+    return contact_tag_names(contact)
+
+
+def contact_tag_names(contact: Contact) -> list[str]:
+    return list(contact.contact_tags.order_by("tag__name").values_list("tag__name", flat=True))
+
+
+@transaction.atomic
+def contact_attributes_merge(*, contact: Contact, changes: Any) -> Contact:
+    """Merge `changes` into the attributes; a None value deletes its key."""
+    checked = validate_attribute_changes(changes)
+    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    locked.attributes = merge_attributes(locked.attributes, checked)
+    locked.save(update_fields=["attributes", "updated_at"])
+    contact.attributes = locked.attributes
+    return contact
+
+
+@transaction.atomic
+def contact_update(*, contact: Contact, changes: dict[str, Any]) -> Contact:
+    """`display_name` (which then stops following X's name) and `attributes` (merged)."""
+    if "display_name" in changes:
+        name = str(changes["display_name"]).strip()
+        if not name:
+            raise InvalidInput("displayName", "must not be blank")
+        Contact.objects.filter(pk=contact.pk).update(display_name=name, display_name_overridden=True)
+        contact.display_name, contact.display_name_overridden = name, True
+    if "attributes" in changes:
+        contact_attributes_merge(contact=contact, changes=changes["attributes"])
+    return contact
+
+
+ERASED = "[erased]"
+
+
+def _redact_event(payload: dict[str, Any], x_user_id: str) -> dict[str, Any]:
+    for event in payload.get("direct_message_events") or []:
+        create = event.get("message_create") or {}
+        if x_user_id in (create.get("sender_id"), (create.get("target") or {}).get("recipient_id")):
+            data = create.setdefault("message_data", {})
+            data["text"] = ERASED
+            for key in ("attachment", "quick_reply_response", "entities"):
+                data.pop(key, None)
+    for event in payload.get("follow_events") or []:
+        for side in ("source", "target"):
+            user = event.get(side) or {}
+            if user.get("id") == x_user_id:
+                event[side] = {"id": x_user_id, "name": ERASED, "screen_name": ERASED}
+    users = payload.get("users") or {}
+    if x_user_id in users:
+        users[x_user_id] = {"id": x_user_id, "name": ERASED, "screen_name": ERASED}
+    return payload
+
+
+def _redact_inbound_events(*, account: Account, x_user_id: str) -> int:
+    """Redact the user from the stored raw webhook events of this account.
+
+    The event log belongs to the inbound edge, which the apps never import (ARCHITECTURE.md); erasure reaches its
+    table by model name instead, so a reader sees here everything an erasure touches."""
+    inbound_event = apps.get_model("webhooks_app", "InboundEvent")
+    events = inbound_event.objects.filter(for_user_id=account.twitter_user_id, payload__icontains=x_user_id)
+    redacted = 0
+    for event in events.only("pk", "payload").iterator(chunk_size=500):
+        inbound_event.objects.filter(pk=event.pk).update(payload=_redact_event(event.payload, x_user_id))
+        redacted += 1
+    return redacted
+
+
+@transaction.atomic
+def contact_erase(*, contact: Contact) -> None:
+    """GDPR erasure: the contact, its tags, conversations, messages and consent records, and its words in the raw
+    webhook events. Campaign deliveries are anonymised by the campaign app, not dropped."""
+    account = contact.account
+    x_user_id = contact.twitter_user_id
+    contact.delete()
+    redacted = _redact_inbound_events(account=account, x_user_id=x_user_id)
+    logger.info("contact %s erased; %s raw events redacted", contact.pk, redacted)

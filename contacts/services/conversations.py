@@ -1,0 +1,79 @@
+"""Conversations: the open one of a contact, closing, assigning."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from contacts.models import Contact, Conversation, ConversationStatus
+from mktx.api.errors import InvalidInput
+from mktx.iam.models import User
+
+
+def conversation_open_for(*, contact: Contact, at: datetime) -> Conversation:
+    """The contact's open conversation, or a new one (a closed conversation stays closed)."""
+    conversation = Conversation.objects.filter(contact=contact, status=ConversationStatus.OPEN).first()
+    if conversation is not None:
+        return conversation
+    try:
+        with transaction.atomic():
+            conversation = Conversation.objects.create(
+                merchant_id=contact.merchant_id,
+                account_id=contact.account_id,
+                contact=contact,
+                started_at=at,
+                last_message_at=at,
+            )
+            Contact.objects.filter(pk=contact.pk).update(conversation_count=F("conversation_count") + 1)
+    except IntegrityError:  # opened a moment ago by a concurrent message
+        conversation = Conversation.objects.get(contact=contact, status=ConversationStatus.OPEN)
+    return conversation
+
+
+def conversation_message_added(*, conversation_id: Any, at: datetime, inbound: bool) -> None:
+    """Counters of a conversation when a message is stored; an inbound one starts the wait for a reply."""
+    updates: dict[str, Any] = {"message_count": F("message_count") + 1}
+    conversation = Conversation.objects.filter(pk=conversation_id)
+    conversation.update(**updates)
+    conversation.filter(last_message_at__lt=at).update(last_message_at=at)
+    if inbound:
+        conversation.filter(awaiting_reply_since__isnull=True).update(awaiting_reply_since=at)
+
+
+def conversation_close(*, conversation: Conversation, reason: str = "") -> Conversation:
+    Conversation.objects.filter(pk=conversation.pk, status=ConversationStatus.OPEN).update(
+        status=ConversationStatus.CLOSED, closed_at=timezone.now(), close_reason=reason[:200]
+    )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_reopen(*, conversation: Conversation) -> Conversation:
+    """Reopen a closed conversation to reply in it, unless the contact has started another since."""
+    if conversation.status == ConversationStatus.OPEN:
+        return conversation
+    try:
+        with transaction.atomic():
+            Conversation.objects.filter(pk=conversation.pk).update(
+                status=ConversationStatus.OPEN, closed_at=None, close_reason=""
+            )
+    except IntegrityError:
+        raise InvalidInput("conversationId", "the contact has another open conversation: reply there") from None
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_assign(*, conversation: Conversation, user_id: uuid.UUID | None) -> Conversation:
+    """Assign to an active user of the same merchant, or unassign with None."""
+    if user_id is not None:
+        user = User.objects.filter(pk=user_id, merchant_id=conversation.merchant_id, is_active=True).first()
+        if user is None:
+            raise InvalidInput("userId", "no active user of this merchant has this id")
+    Conversation.objects.filter(pk=conversation.pk).update(assigned_to_id=user_id)
+    conversation.assigned_to_id = user_id
+    return conversation

@@ -1,0 +1,185 @@
+"""What X tells the service happened: DMs in and out, follows, read receipts. Called by the webhook handler
+table with plain values; each function is idempotent (replays and duplicate deliveries call it again)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from contacts.models import (
+    ContactSource,
+    Conversation,
+    Message,
+    MessageDirection,
+    MessageOrigin,
+    MessageStatus,
+)
+from contacts.services.consent import (
+    consent_confirm_later,
+    consent_keyword,
+    contact_consent_set,
+    send_system_message_later,
+)
+from contacts.services.contacts import XProfile, contact_follow_set, contact_interaction_record, contact_upsert_from_x
+from contacts.services.conversations import conversation_message_added, conversation_open_for
+from contacts.services.outbound import message_mark_sent
+from mktx.accounts.business_hours import is_open
+from mktx.accounts.models import Account
+
+AWAY_MESSAGE_EVERY = timedelta(hours=12)
+RECONCILE_WINDOW = timedelta(hours=24)
+
+
+def _message_type(attachment: dict[str, Any] | None, quick_reply: dict[str, Any] | None) -> str:
+    if attachment:
+        return "image"
+    if quick_reply:
+        return "quick_reply"
+    return "text"
+
+
+def _attachments(attachment: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not attachment:
+        return []
+    media = attachment.get("media") or {}
+    return [{"type": "image", "url": media.get("media_url_https", ""), "mediaId": str(media.get("id_str", ""))}]
+
+
+def dm_record(
+    *,
+    account: Account,
+    x_event_id: str,
+    sender_id: str,
+    recipient_id: str,
+    text: str,
+    sent_at: datetime,
+    profiles: dict[str, XProfile],
+    attachment: dict[str, Any] | None = None,
+    quick_reply_response: dict[str, Any] | None = None,
+    entities: dict[str, Any] | None = None,
+) -> Message | None:
+    """A DM between the account and someone: inbound when they sent it, outbound when the account did (an echo of
+    the service's own send, or a DM written in X's app). Never stored twice."""
+    if Message.objects.filter(account=account, twitter_message_id=x_event_id).exists():
+        return None
+    if sender_id == account.twitter_user_id:
+        return _outbound_seen(account, x_event_id, recipient_id, text, sent_at, profiles, attachment)
+    profile = profiles.get(sender_id) or XProfile(id=sender_id)
+    contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
+    conversation = conversation_open_for(contact=contact, at=sent_at)
+    metadata: dict[str, Any] = {}
+    if quick_reply_response:
+        metadata["quickReplyResponse"] = quick_reply_response
+    if entities and any(entities.values()):
+        metadata["entities"] = entities
+    message = Message.objects.create(
+        account=account,
+        conversation=conversation,
+        direction=MessageDirection.INBOUND,
+        origin=MessageOrigin.CUSTOMER,
+        type=_message_type(attachment, quick_reply_response),
+        content=text,
+        attachments=_attachments(attachment),
+        metadata=metadata,
+        twitter_message_id=x_event_id,
+        status=MessageStatus.RECEIVED,
+        sent_at=sent_at,
+    )
+    conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=True)
+    contact_interaction_record(contact_id=contact.pk, at=sent_at, messages_received=1)
+
+    keyword = consent_keyword(text, account)
+    if keyword is not None:
+        event = contact_consent_set(contact=contact, action=keyword[0], keyword=keyword[1], message=message)
+        if event is not None:
+            consent_confirm_later(event=event, conversation=conversation)
+    else:
+        _away_message_if_closed(account, conversation)
+    return message
+
+
+def _outbound_seen(
+    account: Account,
+    x_event_id: str,
+    recipient_id: str,
+    text: str,
+    sent_at: datetime,
+    profiles: dict[str, XProfile],
+    attachment: dict[str, Any] | None,
+) -> Message | None:
+    profile = profiles.get(recipient_id) or XProfile(id=recipient_id)
+    contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
+    # The echo of the service's own send, arriving before the send recorded X's id, or after it failed
+    # ambiguously (a timeout): the message already stored takes the id instead of a second copy.
+    ours = (
+        Message.objects.filter(
+            account=account,
+            conversation__contact=contact,
+            direction=MessageDirection.OUTBOUND,
+            twitter_message_id__isnull=True,
+            status__in=[MessageStatus.PENDING, MessageStatus.FAILED],
+            content=text,
+            created_at__gte=timezone.now() - RECONCILE_WINDOW,
+        )
+        .order_by("created_at")
+        .first()
+    )
+    if ours is not None:
+        message_mark_sent(message=ours, dm_event_id=x_event_id, at=sent_at)
+        return ours
+    conversation = conversation_open_for(contact=contact, at=sent_at)
+    message = Message.objects.create(
+        account=account,
+        conversation=conversation,
+        direction=MessageDirection.OUTBOUND,
+        origin=MessageOrigin.X_APP,
+        type=_message_type(attachment, None),
+        content=text,
+        attachments=_attachments(attachment),
+        status=MessageStatus.PENDING,
+    )
+    conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=False)
+    message_mark_sent(message=message, dm_event_id=x_event_id, at=sent_at)
+    return message
+
+
+def _away_message_if_closed(account: Account, conversation: Conversation) -> None:
+    """Outside business hours, the away message: at most once per conversation per 12 hours."""
+    hours = account.business_hours or {}
+    now = timezone.now()
+    if not (account.auto_reply_enabled and account.away_message and hours.get("enabled")) or is_open(hours, now):
+        return
+    claimed = Conversation.objects.filter(
+        Q(away_message_sent_at__isnull=True) | Q(away_message_sent_at__lt=now - AWAY_MESSAGE_EVERY),
+        pk=conversation.pk,
+    ).update(away_message_sent_at=now)
+    if claimed:
+        send_system_message_later(
+            conversation_id=conversation.pk, text=account.away_message, key=f"away:{conversation.pk}:{now.isoformat()}"
+        )
+
+
+def follow_record(*, account: Account, follower: XProfile, followed_id: str, following: bool, at: datetime) -> None:
+    """Someone followed (or unfollowed) the account; the account's own follows of others are not contacts."""
+    if followed_id != account.twitter_user_id or follower.id == account.twitter_user_id:
+        return
+    contact_follow_set(account=account, profile=follower, following=following, at=at)
+
+
+def read_receipt_record(*, account: Account, reader_id: str, last_read_event_id: str, at: datetime) -> int:
+    """The contact read the account's DMs up to `last_read_event_id`: those messages get `readAt`."""
+    if reader_id == account.twitter_user_id:
+        return 0
+    anchor = Message.objects.filter(account=account, twitter_message_id=last_read_event_id).first()
+    cutoff = anchor.sent_at if anchor is not None and anchor.sent_at else at
+    return Message.objects.filter(
+        account=account,
+        conversation__contact__twitter_user_id=reader_id,
+        direction=MessageDirection.OUTBOUND,
+        status=MessageStatus.SENT,
+        read_at__isnull=True,
+        sent_at__lte=cutoff,
+    ).update(read_at=at)
