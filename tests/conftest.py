@@ -75,4 +75,25 @@ def sandbox(_sandbox_server, settings):
     settings.X_CONSUMER_KEY = CONSUMER_KEY
     settings.X_CONSUMER_SECRET = CONSUMER_SECRET
     settings.X_BEARER_TOKEN = BEARER_TOKEN
+    settings.MKTX_PUBLIC_URL = "http://127.0.0.1:9"  # nothing listens: echoes go nowhere unless a test serves them
     return control
+
+
+@pytest.fixture
+def count_queries():
+    """Counts the queries a block runs against the app's tables (the database cache's are left out: with Redis
+    they are not queries at all)."""
+    from contextlib import contextmanager
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    @contextmanager
+    def counting():
+        with CaptureQueriesContext(connection) as context:
+            result: dict[str, int] = {}
+            yield result
+        queries = [q["sql"] for q in context.captured_queries]
+        result["n"] = len([sql for sql in queries if "mktx_cache" not in sql and "SAVEPOINT" not in sql])
+
+    return counting

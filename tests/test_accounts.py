@@ -123,6 +123,7 @@ def test_get_details_with_settings_and_statistics(api, x):
     assert data["statistics"] == {"totalContacts": 0, "totalConversations": 0, "messagesThisMonth": 0}
     assert data["autoReplyEnabled"] is False
     assert data["businessHours"] == {}
+    assert data["optOutKeywords"] == []
 
 
 def test_another_merchants_account_is_404(api):
@@ -199,6 +200,8 @@ def test_settings_update_only_what_is_sent(api, merchant):
         ({"businessHours": {**BUSINESS_HOURS, "extra": 1}}, "businessHours.extra"),
         ({"awayMessage": "x" * 10_001}, "awayMessage"),
         ({"autoReply": True}, "autoReply"),
+        ({"optOutKeywords": ["two words"]}, "optOutKeywords[0]"),
+        ({"optOutKeywords": "stop"}, "optOutKeywords"),
     ],
 )
 def test_invalid_settings_name_the_field_and_change_nothing(api, merchant, payload, field):

@@ -131,13 +131,14 @@ class Sandbox:
         self._pending_cv = threading.Condition()
         self._worker = threading.Thread(target=self._deliver_loop, name="xsandbox-deliveries", daemon=True)
         self._worker.start()
-        self.dm_limit_15m, self.dm_limit_24h = dm_limit_15m, dm_limit_24h
+        self._initial_limits = (dm_limit_15m, dm_limit_24h)
         self._clear()
         self._load()
 
     # --- state ------------------------------------------------------------------------------------------------------
 
     def _clear(self) -> None:
+        self.dm_limit_15m, self.dm_limit_24h = self._initial_limits
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}
         self.dms: list[DM] = []

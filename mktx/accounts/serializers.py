@@ -47,6 +47,7 @@ class AccountDetailOutput(CamelModelSerializer):
             "auto_reply_enabled",
             "business_hours",
             "away_message",
+            "opt_out_keywords",
             "statistics",
         ]
         read_only_fields = fields
@@ -109,7 +110,16 @@ class BusinessHoursInput(StrictFieldsMixin, serializers.Serializer):
         return value
 
 
+class KeywordField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        word = str(super().to_internal_value(data)).strip().casefold()
+        if not word or any(ch.isspace() for ch in word):
+            raise serializers.ValidationError("a keyword is a single word")
+        return word
+
+
 class AccountSettingsInput(StrictFieldsMixin, CamelSerializer):
     auto_reply_enabled = serializers.BooleanField(required=False)
     business_hours = BusinessHoursInput(required=False, allow_null=True)
     away_message = serializers.CharField(required=False, allow_blank=True, max_length=MAX_AWAY_MESSAGE)
+    opt_out_keywords = serializers.ListField(child=KeywordField(max_length=50), max_length=20, required=False)

@@ -120,7 +120,7 @@ def account_disconnect(*, account: Account) -> Account:
     return account
 
 
-SETTINGS_FIELDS = ("auto_reply_enabled", "business_hours", "away_message")
+SETTINGS_FIELDS = ("auto_reply_enabled", "business_hours", "away_message", "opt_out_keywords")
 
 
 def account_settings_update(*, account: Account, changes: Mapping[str, Any]) -> Account:

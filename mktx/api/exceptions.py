@@ -41,6 +41,8 @@ def flatten_errors(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
         for key, value in detail.items():
             if key in ("non_field_errors", "__all__"):
                 path = prefix or "body"
+            elif isinstance(key, int):
+                path = f"{prefix}[{key}]"
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
             pairs.extend(flatten_errors(value, path))

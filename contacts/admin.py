@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db import models
+from django.http import HttpRequest
+
+from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Tag
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ContactTagInline(admin.TabularInline):
+    model = ContactTag
+    extra = 0
+    autocomplete_fields = ("tag",)
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = (
+        "username",
+        "display_name",
+        "account",
+        "source",
+        "following",
+        "opted_out",
+        "conversation_count",
+        "last_interaction_at",
+    )
+    list_filter = ("account", "source", "opted_out", "following", "contact_tags__tag__name", "merchant")
+    list_select_related = ("account",)
+    search_fields = ("username", "display_name", "twitter_user_id")
+    readonly_fields = (
+        "id",
+        "merchant",
+        "account",
+        "twitter_user_id",
+        "source",
+        "opted_out",
+        "opted_out_at",
+        "conversation_count",
+        "messages_sent",
+        "messages_received",
+        "first_interaction_at",
+        "last_interaction_at",
+        "created_at",
+        "updated_at",
+    )
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    inlines = [ContactTagInline]
+    show_full_result_count = False
+
+
+class MessageInline(ReadOnlyMixin, admin.TabularInline):
+    model = Message
+    fields = ("created_at", "direction", "origin", "content", "status", "error_detail", "twitter_message_id", "read_at")
+    readonly_fields = fields
+    ordering = ("created_at",)
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("id", "contact", "account", "status", "assigned_to", "message_count", "last_message_at")
+    list_filter = ("status", "account", "merchant")
+    list_select_related = ("contact", "account", "assigned_to")
+    search_fields = ("contact__username", "contact__display_name", "id")
+    readonly_fields = (
+        "id",
+        "merchant",
+        "account",
+        "contact",
+        "channel",
+        "message_count",
+        "started_at",
+        "last_message_at",
+        "awaiting_reply_since",
+        "away_message_sent_at",
+        "closed_at",
+    )
+    raw_id_fields = ("assigned_to",)
+    inlines = [MessageInline]
+    show_full_result_count = False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "direction", "origin", "short_content", "status", "account", "conversation")
+    list_filter = ("direction", "origin", "status", "account")
+    list_select_related = ("account", "conversation")
+    search_fields = ("content", "twitter_message_id")
+    show_full_result_count = False
+
+    @admin.display(description="content")
+    def short_content(self, obj: Message) -> str:
+        return obj.content if len(obj.content) <= 80 else obj.content[:77] + "..."
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "contact", "action", "keyword", "source")
+    list_filter = ("action", "source", "merchant")
+    list_select_related = ("contact",)
+    search_fields = ("contact__username", "keyword")
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ("name", "merchant", "created_at")
+    list_filter = ("merchant",)
+    list_select_related = ("merchant",)
+    search_fields = ("name",)

@@ -1,0 +1,288 @@
+"""The one outbound path, over real HTTP against the sandbox: limits, quota, X failures, attachments."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.utils import timezone
+
+from contacts.models import Message
+from contacts.services.contacts import XProfile
+from contacts.services.inbound import dm_record
+from contacts.services.outbound import message_send
+from mktx.accounts.models import Account
+from mktx.accounts.services import webhook_url
+from mktx.api.errors import ApiError
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop(api, sandbox):
+    sandbox.register_webhook(webhook_url())
+    user = sandbox.user("goodgo_shop")
+    response = api.post(
+        "/api/v1/mkt-x/accounts", {k: user[k] for k in ("oauthToken", "oauthTokenSecret")}, format="json"
+    )
+    assert response.status_code == 200
+    return {**user, "account": Account.objects.get(pk=response.json()["data"]["id"])}
+
+
+@pytest.fixture
+def john(sandbox, shop):
+    """A customer who DMed the shop: contact and conversation made by the real inbound path."""
+    user = sandbox.user("customer_john", "John Doe")
+    message = dm_record(
+        account=shop["account"],
+        x_event_id="900000000000000001",
+        sender_id=user["id"],
+        recipient_id=shop["id"],
+        text="Hi, I have a question",
+        sent_at=timezone.now(),
+        profiles={user["id"]: XProfile(id=user["id"], username="customer_john", name="John Doe")},
+    )
+    assert message is not None
+    return {**user, "conversation": message.conversation}
+
+
+def send(api, conversation, **payload):
+    return api.post(f"/api/v1/mkt-x/conversations/{conversation.id}/messages", payload, format="json")
+
+
+def test_a_reply_is_sent_and_recorded_with_xs_event_id(api, sandbox, shop, john):
+    response = send(api, john["conversation"], content="Your order shipped")
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    (dm,) = sandbox.dms(senderId=shop["id"])
+    assert data["twitterMessageId"] == dm["id"]
+    assert (dm["recipientId"], dm["text"]) == (john["id"], "Your order shipped")
+    assert (data["status"], data["direction"], data["origin"]) == ("sent", "outbound", "staff")
+    john["conversation"].refresh_from_db()
+    assert john["conversation"].message_count == 2
+
+
+def test_10001_characters_are_refused_and_nothing_is_sent_or_stored(api, sandbox, shop, john):
+    response = send(api, john["conversation"], content="x" * 10_001)
+    assert response.status_code == 400
+    assert response.json()["details"]["field"] == "content"
+    assert sandbox.dms(senderId=shop["id"]) == []
+    assert not Message.objects.filter(direction="outbound").exists()
+    assert send(api, john["conversation"], content="x" * 10_000).status_code == 200
+
+
+def test_an_empty_message_is_refused(api, john):
+    response = send(api, john["conversation"], content="   ")
+    assert response.status_code == 400 and response.json()["details"]["field"] == "content"
+
+
+def test_a_429_from_x_is_rate_limit_exceeded_with_the_reset_time(api, sandbox, shop, john):
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=429, times=1)
+    response = send(api, john["conversation"], content="hello")
+    assert response.status_code == 429
+    body = response.json()
+    assert body["code"] == "RATE_LIMIT_EXCEEDED"
+    assert body["details"]["reason"] == "x_rate_limited" and "resetAt" in body["details"]
+    failed = Message.objects.get(direction="outbound")
+    assert (failed.status, failed.error_code) == ("failed", "RateLimited")
+
+
+def test_x_dm_limits_from_the_sandbox_map_to_429(api, sandbox, shop, john):
+    sandbox.limits(dm15m=1)
+    assert send(api, john["conversation"], content="one").status_code == 200
+    assert send(api, john["conversation"], content="two").status_code == 429
+
+
+def test_the_accounts_daily_quota_is_enforced_before_calling_x(api, sandbox, shop, john, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 2
+    assert [send(api, john["conversation"], content=f"m{i}").status_code for i in range(2)] == [200, 200]
+
+    response = send(api, john["conversation"], content="one too many")
+
+    assert response.status_code == 429
+    details = response.json()["details"]
+    assert (details["reason"], details["limit"], details["used"]) == ("daily_quota", 2, 2)
+    assert details["resetAt"] > timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert int(response["Retry-After"]) > 23 * 3600
+    assert len(sandbox.dms(senderId=shop["id"])) == 2
+    assert Message.objects.filter(direction="outbound").count() == 2
+
+
+def test_the_quota_is_a_rolling_24_hours(api, shop, john, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 1
+    assert send(api, john["conversation"], content="yesterday").status_code == 200
+    Message.objects.filter(direction="outbound").update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
+    assert send(api, john["conversation"], content="today").status_code == 200
+
+
+def test_a_timeout_leaves_a_visible_failed_message_and_answers_503(api, sandbox, shop, john, settings):
+    settings.X_API_READ_TIMEOUT = 0.3
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", mode="timeout", seconds=1, times=1)
+
+    response = send(api, john["conversation"], content="are you there?")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "TWITTER_API_ERROR"
+    detail = api.get(f"/api/v1/mkt-x/conversations/{john['conversation'].id}").json()["data"]
+    failed = detail["messages"][-1]
+    assert (failed["content"], failed["status"], failed["errorCode"]) == ("are you there?", "failed", "Timeout")
+
+
+def test_a_5xx_is_502_and_the_message_is_kept_failed(api, sandbox, shop, john):
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=1)
+    response = send(api, john["conversation"], content="hello")
+    assert response.status_code == 502
+    assert Message.objects.get(direction="outbound").status == "failed"
+    assert sandbox.dms(senderId=shop["id"]) == []
+
+
+def test_a_403_is_400_naming_xs_reason_and_is_not_retried(api, sandbox, shop, john):
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=403, times=1)
+    response = send(api, john["conversation"], content="hello")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "TWITTER_API_ERROR"
+    assert body["details"]["reason"] == "You cannot send messages to this user."
+    assert Message.objects.get(direction="outbound").status == "failed"
+    assert sandbox.dms(senderId=shop["id"]) == []
+
+
+def test_an_echo_after_an_ambiguous_timeout_marks_the_failed_message_sent(sandbox, shop, john, settings):
+    settings.X_API_READ_TIMEOUT = 0.3
+    # X sends the DM, then hangs past the client's timeout
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", mode="timeout", seconds=1, times=1, afterSend=True)
+    conversation = john["conversation"]
+    with pytest.raises(ApiError):  # the 503 of a timeout
+        message_send(conversation=conversation, content="did it go?", origin="staff")
+    failed = Message.objects.get(direction="outbound")
+    assert failed.status == "failed"
+    (dm,) = sandbox.dms(senderId=shop["id"])
+
+    # the echo arrives: the message takes X's id instead of becoming a second copy
+    dm_record(
+        account=shop["account"],
+        x_event_id=dm["id"],
+        sender_id=shop["id"],
+        recipient_id=john["id"],
+        text="did it go?",
+        sent_at=timezone.now(),
+        profiles={},
+    )
+    failed.refresh_from_db()
+    assert (failed.status, failed.twitter_message_id) == ("sent", dm["id"])
+    assert Message.objects.filter(direction="outbound").count() == 1
+
+
+def test_a_disconnected_account_cannot_send(api, shop, john):
+    Account.objects.filter(pk=shop["account"].pk).update(status="inactive")
+    response = send(api, john["conversation"], content="hello")
+    assert response.status_code == 400
+    assert response.json()["details"]["reason"] == "account_inactive"
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
+def test_marketing_sends_skip_opted_out_contacts_but_staff_replies_go(api, sandbox, shop, john):
+    from contacts.services.outbound import SendSkipped
+
+    contact = john["conversation"].contact
+    contact.opted_out = True
+    contact.save()
+    with pytest.raises(SendSkipped) as skipped:
+        message_send(conversation=john["conversation"], content="SALE!", origin="campaign", marketing=True)
+    assert skipped.value.reason == "opted_out"
+    assert send(api, john["conversation"], content="About your order...").status_code == 200
+    assert [d["text"] for d in sandbox.dms(senderId=shop["id"])] == ["About your order..."]
+
+
+def test_an_idempotency_key_sends_once(sandbox, shop, john):
+    first = message_send(conversation=john["conversation"], content="once", origin="system", idempotency_key="k1")
+    second = message_send(conversation=john["conversation"], content="once", origin="system", idempotency_key="k1")
+    assert first.pk == second.pk
+    assert len(sandbox.dms(senderId=shop["id"])) == 1
+
+
+def test_a_revoked_token_marks_the_account_error(api, sandbox, shop, john):
+    sandbox.revoke(shop["id"])
+    response = send(api, john["conversation"], content="hello")
+    assert response.status_code == 502
+    assert Account.objects.get(pk=shop["account"].pk).status == "error"
+
+
+def test_replying_in_a_closed_conversation_reopens_it(api, shop, john):
+    conversation = john["conversation"]
+    api.put(f"/api/v1/mkt-x/conversations/{conversation.id}/close", {"reason": "resolved"}, format="json")
+    assert send(api, conversation, content="One more thing").status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.status == "open"
+
+
+# --- attachments ---------------------------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
+
+
+class _Images:
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                routes = {
+                    "/ok.png": (200, "image/png", PNG),
+                    "/page.html": (200, "text/html", b"<html></html>"),
+                    "/huge.png": (200, "image/png", b"\x00" * (5 * 1024 * 1024 + 1)),
+                }
+                status, kind, body = routes.get(self.path, (404, "text/plain", b"missing"))
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def images(settings):
+    settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = True
+    server = _Images()
+    yield server
+    server.server.shutdown()
+
+
+def test_an_image_attachment_is_fetched_uploaded_to_x_and_sent(api, sandbox, shop, john, images):
+    response = send(
+        api, john["conversation"], content="Tracking", attachments=[{"type": "image", "url": images.url + "/ok.png"}]
+    )
+    assert response.status_code == 200, response.json()
+    (dm,) = sandbox.dms(senderId=shop["id"])
+    assert len(dm["mediaIds"]) == 1
+    media = sandbox.server.sandbox.media[dm["mediaIds"][0]]
+    assert (media["size"], media["contentType"]) == (len(PNG), "image/png")
+
+
+@pytest.mark.parametrize("path", ["/missing.png", "/page.html", "/huge.png"])
+def test_an_attachment_that_cannot_be_used_is_400_naming_it(api, sandbox, shop, john, images, path):
+    response = send(api, john["conversation"], content="x", attachments=[{"type": "image", "url": images.url + path}])
+    assert response.status_code == 400
+    assert response.json()["details"]["field"] == "attachments[0].url"
+    assert sandbox.dms(senderId=shop["id"]) == []
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
+def test_attachments_inside_the_network_are_refused_by_default(api, sandbox, shop, john, images, settings):
+    settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = False
+    response = send(api, john["conversation"], content="x", attachments=[{"url": images.url + "/ok.png"}])
+    assert response.status_code == 400
+    assert "inside the network" in response.json()["details"]["reason"]
+
+
+def test_more_than_one_attachment_is_refused(api, john, images):
+    one = {"url": images.url + "/ok.png"}
+    response = send(api, john["conversation"], content="x", attachments=[one, one])
+    assert response.status_code == 400 and response.json()["details"]["field"] == "attachments"
