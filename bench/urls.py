@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
@@ -33,4 +35,27 @@ def minimal_webhook(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
-urlpatterns = [*real_urlpatterns, path("bench/minimal-webhook", minimal_webhook)]
+def _captured_sql() -> dict[str, list[str]]:
+    """The SQL the real endpoints ran for the benchmark's requests, captured before the run (bench/inbox.py)."""
+    path = os.environ.get("BENCH_SQL_FILE")
+    return json.loads(Path(path).read_text()) if path else {}
+
+
+CAPTURED = _captured_sql()
+
+
+def minimal_sql_view(request: HttpRequest, name: str) -> HttpResponse:
+    """Runs the same SQL as the real endpoint named `name` and answers its rows as JSON: the floor for that read."""
+    results = []
+    with connection.cursor() as cursor:
+        for sql in CAPTURED[name]:
+            cursor.execute(sql)
+            results.append([[str(v) if v is not None else None for v in row] for row in cursor.fetchall()])
+    return JsonResponse({"success": True, "data": results})
+
+
+urlpatterns = [
+    *real_urlpatterns,
+    path("bench/minimal-webhook", minimal_webhook),
+    path("bench/minimal-sql/<str:name>", minimal_sql_view),
+]

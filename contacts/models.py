@@ -66,9 +66,9 @@ class Contact(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "twitter_user_id"], name="contact_unique_per_account"),
         ]
+        # The newest-first indexes (merchant or account, last_interaction_at DESC NULLS LAST, created_at DESC) are
+        # made by migration 0004: SQLite cannot say NULLS LAST in an index (and sorts NULLs last in DESC anyway).
         indexes = [
-            models.Index(models.F("merchant"), models.F("last_interaction_at").desc(), name="contact_merchant_recent"),
-            models.Index(models.F("account"), models.F("last_interaction_at").desc(), name="contact_account_recent"),
             models.Index(fields=["merchant", "opted_out"], name="contact_merchant_optout"),
         ]
 
@@ -77,8 +77,9 @@ class Contact(models.Model):
 
 
 class ContactTag(models.Model):
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="contact_tags")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="contact_tags")
+    # no single-column indexes: (contact, tag) unique and (tag, contact) below serve both directions
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="contact_tags", db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="contact_tags", db_index=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

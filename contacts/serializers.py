@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rest_framework import serializers
@@ -38,6 +39,30 @@ class ContactOutput(CamelModelSerializer):
             links = contact.contact_tags.select_related("tag").order_by("tag__name")
         return [link.tag.name for link in links]
 
+    def to_representation(self, contact: Contact) -> dict[str, Any]:
+        # Written out rather than field by field: the list endpoints shape up to 100 of these per request, and the
+        # declared fields above still document the shape (the schema) and are checked against this by the tests.
+        return {
+            "id": str(contact.id),
+            "accountId": str(contact.account_id),
+            "twitterUserId": contact.twitter_user_id,
+            "username": contact.username,
+            "displayName": contact.display_name,
+            "profileImageUrl": contact.profile_image_url,
+            "tags": self.get_tags(contact),
+            "attributes": contact.attributes,
+            "following": contact.following,
+            "optedOut": contact.opted_out,
+            "conversationCount": contact.conversation_count,
+            "firstInteractionAt": iso(contact.first_interaction_at),
+            "lastInteractionAt": iso(contact.last_interaction_at),
+        }
+
+
+def iso(value: datetime | None) -> str | None:
+    """The API's date-time format (REST_FRAMEWORK's DATETIME_FORMAT), in UTC."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
 
 class EngagementOutput(CamelSerializer):
     messages_sent = serializers.IntegerField()
@@ -55,6 +80,15 @@ class ContactDetailOutput(ContactOutput):
 
     def get_engagement(self, contact: Contact) -> dict[str, Any]:
         return contact_engagement(contact)
+
+    def to_representation(self, contact: Contact) -> dict[str, Any]:
+        return {
+            **super().to_representation(contact),
+            "source": contact.source,
+            "optedOutAt": iso(contact.opted_out_at),
+            "createdAt": iso(contact.created_at),
+            "engagement": self.get_engagement(contact),
+        }
 
 
 class ContactUpdateInput(StrictFieldsMixin, CamelSerializer):
@@ -100,6 +134,27 @@ class ConversationOutput(CamelModelSerializer):
             "contact",
         ]
         read_only_fields = fields
+
+    def to_representation(self, conversation: Conversation) -> dict[str, Any]:  # see ContactOutput
+        contact = conversation.contact
+        return {
+            "id": str(conversation.id),
+            "contactId": str(conversation.contact_id),
+            "accountId": str(conversation.account_id),
+            "status": conversation.status,
+            "channel": conversation.channel,
+            "assignedToUserId": str(conversation.assigned_to_id) if conversation.assigned_to_id else None,
+            "messageCount": conversation.message_count,
+            "startedAt": iso(conversation.started_at),
+            "lastMessageAt": iso(conversation.last_message_at),
+            "closedAt": iso(conversation.closed_at),
+            "closeReason": conversation.close_reason,
+            "contact": {
+                "username": contact.username,
+                "displayName": contact.display_name,
+                "profileImageUrl": contact.profile_image_url,
+            },
+        }
 
 
 class ContactConversationOutput(CamelModelSerializer):
@@ -149,6 +204,9 @@ class ConversationDetailOutput(ConversationOutput):
     def get_messages(self, conversation: Conversation) -> list[dict[str, Any]] | None:
         messages = self.context.get("messages")
         return None if messages is None else list(MessageOutput(messages, many=True).data)
+
+    def to_representation(self, conversation: Conversation) -> dict[str, Any]:
+        return {**super().to_representation(conversation), "messages": self.get_messages(conversation)}
 
 
 class AttachmentInput(StrictFieldsMixin, serializers.Serializer):

@@ -332,3 +332,19 @@ def test_the_admin_shows_contacts_conversations_messages_and_consent(owner, acco
         "visible in the inline" in staff.get(f"/admin/contacts/conversation/{conversation.id}/change/").content.decode()
     )
     assert staff.get("/admin/contacts/message/add/").status_code == 403
+
+
+def test_the_hand_written_outputs_match_their_declared_fields(account):
+    """The list outputs are written out for speed; the declared fields (the schema) must say the same."""
+    from contacts.serializers import ContactDetailOutput, ContactOutput, ConversationDetailOutput, ConversationOutput
+
+    c = tagged(account, "vip")
+    conversation = ConversationFactory.create(contact=c)
+    for serializer, obj in (
+        (ContactOutput, c),
+        (ContactDetailOutput, c),
+        (ConversationOutput, conversation),
+        (ConversationDetailOutput, conversation),
+    ):
+        declared = set(serializer().fields)
+        assert set(serializer(obj).data) == declared, serializer.__name__

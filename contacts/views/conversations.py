@@ -52,7 +52,8 @@ class ConversationViewSet(mixins.ListModelMixin, MerchantViewSet):
     write_roles = ALL_ROLES  # agents work the inbox
 
     def get_merchant_queryset(self, merchant_id: uuid.UUID) -> QuerySet[Conversation]:
-        return conversations_of(merchant_id).select_related("account")
+        conversations = conversations_of(merchant_id)
+        return conversations.select_related("account") if self.action == "messages" else conversations
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.action != "list":

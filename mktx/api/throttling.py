@@ -6,6 +6,7 @@ check is left on the request for `RateLimitHeadersMiddleware`, which adds `X-Rat
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,18 +24,34 @@ class RateLimitState:
     reset: int  # epoch seconds when the window ends
 
 
+@functools.cache
+def _redis() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _count(cache_key: str, ttl: int) -> int:
+    """Add one to the window's counter, atomically. With Redis: INCR and EXPIRE in one round trip."""
+    if settings.REDIS_URL:
+        pipe = _redis().pipeline(transaction=False)
+        pipe.incr(f"{settings.CACHES['default']['KEY_PREFIX']}:{cache_key}")
+        pipe.expire(f"{settings.CACHES['default']['KEY_PREFIX']}:{cache_key}", ttl, nx=True)
+        return int(pipe.execute()[0])
+    cache.add(cache_key, 0, timeout=ttl)
+    try:
+        return int(cache.incr(cache_key))
+    except ValueError:  # expired between add and incr
+        cache.set(cache_key, 1, timeout=ttl)
+        return 1
+
+
 def hit(key: str, *, limit: int, period: int, now: float | None = None) -> tuple[bool, RateLimitState]:
     """Count one request against `key`; answer whether it is allowed and the window's state."""
     now = time.time() if now is None else now
     window_start = int(now // period) * period
     reset = window_start + period
-    cache_key = f"ratelimit:{key}:{window_start}"
-    cache.add(cache_key, 0, timeout=period + 5)
-    try:
-        count = cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.set(cache_key, 1, timeout=period + 5)
-        count = 1
+    count = _count(f"ratelimit:{key}:{window_start}", period + 5)
     state = RateLimitState(limit=limit, remaining=max(0, limit - count), reset=reset)
     return count <= limit, state
 
