@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from contacts.media import FetchedImage, fetch_image
 from contacts.models import Contact, Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
+from contacts.services.contacts import contact_interaction_record
 from contacts.services.conversations import conversation_message_added
 from mktx.accounts.models import Account, AccountStatus
 from mktx.accounts.services import account_client, account_revoked
@@ -126,8 +127,6 @@ def _create_pending(
 def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime) -> bool:
     """The transition to `sent`, done once (by the send or by X's echo, whichever comes first): the counters move
     with it. Answers whether this call made the transition."""
-    from contacts.services.contacts import contact_interaction_record
-
     moved = (
         Message.objects.filter(pk=message.pk)
         .exclude(status=MessageStatus.SENT)

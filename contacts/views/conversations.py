@@ -26,6 +26,7 @@ from contacts.services.outbound import Attachment, message_send
 from mktx.api.params import query_bool, query_choice, query_uuid
 from mktx.api.permissions import ALL_ROLES
 from mktx.api.viewsets import MerchantViewSet
+from mktx.iam.models import User
 
 TAGS = ["conversations"]
 
@@ -92,7 +93,7 @@ class ConversationViewSet(mixins.ListModelMixin, MerchantViewSet):
             message_type=values["type"],
             attachments=[Attachment(url=a["url"], type=a["type"]) for a in values["attachments"]],
             origin=MessageOrigin.STAFF,
-            sent_by_id=getattr(request.user, "pk", None) if hasattr(request.user, "email") else None,
+            sent_by_id=request.user.pk if isinstance(request.user, User) else None,  # not an external IAM's user
         )
         return Response(MessageOutput(message).data)
 

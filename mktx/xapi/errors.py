@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mktx.api.errors import ApiError
 
 
 class XError(Exception):
@@ -99,7 +102,7 @@ def error_for(status: int, body: Any, headers: Any) -> XError:
     return XBadRequest(message, **kwargs)
 
 
-def api_error_for(exc: XError, *, action: str = "X request") -> Any:
+def api_error_for(exc: XError, *, action: str = "X request") -> ApiError:
     """The API error a client sees for an X failure: 503 when X cannot be reached, 429 with the reset time when X
     rate-limits, else 502 `TWITTER_API_ERROR` naming X's reason. Never a 500."""
     from mktx.api.errors import ErrorCode, RateLimited, ServiceUnavailable, TwitterApiError
