@@ -286,3 +286,47 @@ def test_more_than_one_attachment_is_refused(api, john, images):
     one = {"url": images.url + "/ok.png"}
     response = send(api, john["conversation"], content="x", attachments=[one, one])
     assert response.status_code == 400 and response.json()["details"]["field"] == "attachments"
+
+
+def test_a_dm_after_a_conversation_was_closed_starts_a_new_one(api, shop, john):
+    closed = john["conversation"]
+    api.put(f"/api/v1/mkt-x/conversations/{closed.id}/close", {"reason": "resolved"}, format="json")
+
+    again = dm_record(
+        account=shop["account"], x_event_id="900000000000000002", sender_id=john["id"], recipient_id=shop["id"],
+        text="One more question", sent_at=timezone.now(), profiles={},
+    )  # fmt: skip
+
+    assert again is not None and again.conversation_id != closed.id
+    closed.refresh_from_db()
+    assert closed.status == "closed"
+    contact = closed.contact
+    contact.refresh_from_db()
+    assert contact.conversation_count == 2
+
+
+def test_attachments_and_quick_reply_metadata_of_inbound_dms_are_kept(shop, john):
+    message = dm_record(
+        account=shop["account"],
+        x_event_id="900000000000000003",
+        sender_id=john["id"],
+        recipient_id=shop["id"],
+        text="this one",
+        sent_at=timezone.now(),
+        profiles={},
+        attachment={"type": "media", "media": {"id_str": "951", "media_url_https": "https://ton.twimg.com/dm/951.jpg"}},
+        quick_reply_response={"type": "options", "metadata": "size_m"},
+    )
+    assert message is not None
+    assert message.type == "image"
+    assert message.attachments == [{"type": "image", "url": "https://ton.twimg.com/dm/951.jpg", "mediaId": "951"}]
+    assert message.metadata == {"quickReplyResponse": {"type": "options", "metadata": "size_m"}}
+
+
+def test_replaying_an_inbound_dm_stores_it_once(shop, john):
+    again = dm_record(
+        account=shop["account"], x_event_id="900000000000000001", sender_id=john["id"], recipient_id=shop["id"],
+        text="Hi, I have a question", sent_at=timezone.now(), profiles={},
+    )  # fmt: skip
+    assert again is None
+    assert Message.objects.count() == 1
