@@ -221,3 +221,22 @@ class ConsentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.contact_id}"
+
+
+class Segment(models.Model):
+    """A saved contact query: conditions compiled to one SQL filter (contacts.segments)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(max_length=200)
+    conditions = models.JSONField(default=list)
+    contact_count = models.PositiveIntegerField(null=True, blank=True)
+    counted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from campaigns.urls import router as campaigns_router
 from contacts.urls import router as contacts_router
 from mktx.accounts.urls import router as accounts_router
 from mktx.api import views as api_views
@@ -14,6 +15,7 @@ mkt_x_patterns = [
     path("postman-collection.json", api_views.PostmanCollectionView.as_view(), name="postman-collection"),
     *accounts_router.urls,
     *contacts_router.urls,
+    *campaigns_router.urls,
     path("", include("webhooks_app.urls")),
 ]
 

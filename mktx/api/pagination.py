@@ -19,7 +19,7 @@ MAX_TAKE = 100
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
 
 
-def _query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+def query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -34,8 +34,8 @@ def _query_int(request: Request, name: str, *, default: int, minimum: int, maxim
 
 
 def read_skip_take(request: Request) -> tuple[int, int]:
-    skip = _query_int(request, "skip", default=0, minimum=0)
-    take = _query_int(request, "take", default=DEFAULT_TAKE, minimum=1, maximum=MAX_TAKE)
+    skip = query_int(request, "skip", default=0, minimum=0)
+    take = query_int(request, "take", default=DEFAULT_TAKE, minimum=1, maximum=MAX_TAKE)
     return skip, take
 
 

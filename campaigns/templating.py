@@ -1,0 +1,119 @@
+"""Template placeholders `{{name}}` and `{{name|default}}`, and rendering for a contact.
+
+Explicit variables win over the contact's own values (`{{contact.displayName}}`, `{{contact.username}}`,
+`{{contact.attributes.KEY}}`), which win over the default. A placeholder with none of them is an error: a template is
+never sent with a raw `{{...}}` in it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mktx.api.errors import InvalidInput
+
+MAX_TEXT = 10_000
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:\|([^{}]*))?\}\}")
+CONTACT_PREFIX = "contact."
+CONTACT_FIELDS = {"contact.displayName", "contact.username", "contact.twitterUserId"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    options: list[dict[str, Any]] = field(default_factory=list)
+    image_url: str = ""
+    buttons: list[dict[str, str]] = field(default_factory=list)
+
+
+def texts_of(content: str, options: list[dict[str, Any]], card: dict[str, Any]) -> list[str]:
+    """Every text of a template that may hold placeholders."""
+    texts = [content]
+    texts += [str(o.get(k, "")) for o in options for k in ("label", "description")]
+    texts += [str(b.get("label", "")) for b in card.get("buttons", [])]
+    return texts
+
+
+def placeholders(*texts: str) -> dict[str, str | None]:
+    """name -> default (None when it has none), in order of first use."""
+    found: dict[str, str | None] = {}
+    for text in texts:
+        for match in PLACEHOLDER.finditer(text):
+            name, default = match.group(1), match.group(2)
+            if name not in found or found[name] is None:
+                found[name] = default
+    return found
+
+
+def is_contact_placeholder(name: str) -> bool:
+    return name in CONTACT_FIELDS or (name.startswith("contact.attributes.") and len(name) > len("contact.attributes."))
+
+
+def check_variables(declared: Any, used: dict[str, str | None]) -> list[str]:
+    """`variables` must list exactly the placeholders used; the contact's own fields need not be listed."""
+    if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
+        raise InvalidInput("variables", "must be a list of placeholder names")
+    custom = [name for name in used if not is_contact_placeholder(name)]
+    missing = [name for name in custom if name not in declared]
+    if missing:
+        raise InvalidInput("variables", f"{missing[0]!r} is used in the template but not listed")
+    extra = [name for name in declared if name not in used]
+    if extra:
+        raise InvalidInput("variables", f"{extra[0]!r} is listed but not used in the template")
+    for name in used:
+        if name.startswith(CONTACT_PREFIX) and not is_contact_placeholder(name):
+            raise InvalidInput(
+                "content", f"{{{{{name}}}}}: contact values are displayName, username, twitterUserId, attributes.KEY"
+            )
+    return list(dict.fromkeys(declared))
+
+
+def contact_values(contact: Any) -> dict[str, Any]:
+    if contact is None:
+        return {}
+    values: dict[str, Any] = {
+        "contact.displayName": contact.display_name or None,
+        "contact.username": contact.username or None,
+        "contact.twitterUserId": contact.twitter_user_id,
+    }
+    for key, value in (contact.attributes or {}).items():
+        values[f"contact.attributes.{key}"] = value
+    return values
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def render_text(text: str, values: dict[str, Any], field_name: str = "variables") -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = values.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise InvalidInput(f"{field_name}.{name}", "has no value, no contact value and no default")
+            return default
+        return _format(value)
+
+    return PLACEHOLDER.sub(replace, text)
+
+
+def render(template: Any, *, variables: dict[str, Any] | None = None, contact: Any = None) -> Rendered:
+    """The template for one recipient: explicit variables, then the contact's values, then defaults."""
+    values = {**contact_values(contact), **{k: v for k, v in (variables or {}).items() if v is not None}}
+    text = render_text(template.content, values)
+    options = [
+        {**option, **{k: render_text(str(option[k]), values) for k in ("label", "description") if option.get(k)}}
+        for option in template.options or []
+    ]
+    card = template.card or {}
+    buttons = [{**b, "label": render_text(str(b.get("label", "")), values)} for b in card.get("buttons", [])]
+    if buttons:  # X's DMs have no buttons: a card's links follow its text
+        text = text + "\n\n" + "\n".join(f"{b['label']}: {b['url']}" for b in buttons)
+    if len(text) > MAX_TEXT:
+        raise InvalidInput("content", f"once rendered the message has {len(text)} characters; X allows {MAX_TEXT}")
+    return Rendered(text=text, options=options, image_url=str(card.get("imageUrl", "")), buttons=buttons)

@@ -1,0 +1,72 @@
+"""Segments: saved contact queries with a counted size whose freshness is exposed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from contacts.models import Contact, Segment
+from contacts.segments import compile_conditions
+from contacts.selectors import contacts_of
+from mktx.api.errors import InvalidInput, ResourceInUse
+
+COUNT_FRESH_FOR = timedelta(seconds=60)
+ACTIVE_CAMPAIGN_STATUSES = ("scheduled", "running", "paused")
+
+
+def segment_contacts(*, merchant_id: uuid.UUID, conditions: Any) -> QuerySet[Contact]:
+    """The merchant's contacts matching the conditions: one SQL query, whatever the nesting."""
+    return Contact.objects.filter(merchant_id=merchant_id).filter(
+        compile_conditions(merchant_id=merchant_id, conditions=conditions)
+    )
+
+
+def _clean_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("name", "must not be blank")
+    return name.strip()[:200]
+
+
+def segment_count(segment: Segment) -> Segment:
+    count = segment_contacts(merchant_id=segment.merchant_id, conditions=segment.conditions).count()
+    now = timezone.now()
+    Segment.objects.filter(pk=segment.pk).update(contact_count=count, counted_at=now)
+    segment.contact_count, segment.counted_at = count, now
+    return segment
+
+
+def segment_count_fresh(segment: Segment) -> Segment:
+    """Recount when the stored count is older than COUNT_FRESH_FOR (the API shows when it was counted)."""
+    if segment.counted_at is None or timezone.now() - segment.counted_at > COUNT_FRESH_FOR:
+        return segment_count(segment)
+    return segment
+
+
+def segment_create(*, merchant_id: uuid.UUID, name: Any, conditions: Any) -> Segment:
+    compile_conditions(merchant_id=merchant_id, conditions=conditions)
+    segment = Segment.objects.create(merchant_id=merchant_id, name=_clean_name(name), conditions=conditions)
+    return segment_count(segment)
+
+
+def segment_update(*, segment: Segment, changes: dict[str, Any]) -> Segment:
+    if "conditions" in changes:
+        compile_conditions(merchant_id=segment.merchant_id, conditions=changes["conditions"])
+        segment.conditions = changes["conditions"]
+    if "name" in changes:
+        segment.name = _clean_name(changes["name"])
+    segment.save(update_fields=["name", "conditions", "updated_at"])
+    return segment_count(segment)
+
+
+def segment_delete(*, segment: Segment) -> None:
+    """Refused while a scheduled, running or paused campaign sends to it (the campaigns point here)."""
+    in_use = list(segment.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).values_list("pk", flat=True))
+    if in_use:
+        raise ResourceInUse(
+            "The segment is used by active campaigns", details={"campaignIds": [str(pk) for pk in in_use]}
+        )
+    segment.delete()
