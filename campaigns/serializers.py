@@ -30,11 +30,9 @@ class TemplateInput(StrictFieldsMixin, CamelSerializer):
     name = serializers.CharField(max_length=200)
     type = serializers.ChoiceField(choices=TemplateType.values, default=TemplateType.TEXT)
     content = serializers.CharField(trim_whitespace=False)
-    variables = serializers.JSONField(required=False, default=list)
-    options = serializers.JSONField(
-        required=False, default=list, help_text="quick_reply: [{label, description?, metadata?}]"
-    )
-    card = serializers.JSONField(required=False, default=dict, help_text="card: {imageUrl, buttons: [{label, url}]}")
+    variables = serializers.JSONField(required=False, help_text='the placeholders used, e.g. ["name"]')
+    options = serializers.JSONField(required=False, help_text="quick_reply: [{label, description?, metadata?}]")
+    card = serializers.JSONField(required=False, help_text="card: {imageUrl, buttons: [{label, url}]}")
 
 
 class TemplateUpdateInput(StrictFieldsMixin, CamelSerializer):

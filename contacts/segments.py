@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import BooleanField, Exists, Expression, F, Func, OuterRef, Q, Value
+from django.db.models import BooleanField, Case, Exists, Expression, F, FloatField, Func, OuterRef, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Upper
+from django.db.models.functions import Cast, Upper
 from django.db.models.lookups import (
     Exact,
     GreaterThan,
@@ -87,11 +87,11 @@ class JsonTypeIs(Func):
         sql, params = compiler.compile(self.source_expressions[0])
         types = ("integer", "real") if self.json_type == "number" else ("text",)
         marks = ", ".join(["%s"] * len(types))
-        return f"JSON_TYPE({sql}, %s) IN ({marks})", [*params, f'$."{self.key}"', *types]
+        return f"COALESCE(JSON_TYPE({sql}, %s) IN ({marks}), 0)", [*params, f'$."{self.key}"', *types]
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         sql, params = compiler.compile(self.source_expressions[0])
-        return f"jsonb_typeof({sql} -> %s) = %s", [*params, self.key, self.json_type]
+        return f"COALESCE(jsonb_typeof({sql} -> %s) = %s, false)", [*params, self.key, self.json_type]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,49 @@ class Condition:
     field: str
     operator: str
     value: Any
+
+
+def _lookup(target: Any, name: str, rhs: Any) -> Q:
+    lookups = {
+        "exact": Exact,
+        "in": In,
+        "gt": GreaterThan,
+        "gte": GreaterThanOrEqual,
+        "lt": LessThan,
+        "lte": LessThanOrEqual,
+    }
+    return Q(lookups[name](target, rhs))
+
+
+def _attribute_number(key: str) -> Case:
+    """The attribute as a number where it is a JSON number, else NULL (CASE: no cast is tried on other types)."""
+    return Case(
+        When(Q(JsonTypeIs(key, "number")), then=Cast(KeyTextTransform(key, "attributes"), FloatField())),
+        default=None,
+        output_field=FloatField(),
+    )
+
+
+class JsonBoolIs(Func):
+    """Whether the attribute under `key` is the JSON boolean `value`."""
+
+    output_field = BooleanField()
+
+    def __init__(self, key: str, value: bool) -> None:
+        self.key, self.value = key, value
+        super().__init__(F("attributes"))
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:  # type: ignore[override]  # SQLite
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"COALESCE(JSON_TYPE({sql}, %s) = %s, 0)", [
+            *params,
+            f'$."{self.key}"',
+            "true" if self.value else "false",
+        ]
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"COALESCE(({sql} -> %s) = %s::jsonb, false)", [*params, self.key, "true" if self.value else "false"]
 
 
 def _number(value: Any, path: str) -> float | int:
@@ -155,8 +198,6 @@ class Compiler:
         return self._group("all", conditions, "conditions", depth=1)
 
     def _group(self, match: str, items: list[Any], path: str, depth: int) -> Q:
-        if depth > MAX_DEPTH:
-            raise InvalidInput(path, f"groups nest at most {MAX_DEPTH} deep")
         compiled = Q()
         for index, item in enumerate(items):
             part = self._node(item, f"{path}[{index}]", depth)
@@ -170,6 +211,8 @@ class Compiler:
         if not isinstance(item, dict):
             raise InvalidInput(path, "a condition is an object")
         if "conditions" in item or "match" in item:
+            if depth + 1 > MAX_DEPTH:
+                raise InvalidInput(path, f"groups nest at most {MAX_DEPTH} deep")
             unknown = set(item) - {"match", "conditions"}
             if unknown:
                 raise InvalidInput(f"{path}.{sorted(unknown)[0]}", "a group has only match and conditions")
@@ -258,21 +301,20 @@ class Compiler:
     @staticmethod
     def _numeric(target: Any, operator: str, value: Any, path: str) -> Q:
         if operator in ("in", "notIn"):
-            q = Q(In(target, [_number(v, path) for v in _list(value, path)]))
+            q = _lookup(target, "in", [_number(v, path) for v in _list(value, path)])
             return q if operator == "in" else _not(q, target)
         if operator == "between":
             low, high = (_number(v, path) for v in _pair(value, path))
-            return Q(GreaterThanOrEqual(target, low)) & Q(LessThanOrEqual(target, high))
-        number = _number(value, path)
-        lookup = {
-            "equals": Exact,
-            "notEquals": Exact,
-            "greaterThan": GreaterThan,
-            "greaterThanOrEqual": GreaterThanOrEqual,
-            "lessThan": LessThan,
-            "lessThanOrEqual": LessThanOrEqual,
+            return _lookup(target, "gte", low) & _lookup(target, "lte", high)
+        name = {
+            "equals": "exact",
+            "notEquals": "exact",
+            "greaterThan": "gt",
+            "greaterThanOrEqual": "gte",
+            "lessThan": "lt",
+            "lessThanOrEqual": "lte",
         }[operator]
-        q = Q(lookup(target, number))
+        q = _lookup(target, name, _number(value, path))
         return _not(q, target) if operator == "notEquals" else q
 
     @staticmethod
@@ -322,13 +364,10 @@ class Compiler:
             operator in NUMBER_OPS and isinstance(sample, (int, float)) and not isinstance(sample, bool)
         )
         if numeric:
-            # compared as JSON (numbers numerically), only where the attribute is a number
-            positive = {"notEquals": "equals", "notIn": "in"}.get(operator, operator)
-            q = Q(JsonTypeIs(key, "number")) & self._numeric(KeyTransform(key, "attributes"), positive, value, path)
-            return q if positive == operator else ~q
+            return self._numeric(_attribute_number(key), operator, value, path)
         if operator in ("equals", "notEquals") and isinstance(sample, bool):
-            q = Q(Exact(KeyTransform(key, "attributes"), sample))
-            return q if operator == "equals" else _not(q, KeyTransform(key, "attributes"))
+            q = Q(JsonBoolIs(key, sample))
+            return q if operator == "equals" else ~q
         text = KeyTextTransform(key, "attributes")
         if operator in DATE_OPS:
             return Q(JsonTypeIs(key, "string")) & self._dates(text, operator, value, path, as_text=True)

@@ -20,9 +20,7 @@ ACTIVE_CAMPAIGN_STATUSES = ("scheduled", "running", "paused")
 
 def segment_contacts(*, merchant_id: uuid.UUID, conditions: Any) -> QuerySet[Contact]:
     """The merchant's contacts matching the conditions: one SQL query, whatever the nesting."""
-    return Contact.objects.filter(merchant_id=merchant_id).filter(
-        compile_conditions(merchant_id=merchant_id, conditions=conditions)
-    )
+    return contacts_of(merchant_id).filter(compile_conditions(merchant_id=merchant_id, conditions=conditions))
 
 
 def _clean_name(name: Any) -> str:
