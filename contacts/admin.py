@@ -3,8 +3,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Tag
+from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Segment, Tag
+from contacts.services.segments import segment_contacts
+from mktx.api.errors import ApiError
 
 
 class ReadOnlyMixin:
@@ -117,3 +121,33 @@ class TagAdmin(admin.ModelAdmin):
     list_filter = ("merchant",)
     list_select_related = ("merchant",)
     search_fields = ("name",)
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ("name", "merchant", "contact_count", "counted_at", "updated_at")
+    list_filter = ("merchant",)
+    list_select_related = ("merchant",)
+    search_fields = ("name",)
+    readonly_fields = ("id", "merchant", "live_count", "matching_contacts", "contact_count", "counted_at", "created_at")
+    fields = ("id", "merchant", "name", "conditions", "live_count", "matching_contacts", "contact_count", "counted_at")
+
+    @admin.display(description="live count")
+    def live_count(self, segment: Segment) -> str:
+        try:
+            return f"{segment_contacts(merchant_id=segment.merchant_id, conditions=segment.conditions).count():,}"
+        except ApiError as exc:
+            return f"invalid conditions: {exc.message}"
+
+    @admin.display(description="matching contacts (first 20)")
+    def matching_contacts(self, segment: Segment) -> str:
+        try:
+            contacts = list(segment_contacts(merchant_id=segment.merchant_id, conditions=segment.conditions)[:20])
+        except ApiError:
+            return "-"
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">@{}</a> {}</li>',
+            ((reverse("admin:contacts_contact_change", args=[c.pk]), c.username, c.display_name) for c in contacts),
+        )
+        return format_html("<ul>{}</ul>", rows) if contacts else "none"

@@ -315,3 +315,19 @@ def test_agents_read_and_preview_segments_but_do_not_write(client_for, merchant,
     assert agent.post(SEGMENTS, {"name": "y", "conditions": []}, format="json").status_code == 403
     assert agent.post(f"{SEGMENTS}/{segment_id}/preview").status_code == 200
     assert agent.get(SEGMENTS).status_code == 200
+
+
+def test_the_admin_shows_segments_with_live_count_and_matches_and_templates_with_a_preview(owner, merchant, people):
+    from django.test import Client
+
+    owner.is_staff = owner.is_superuser = True
+    owner.save()
+    staff = Client()
+    staff.force_login(owner)
+    segment = Segment.objects.create(merchant=merchant, name="vips", conditions=[c("tags", "contains", "vip")])
+    template = Template.objects.create(merchant=merchant, name="t", content="Hi {{name|friend}}", variables=["name"])
+    page = staff.get(f"/admin/contacts/segment/{segment.pk}/change/").content.decode()
+    assert "@alice" in page and "@bob" not in page
+    assert staff.get("/admin/contacts/segment/").status_code == 200
+    assert "Hi [name]" in staff.get(f"/admin/campaigns/template/{template.pk}/change/").content.decode()
+    assert staff.get("/admin/campaigns/campaign/").status_code == 200
