@@ -31,6 +31,8 @@ class Dialect:
     text: str  # cast an integer expression {x} to text
     bigint: str  # cast a text expression {x} to an integer
     json_bool: str  # a boolean expression {x} as a JSON true/false inside json_object
+    json_array_agg: str
+    empty_json_array: str
 
 
 POSTGRES = Dialect(
@@ -43,6 +45,8 @@ POSTGRES = Dialect(
     text="({x})::text",
     bigint="({x})::bigint",
     json_bool="({x})",
+    json_array_agg="jsonb_agg(t.name ORDER BY t.name)",
+    empty_json_array="'[]'::jsonb",
 )
 SQLITE = Dialect(
     series="WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < %(n)s)",
@@ -54,6 +58,8 @@ SQLITE = Dialect(
     text="CAST(({x}) AS TEXT)",
     bigint="CAST(({x}) AS INTEGER)",
     json_bool="json(CASE WHEN {x} THEN 'true' ELSE 'false' END)",
+    json_array_agg="json_group_array(t.name)",
+    empty_json_array="'[]'",
 )
 
 
@@ -114,7 +120,7 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
             INSERT INTO contacts_contact (id, merchant_id, account_id, twitter_user_id, username, display_name,
                 display_name_overridden, profile_image_url, source, attributes, following, opted_out, opted_out_at,
                 conversation_count, messages_sent, messages_received, response_time_total, response_time_count,
-                first_interaction_at, last_interaction_at, created_at, updated_at)
+                first_interaction_at, last_interaction_at, created_at, updated_at, tag_names)
             SELECT {d.uuid}, %(m)s, %(a)s, {d.text.format(x="%(base)s + g")}, 'user_' || g, 'Customer ' || g,
                 false, '', CASE WHEN g %% 5 = 0 THEN 'new_follower' ELSE 'inbound_message' END,
                 {d.json_object}('purchaseCount', g %% 20, 'totalSpent', (g %% 97) * 10000,
@@ -125,7 +131,7 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
                 CASE WHEN {has_conversation} THEN %(msgs)s / 2 ELSE 0 END,
                 CASE WHEN {has_conversation} THEN 300 ELSE 0 END, CASE WHEN {has_conversation} THEN 1 ELSE 0 END,
                 {d.days_ago.format(x="g %% 365 + 30")}, {d.minutes_ago.format(x="g %% 525600")},
-                {d.days_ago.format(x="g %% 365 + 30")}, {d.now}
+                {d.days_ago.format(x="g %% 365 + 30")}, {d.now}, {d.empty_json_array}
             FROM s""",
         )
         step(
@@ -138,6 +144,13 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
             FROM contacts_contact c CROSS JOIN t
             WHERE c.account_id = %(a)s AND {d.bigint.format(x="c.twitter_user_id")} > %(base)s
               AND ({g_of}) %% (2 + t.tag_rank) = 0""",
+        )
+        step(
+            "tag names",
+            f"""UPDATE contacts_contact SET tag_names = COALESCE((
+                SELECT {d.json_array_agg} FROM contacts_contacttag ct JOIN contacts_tag t ON t.id = ct.tag_id
+                WHERE ct.contact_id = contacts_contact.id), {d.empty_json_array})
+            WHERE account_id = %(a)s AND {d.bigint.format(x="twitter_user_id")} > %(base)s""",
         )
         step(
             "conversations",

@@ -24,3 +24,10 @@ def send_system_message(conversation_id: str, text: str, idempotency_key: str) -
         logger.warning("system message %s not sent: %s", idempotency_key, exc.message)
         return f"not sent: {exc.message}"
     return str(message.status)
+
+
+def ensure_segment_indexes(conditions: list[object]) -> list[str]:
+    """Build the expression indexes a segment's numeric attribute conditions need (PostgreSQL)."""
+    from contacts.services.segments import segment_indexes_ensure
+
+    return segment_indexes_ensure(conditions=conditions)

@@ -94,19 +94,28 @@ def contact_tags_add(*, contact: Contact, tags: Any) -> list[str]:
     for name in names:
         tag, _ = Tag.objects.get_or_create(merchant_id=contact.merchant_id, name=name)
         ContactTag.objects.get_or_create(contact=contact, tag=tag)
-    return contact_tag_names(contact)
+    return _sync_tag_names(contact)
 
 
+@transaction.atomic
 def contact_tag_remove(*, contact: Contact, tag_name: str) -> list[str]:
     name = normalize_tag(tag_name, "tagName")
     deleted, _ = ContactTag.objects.filter(contact=contact, tag__name=name).delete()
     if not deleted:
         raise NotFoundError(f"The contact has no tag {name!r}", details={"field": "tagName"})
-    return contact_tag_names(contact)
+    return _sync_tag_names(contact)
 
 
 def contact_tag_names(contact: Contact) -> list[str]:
     return list(contact.contact_tags.order_by("tag__name").values_list("tag__name", flat=True))
+
+
+def _sync_tag_names(contact: Contact) -> list[str]:
+    """The contact's tag names, copied onto the contact row (what segments filter on)."""
+    names = contact_tag_names(contact)
+    Contact.objects.filter(pk=contact.pk).update(tag_names=names)
+    contact.tag_names = names
+    return names
 
 
 @transaction.atomic
