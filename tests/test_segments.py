@@ -126,6 +126,22 @@ CASES = [
     (c("attributes.newsletter", "equals", True), {"alice"}),
     (c("attributes.lastPurchaseDate", "after", "2025-12-31"), {"alice"}),
     (c("attributes.lastPurchaseDate", "before", "2025-12-31"), {"bob"}),
+    (c("attributes.lastPurchaseDate", "between", ["2025-01-01", "2025-12-31"]), {"bob"}),
+    (c("attributes.lastPurchaseDate", "exists"), {"alice", "bob"}),
+    (c("attributes.tier", "endsWith", "plus"), {"carol"}),
+    (c("attributes.tier", "notContains", "gold"), {"bob", "dave_x"}),
+    (c("attributes.tier", "notIn", ["gold", "silver"]), {"carol", "dave_x"}),
+    (c("attributes.tier", "notExists"), {"dave_x"}),
+    (c("attributes.newsletter", "notEquals", True), {"bob", "carol", "dave_x"}),
+    (c("attributes.purchaseCount", "lessThan", 3), {"bob"}),
+    (c("attributes.purchaseCount", "greaterThanOrEqual", 8), {"alice"}),
+    (c("displayName", "startsWith", "car"), {"carol"}),
+    (c("displayName", "endsWith", "OB"), {"bob"}),
+    (c("username", "notExists"), set()),
+    (c("firstInteractionAt", "exists"), {"alice", "bob", "dave_x"}),
+    (c("following", "notEquals", True), {"bob", "carol", "dave_x"}),
+    (c("source", "notIn", ["inbound_message"]), {"bob", "dave_x"}),
+    (c("conversationCount", "notEquals", 0), {"alice", "dave_x"}),
 ]
 
 
