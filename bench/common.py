@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from multiprocessing.pool import Pool as PoolType
 from pathlib import Path
 
 import psycopg
@@ -83,3 +85,32 @@ def percentile(values: list[float], p: float) -> float:
         return 0.0
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+Request = tuple[str, str, bytes | None, dict[str, str]]  # method, path, body, headers
+
+
+def timed_requests(args: tuple[int, list[Request]]) -> list[float]:
+    """Send the requests one after another on one keep-alive connection; each one's latency in seconds."""
+    port, requests = args
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    latencies = []
+    for method, path, body, headers in requests:
+        started = time.perf_counter()
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status != 200:
+            raise RuntimeError(f"{method} {path} answered {response.status}")
+    connection.close()
+    return latencies
+
+
+def run_clients(pool: PoolType, port: int, per_client: list[list[Request]]) -> tuple[float, list[float]]:
+    """One pool process per list of requests, all at once: (requests per second, latencies)."""
+    started = time.perf_counter()
+    results = pool.map(timed_requests, [(port, requests) for requests in per_client])
+    elapsed = time.perf_counter() - started
+    latencies = [latency for chunk in results for latency in chunk]
+    return len(latencies) / elapsed, latencies

@@ -11,7 +11,6 @@ Targets: at least 0.5x the minimal view's throughput and p50 under 50 ms. The la
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from bench.common import PG_ADMIN_URL, ROOT, Gunicorn, bench_env, manage, percentile
+from bench.common import PG_ADMIN_URL, ROOT, Gunicorn, Request, bench_env, manage, percentile, run_clients
 
 DATABASE = "mktx_bench_inbox"
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -102,32 +101,11 @@ def ensure_seeded(env: dict[str, str], contacts: int) -> str:
     return merchant_id
 
 
-def _get_all(args: tuple[int, str, str, int]) -> list[float]:
-    port, path, token, count = args
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Authorization": f"Bearer {token}"}
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        latencies.append(time.perf_counter() - started)
-        if response.status != 200:
-            raise RuntimeError(f"{path} answered {response.status}")
-    connection.close()
-    return latencies
-
-
 def run_phase(
     pool: PoolType, port: int, path: str, token: str, requests: int, concurrency: int
 ) -> tuple[float, list[float]]:
-    per_client = max(1, requests // concurrency)
-    started = time.perf_counter()
-    chunks = pool.map(_get_all, [(port, path, token, per_client)] * concurrency)
-    elapsed = time.perf_counter() - started
-    latencies = [latency for chunk in chunks for latency in chunk]
-    return len(latencies) / elapsed, latencies
+    request: Request = ("GET", path, None, {"Authorization": f"Bearer {token}"})
+    return run_clients(pool, port, [[request] * max(1, requests // concurrency)] * concurrency)
 
 
 def main() -> int:

@@ -10,7 +10,6 @@ Target: at least 0.8x the minimal view's throughput, p99 under 50 ms. The last l
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import statistics
@@ -30,10 +29,12 @@ from bench.common import (
     ROOT,
     SECRET,
     Gunicorn,
+    Request,
     bench_env,
     fresh_database,
     manage,
     percentile,
+    run_clients,
 )
 from webhooks_app.signatures import sign
 
@@ -92,30 +93,12 @@ def workload(first_id: int, events: int, duplicate_share: float, seed: int) -> t
     return bodies, distinct
 
 
-def _post_all(args: tuple[int, str, list[bytes]]) -> list[float]:
-    port, path, bodies = args
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies = []
-    for body in bodies:
-        headers = {"Content-Type": "application/json", "x-twitter-webhooks-signature": sign(SECRET, body)}
-        started = time.perf_counter()
-        connection.request("POST", path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        latencies.append(time.perf_counter() - started)
-        if response.status != 200:
-            raise RuntimeError(f"{path} answered {response.status}")
-    connection.close()
-    return latencies
-
-
 def run_phase(pool: PoolType, port: int, path: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    chunks = [bodies[i::concurrency] for i in range(concurrency)]
-    started = time.perf_counter()
-    results = pool.map(_post_all, [(port, path, chunk) for chunk in chunks])
-    elapsed = time.perf_counter() - started
-    latencies = [latency for chunk in results for latency in chunk]
-    return len(bodies) / elapsed, latencies
+    def signed(body: bytes) -> Request:
+        headers = {"Content-Type": "application/json", "x-twitter-webhooks-signature": sign(SECRET, body)}
+        return ("POST", path, body, headers)
+
+    return run_clients(pool, port, [[signed(body) for body in bodies[i::concurrency]] for i in range(concurrency)])
 
 
 def count_rows(query: str) -> int:

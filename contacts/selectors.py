@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Tag
@@ -14,10 +14,7 @@ from mktx.api.errors import InvalidInput
 
 
 def contacts_of(merchant_id: uuid.UUID) -> QuerySet[Contact]:
-    tags = ContactTag.objects.select_related("tag").order_by("tag__name")
-    return Contact.objects.filter(merchant_id=merchant_id).prefetch_related(
-        Prefetch("contact_tags", queryset=tags, to_attr="tag_links")
-    )
+    return Contact.objects.filter(merchant_id=merchant_id)
 
 
 def contacts_filter(
