@@ -93,17 +93,10 @@ def hand_written(conn: psycopg.Connection, merchant_id: str, where: str) -> tupl
     started = time.perf_counter()
     base = f"FROM contacts_contact c WHERE c.merchant_id = %(m)s AND {where}"
     total = conn.execute(f"SELECT count(*) {base}", {"m": merchant_id}).fetchone()[0]  # type: ignore[index]
-    rows = conn.execute(
+    conn.execute(
         f"SELECT c.* {base} ORDER BY c.last_interaction_at DESC NULLS LAST, c.created_at DESC LIMIT 10",
         {"m": merchant_id},
     ).fetchall()
-    page = [row[0] for row in rows]
-    if page:
-        conn.execute(
-            "SELECT * FROM contacts_contacttag ct JOIN contacts_tag t ON t.id = ct.tag_id "
-            "WHERE ct.contact_id = ANY(%s)",
-            [page],
-        ).fetchall()
     return time.perf_counter() - started, int(total)
 
 
