@@ -45,7 +45,7 @@ POSTGRES = Dialect(
     text="({x})::text",
     bigint="({x})::bigint",
     json_bool="({x})",
-    json_array_agg="jsonb_agg(t.name ORDER BY t.name)",
+    json_array_agg="jsonb_agg(t.name ORDER BY t.name)",  # over the CTE t
     empty_json_array="'[]'::jsonb",
 )
 SQLITE = Dialect(
@@ -111,12 +111,16 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
         shown = f"{rows:,} rows" if rows >= 0 else "done"
         progress(f"  {label}: {shown} in {timings[label]:.1f} s")
 
+    # tag of rank r (by name) on every (2 + r)-th contact; the contact row carries its tag names too
+    ranked_tags = (
+        "SELECT id, name, row_number() OVER (ORDER BY name) - 1 AS tag_rank FROM contacts_tag WHERE merchant_id = %(m)s"
+    )
     has_conversation = "g %% 10 < 3"
     tiers = "CASE g %% 4 WHEN 0 THEN 'bronze' WHEN 1 THEN 'silver' WHEN 2 THEN 'gold' ELSE 'platinum' END"
     with transaction.atomic():
         step(
             "contacts",
-            f"""{d.series}
+            f"""{d.series}, t AS ({ranked_tags})
             INSERT INTO contacts_contact (id, merchant_id, account_id, twitter_user_id, username, display_name,
                 display_name_overridden, profile_image_url, source, attributes, following, opted_out, opted_out_at,
                 conversation_count, messages_sent, messages_received, response_time_total, response_time_count,
@@ -131,26 +135,18 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
                 CASE WHEN {has_conversation} THEN %(msgs)s / 2 ELSE 0 END,
                 CASE WHEN {has_conversation} THEN 300 ELSE 0 END, CASE WHEN {has_conversation} THEN 1 ELSE 0 END,
                 {d.days_ago.format(x="g %% 365 + 30")}, {d.minutes_ago.format(x="g %% 525600")},
-                {d.days_ago.format(x="g %% 365 + 30")}, {d.now}, {d.empty_json_array}
+                {d.days_ago.format(x="g %% 365 + 30")}, {d.now},
+                COALESCE((SELECT {d.json_array_agg} FROM t WHERE g %% (2 + t.tag_rank) = 0), {d.empty_json_array})
             FROM s""",
         )
         step(
             "contact tags",
-            f"""WITH t AS (
-                SELECT id, row_number() OVER (ORDER BY name) - 1 AS tag_rank FROM contacts_tag WHERE merchant_id = %(m)s
-            )
+            f"""WITH t AS ({ranked_tags})
             INSERT INTO contacts_contacttag (contact_id, tag_id, created_at)
             SELECT c.id, t.id, {d.now}
             FROM contacts_contact c CROSS JOIN t
             WHERE c.account_id = %(a)s AND {d.bigint.format(x="c.twitter_user_id")} > %(base)s
               AND ({g_of}) %% (2 + t.tag_rank) = 0""",
-        )
-        step(
-            "tag names",
-            f"""UPDATE contacts_contact SET tag_names = COALESCE((
-                SELECT {d.json_array_agg} FROM contacts_contacttag ct JOIN contacts_tag t ON t.id = ct.tag_id
-                WHERE ct.contact_id = contacts_contact.id), {d.empty_json_array})
-            WHERE account_id = %(a)s AND {d.bigint.format(x="twitter_user_id")} > %(base)s""",
         )
         step(
             "conversations",

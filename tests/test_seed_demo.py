@@ -39,6 +39,9 @@ def test_seed_demo_fills_a_merchant_consistently_and_can_add_more(merchant):
         "newsletter",
     }
     assert isinstance(first.attributes["newsletter"], bool)
+    for contact in contacts.order_by("twitter_user_id")[:30]:  # the row's copy of the tags agrees with the links
+        links = sorted(contact.contact_tags.values_list("tag__name", flat=True))
+        assert sorted(contact.tag_names) == links
 
     seed("--merchant-id", str(merchant.id), "--contacts", "50")
     assert contacts.count() == 350
