@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import queue
-import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from xsandbox import webhooks
+from xsandbox.control import ControlMixin
+from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Fault, Problem, Token, User, Webhook, _iso
 
 TWITTER_EPOCH_MS = 1288834974657
 DM_WINDOW_15M = 15 * 60
@@ -21,96 +22,9 @@ DM_WINDOW_24H = 24 * 3600
 GENERIC_WINDOW = 15 * 60
 GENERIC_LIMITS = {"users_me": 75, "dm_events": 300, "media": 500, "webhooks": 50, "subscriptions": 500, "tokens": 50}
 MEDIA_TTL = 24 * 3600
-MAX_DM_TEXT = 10_000
 
 
-class Problem(Exception):
-    """An X API error: v2 problem JSON, or v1.1 `errors` for the 1.1 endpoints."""
-
-    def __init__(
-        self, status: int, title: str, detail: str, *, code: int | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail, self.code = status, title, detail, code
-        self.headers = headers or {}
-
-    def body(self, v1: bool = False) -> dict[str, Any]:
-        if v1:
-            return {"errors": [{"code": self.code or self.status, "message": self.detail}]}
-        kind = {400: "invalid-request", 401: "unauthorized", 403: "forbidden", 404: "resource-not-found"}
-        problem_type = (
-            "about:blank"
-            if self.status == 401
-            else f"https://api.twitter.com/2/problems/{kind.get(self.status, 'error')}"
-        )
-        body: dict[str, Any] = {"title": self.title, "detail": self.detail, "type": problem_type, "status": self.status}
-        if self.code is not None:
-            body["errors"] = [{"code": self.code, "message": self.detail}]
-        return body
-
-
-@dataclass
-class User:
-    id: str
-    username: str
-    name: str
-    profile_image_url: str
-    created_ms: int
-
-
-@dataclass
-class Token:
-    token: str
-    secret: str
-    user_id: str
-    revoked: bool = False
-
-
-@dataclass
-class DM:
-    id: str
-    sender_id: str
-    recipient_id: str
-    text: str
-    created_ms: int
-    media_ids: list[str] = field(default_factory=list)
-    source_app_id: str = ""
-    quick_reply_response: dict[str, Any] | None = None
-
-
-@dataclass
-class Webhook:
-    id: str
-    url: str
-    valid: bool
-    created_at: str
-
-
-@dataclass
-class Fault:
-    method: str
-    path_prefix: str
-    status: int
-    times: int
-    mode: str = "status"  # or "timeout"
-    seconds: float = 30.0
-    after_send: bool = False
-
-
-@dataclass
-class Delivery:
-    url: str
-    status: int
-    kind: str
-    forUserId: str
-    at: float
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
-
-
-class Sandbox:
+class Sandbox(ControlMixin):
     def __init__(
         self,
         *,
@@ -437,169 +351,6 @@ class Sandbox:
             self.subscriptions.discard((webhook_id, user_id))
             self._save()
         return {"data": {"subscribed": False}}
-
-    # --- control surface ------------------------------------------------------------------------------------------
-
-    def create_user(self, username: str, name: str) -> dict[str, Any]:
-        if not isinstance(username, str) or not username.strip():
-            raise Problem(400, "Invalid Request", "username is required")
-        with self.lock:
-            existing = next((u for u in self.users.values() if u.username == username.strip().lstrip("@")), None)
-            if existing is not None:  # usernames are unique at X: answer the same user, with a working token
-                return self.issue_token(existing.id) | {"name": existing.name}
-            user = User(
-                id=self.next_id()[-10:].lstrip("0") or "1",
-                username=username.strip().lstrip("@"),
-                name=(name or username).strip(),
-                profile_image_url=f"https://pbs.twimg.com/profile_images/{username.strip()}_normal.jpg",
-                created_ms=int(time.time() * 1000),
-            )
-            while user.id in self.users:
-                user.id = str(int(user.id) + 1)
-            token = Token(
-                token=f"{user.id}-{secrets.token_urlsafe(24)}", secret=secrets.token_urlsafe(32), user_id=user.id
-            )
-            self.users[user.id] = user
-            self.tokens[token.token] = token
-            self._save()
-        return {
-            "id": user.id,
-            "username": user.username,
-            "name": user.name,
-            "oauthToken": token.token,
-            "oauthTokenSecret": token.secret,
-        }
-
-    def issue_token(self, user_id: str) -> dict[str, Any]:
-        """A new access token for an existing user, as when the user authorises the app again."""
-        with self.lock:
-            user = self._user(user_id, "userId")
-            token = Token(
-                token=f"{user.id}-{secrets.token_urlsafe(24)}", secret=secrets.token_urlsafe(32), user_id=user.id
-            )
-            self.tokens[token.token] = token
-            self._save()
-        return {"id": user.id, "username": user.username, "oauthToken": token.token, "oauthTokenSecret": token.secret}
-
-    def control_dm(
-        self, sender_id: str, recipient_id: str, text: str, quick_reply: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        with self.lock:
-            self._user(sender_id, "senderId")
-            self._user(recipient_id, "recipientId")
-            if not isinstance(text, str) or not text or len(text) > MAX_DM_TEXT:
-                raise Problem(400, "Invalid Request", f"text must be 1 to {MAX_DM_TEXT} characters")
-            dm = DM(
-                id=self.next_id(),
-                sender_id=str(sender_id),
-                recipient_id=str(recipient_id),
-                text=text,
-                created_ms=int(time.time() * 1000),
-                quick_reply_response=quick_reply,
-            )
-            self.dms.append(dm)
-            self._save()
-            targets = self._webhook_targets([dm.sender_id, dm.recipient_id])
-            payloads = [(url, uid, self._dm_payload(uid, dm)) for url, uid in targets]
-        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
-        return {"eventId": dm.id, "deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
-
-    def control_follow(self, source_id: str, target_id: str, kind: str) -> dict[str, Any]:
-        with self.lock:
-            source, target = self._user(source_id, "sourceId"), self._user(target_id, "targetId")
-            now = str(int(time.time() * 1000))
-            targets = self._webhook_targets([source.id, target.id])
-            event = {
-                "type": kind,
-                "created_timestamp": now,
-                "target": webhooks.user_object(target),
-                "source": webhooks.user_object(source),
-            }
-            payloads = [(url, uid, {"for_user_id": uid, "follow_events": [event]}) for url, uid in targets]
-        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
-        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
-
-    def control_read(self, reader_id: str, other_id: str, last_read_event_id: str) -> dict[str, Any]:
-        with self.lock:
-            reader, other = self._user(reader_id, "readerId"), self._user(other_id, "otherId")
-            event = {
-                "created_timestamp": str(int(time.time() * 1000)),
-                "sender_id": reader.id,
-                "target": {"recipient_id": other.id},
-                "last_read_event_id": str(last_read_event_id),
-            }
-            users = {u.id: webhooks.user_object(u) for u in (reader, other)}
-            targets = self._webhook_targets([reader.id, other.id])
-            payloads = [
-                (url, uid, {"for_user_id": uid, "direct_message_mark_read_events": [event], "users": users})
-                for url, uid in targets
-            ]
-        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
-        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
-
-    def control_typing(self, sender_id: str, recipient_id: str) -> dict[str, Any]:
-        with self.lock:
-            sender, recipient = self._user(sender_id, "senderId"), self._user(recipient_id, "recipientId")
-            event = {
-                "created_timestamp": str(int(time.time() * 1000)),
-                "sender_id": sender.id,
-                "target": {"recipient_id": recipient.id},
-            }
-            users = {u.id: webhooks.user_object(u) for u in (sender, recipient)}
-            targets = self._webhook_targets([sender.id, recipient.id])
-            payloads = [
-                (url, uid, {"for_user_id": uid, "direct_message_indicate_typing_events": [event], "users": users})
-                for url, uid in targets
-            ]
-        deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
-        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
-
-    def control_revoke(self, user_id: str) -> dict[str, Any]:
-        with self.lock:
-            user = self._user(user_id, "userId")
-            for token in self.tokens.values():
-                if token.user_id == user.id:
-                    token.revoked = True
-            urls = sorted(
-                {self.webhooks[w].url for w, uid in self.subscriptions if uid == user.id and w in self.webhooks}
-            )
-            self.subscriptions = {(w, uid) for w, uid in self.subscriptions if uid != user.id}
-            self._save()
-            payload = {
-                "user_event": {
-                    "revoke": {
-                        "date_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z",
-                        "target": {"app_id": self.app_id},
-                        "source": {"user_id": user.id},
-                    }
-                }
-            }
-        deliveries = [self._deliver_now(url, "", payload, kind="user_event") for url in urls]
-        return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
-
-    def list_dms(self, sender_id: str | None, recipient_id: str | None) -> list[dict[str, Any]]:
-        with self.lock:
-            found = [
-                d
-                for d in self.dms
-                if (not sender_id or d.sender_id == sender_id) and (not recipient_id or d.recipient_id == recipient_id)
-            ]
-        found.sort(key=lambda d: int(d.id))
-        return [
-            {
-                "id": d.id,
-                "senderId": d.sender_id,
-                "recipientId": d.recipient_id,
-                "text": d.text,
-                "createdAt": _iso(d.created_ms),
-                "mediaIds": d.media_ids,
-            }
-            for d in found
-        ]
-
-    def list_deliveries(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [asdict(d) for d in self.deliveries]
 
     # --- webhook delivery -------------------------------------------------------------------------------------------
 

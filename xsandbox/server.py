@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from xsandbox.core import Problem, Sandbox, User
+from xsandbox.core import Sandbox
+from xsandbox.model import Problem, User
 from xsandbox.oauth import OAuthVerifier
 
 MAX_BODY = 8 * 1024 * 1024
