@@ -4,26 +4,13 @@ object answers 404 exactly like one that does not exist."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework.generics import GenericAPIView
-from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
 
 NIL_MERCHANT = uuid.UUID(int=0)
-
-
-class Principal(Protocol):
-    """Who is calling: a local user, or a user of an external IAM known only by its token's claims."""
-
-    id: Any
-    merchant_id: uuid.UUID | None
-    role: str
-
-
-def principal_of(request: Request) -> Principal:
-    return request.user  # type: ignore[return-value]
 
 
 class MerchantScopedMixin(GenericAPIView):
