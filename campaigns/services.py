@@ -7,9 +7,9 @@ from typing import Any
 
 from campaigns.models import Template, TemplateType
 from campaigns.templating import MAX_TEXT, check_variables, placeholders, texts_of
+from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES
 from mktx.api.errors import InvalidInput, ResourceInUse
 
-ACTIVE_CAMPAIGN_STATUSES = ("scheduled", "running", "paused")
 MAX_QUICK_REPLY_OPTIONS = 20
 MAX_CARD_BUTTONS = 3
 

@@ -18,6 +18,7 @@ from contacts.validation import ATTRIBUTE_KEY
 from mktx.api.errors import InvalidInput, ResourceInUse
 
 COUNT_FRESH_FOR = timedelta(seconds=60)
+# campaign states in which templates and segments are in use (the campaigns app reads this too)
 ACTIVE_CAMPAIGN_STATUSES = ("scheduled", "running", "paused")
 
 
