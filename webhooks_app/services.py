@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from mktx.accounts.models import Account
 from mktx.accounts.selectors import active_account_for_x_user
+from mktx.redis import redis_key, shared_redis
 from webhooks_app.events import RevokeEvent
 from webhooks_app.handlers import HANDLERS
 from webhooks_app.models import EventStatus, InboundEvent
@@ -72,23 +73,16 @@ def _broker() -> Any:
     return get_broker()
 
 
-@functools.cache
-def _redis() -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 def _flag_add() -> bool:
     """Set the drain flag unless it is set. Redis directly when there is one: this runs on every delivery."""
     if settings.REDIS_URL:
-        return bool(_redis().set(f"{settings.CACHES['default']['KEY_PREFIX']}:{KICK_KEY}", 1, nx=True, ex=KICK_TTL))
+        return bool(shared_redis().set(redis_key(KICK_KEY), 1, nx=True, ex=KICK_TTL))
     return bool(cache.add(KICK_KEY, 1, timeout=KICK_TTL))
 
 
 def _flag_clear() -> None:
     if settings.REDIS_URL:
-        _redis().delete(f"{settings.CACHES['default']['KEY_PREFIX']}:{KICK_KEY}")
+        shared_redis().delete(redis_key(KICK_KEY))
     else:
         cache.delete(KICK_KEY)
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from contacts.models import Segment
 from contacts.serializers import ContactOutput
 from contacts.services import segments as services
-from mktx.api.pagination import query_int
+from mktx.api.params import query_int
 from mktx.api.permissions import ALL_ROLES
 from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
 from mktx.api.viewsets import MerchantViewSet

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,25 +11,10 @@ from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from mktx.api.errors import InvalidInput
+from mktx.api.params import query_int
 
 DEFAULT_TAKE = 20
 MAX_TAKE = 100
-_INTEGER = re.compile(r"-?[0-9]{1,9}")
-
-
-def query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not _INTEGER.fullmatch(raw):
-        raise InvalidInput(name, "must be a whole number")
-    value = int(raw)
-    if value < minimum:
-        raise InvalidInput(name, f"must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise InvalidInput(name, f"must be at most {maximum}")
-    return value
 
 
 def read_skip_take(request: Request) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 
@@ -10,6 +11,7 @@ from rest_framework.request import Request
 from mktx.api.errors import InvalidInput
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_INTEGER = re.compile(r"-?[0-9]{1,9}")
 
 
 def query_uuid(request: Request, name: str) -> uuid.UUID | None:
@@ -42,3 +44,17 @@ def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | N
     if raw not in allowed:
         raise InvalidInput(name, f"must be one of {', '.join(allowed)}")
     return raw
+
+
+def query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidInput(name, "must be a whole number")
+    value = int(raw)
+    if value < minimum:
+        raise InvalidInput(name, f"must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise InvalidInput(name, f"must be at most {maximum}")
+    return value

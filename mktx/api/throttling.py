@@ -6,7 +6,6 @@ check is left on the request for `RateLimitHeadersMiddleware`, which adds `X-Rat
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,8 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from mktx.redis import redis_key, shared_redis
+
 
 @dataclass(frozen=True)
 class RateLimitState:
@@ -24,19 +25,12 @@ class RateLimitState:
     reset: int  # epoch seconds when the window ends
 
 
-@functools.cache
-def _redis() -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 def _count(cache_key: str, ttl: int) -> int:
     """Add one to the window's counter, atomically. With Redis: INCR and EXPIRE in one round trip."""
     if settings.REDIS_URL:
-        pipe = _redis().pipeline(transaction=False)
-        pipe.incr(f"{settings.CACHES['default']['KEY_PREFIX']}:{cache_key}")
-        pipe.expire(f"{settings.CACHES['default']['KEY_PREFIX']}:{cache_key}", ttl, nx=True)
+        pipe = shared_redis().pipeline(transaction=False)
+        pipe.incr(redis_key(cache_key))
+        pipe.expire(redis_key(cache_key), ttl, nx=True)
         return int(pipe.execute()[0])
     cache.add(cache_key, 0, timeout=ttl)
     try:
