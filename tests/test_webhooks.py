@@ -399,3 +399,16 @@ def test_a_process_that_saw_the_flag_moments_ago_skips_the_check(settings, monke
     settings.MKTX_INBOUND_DRAIN_GRACE = 0
     services._kick()
     assert calls == [True, True]
+
+
+def test_an_event_whose_worker_died_mid_processing_is_processed_after_its_lease(shop_account, dm_calls):
+    deliver(FIXTURES["direct_message"])
+    event = InboundEvent.objects.get()
+    stuck_since = timezone.now() - timedelta(minutes=11)
+    InboundEvent.objects.filter(pk=event.pk).update(status="processing", claimed_at=stuck_since, attempts=1)
+
+    assert inbound_events_sweep(now=stuck_since + timedelta(minutes=5)) == {}  # lease still held: left alone
+    assert inbound_events_sweep(now=timezone.now() + timedelta(minutes=2)) == {"processed": 1}
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 2)
+    assert len(dm_calls) == 1
