@@ -3,8 +3,10 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import Q
 
-from contacts.models import Segment
+from contacts.models import Contact, Message, Segment
+from mktx.accounts.models import Account
 from mktx.iam.models import Merchant
 
 
@@ -51,8 +53,8 @@ class CampaignType(models.TextChoices):
 
 
 class Campaign(models.Model):
-    """A template sent to segments. Its lifecycle and sender come with the campaigns work; templates and segments
-    already refuse deletion while a campaign in an active state uses them."""
+    """A template sent to the union of segments, once or on a recurrence; each occurrence is a CampaignRun with its
+    own frozen audience (Delivery rows). Status changes are conditional updates (services.py)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="campaigns")
@@ -64,12 +66,134 @@ class Campaign(models.Model):
     segments = models.ManyToManyField(Segment, related_name="campaigns", blank=True)
     variables = models.JSONField(default=dict, blank=True)
     schedule = models.JSONField(default=dict, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, help_text="When the next occurrence fires.")
+    run_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status_reason = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["merchant", "status"], name="campaign_merchant_status")]
+        indexes = [
+            models.Index(fields=["merchant", "status"], name="campaign_merchant_status"),
+            models.Index(fields=["status", "next_run_at"], name="campaign_status_next_run"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CampaignRun(models.Model):
+    """One occurrence of a campaign: its audience frozen at start, its own deliveries and metrics."""
+
+    id = models.BigAutoField(primary_key=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    audience_size = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="endAt: what is not sent by then is skipped.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "number"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "number"], name="campaign_run_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} #{self.number}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Delivery(models.Model):
+    """One recipient of one run. Claimed by a conditional update with a lease, sent through the outbound path,
+    recorded with X's DM event id. Engagement times are stored here so the metrics survive a contact's erasure
+    (contact and message are then set to NULL: the delivery is anonymised, not dropped)."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(CampaignRun, on_delete=models.CASCADE, related_name="deliveries")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    contact = models.ForeignKey(Contact, null=True, on_delete=models.SET_NULL, related_name="campaign_deliveries")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="campaign_deliveries")
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    reason = models.CharField(max_length=40, blank=True, default="")
+    error_detail = models.CharField(max_length=500, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims so far; each has its own message key.")
+    failures = models.PositiveSmallIntegerField(default=0, help_text="X 5xx and timeouts so far (3 tries).")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dm_event_id = models.CharField(max_length=64, blank=True, default="")
+    attempted_at = models.DateTimeField(null=True, blank=True, help_text="When the send was last answered.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "deliveries"
+        constraints = [models.UniqueConstraint(fields=["run", "contact"], name="delivery_unique_per_run")]
+        indexes = [
+            models.Index(fields=["campaign", "status"], name="delivery_campaign_status"),
+            models.Index(
+                fields=["account", "next_attempt_at", "id"],
+                name="delivery_pending_due",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["lease_until"], name="delivery_sending_lease", condition=Q(status="sending")),
+            models.Index(fields=["contact", "sent_at"], name="delivery_contact_sent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} ({self.status})"
+
+
+class TrackedLink(models.Model):
+    """A campaign URL for one delivery: `MKTX_PUBLIC_URL/l/<token>` redirects to `url` and records the clicks."""
+
+    id = models.BigAutoField(primary_key=True)
+    token = models.CharField(max_length=32, unique=True)
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="links")
+    url = models.URLField(max_length=2000)
+    clicks = models.PositiveIntegerField(default=0)
+    first_clicked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["delivery", "url"], name="tracked_link_unique_url")]
+
+
+class AccountPacing(models.Model):
+    """The campaign sender's slot per X account: the next send may not happen before `next_send_at`. Reserved by a
+    compare-and-set, so any number of sender workers keep one account's sends evenly spaced."""
+
+    account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="pacing")
+    next_send_at = models.DateTimeField(null=True, blank=True)
+    interval_seconds = models.FloatField(default=0)
+    waiting_for = models.CharField(max_length=40, blank=True, default="", help_text="The limit that sets the pace.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class SenderLane(models.Model):
+    """At most MKTX_SENDER_LANES sender loops run at once; each holds a lane by lease."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    holder = models.CharField(max_length=64, blank=True, default="")

@@ -53,3 +53,77 @@ class PreviewOutput(CamelSerializer):
     rendered = serializers.CharField()
     options = serializers.ListField(child=serializers.DictField())
     image_url = serializers.CharField()
+
+
+# --- campaigns ------------------------------------------------------------------------------------------------------
+
+
+class CampaignInput(StrictFieldsMixin, CamelSerializer):
+    name = serializers.CharField(max_length=200)
+    type = serializers.ChoiceField(choices=["promotional", "transactional", "engagement"])
+    template_id = serializers.UUIDField()
+    segment_ids = serializers.ListField(child=serializers.UUIDField(), allow_empty=True)
+    schedule = serializers.JSONField(required=False, help_text="{startAt, endAt, recurrence}")
+    variables = serializers.JSONField(required=False, help_text="values for the template's placeholders")
+
+
+class CampaignUpdateInput(StrictFieldsMixin, CamelSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    type = serializers.ChoiceField(choices=["promotional", "transactional", "engagement"], required=False)
+    template_id = serializers.UUIDField(required=False)
+    segment_ids = serializers.ListField(child=serializers.UUIDField(), required=False)
+    schedule = serializers.JSONField(required=False)
+    variables = serializers.JSONField(required=False)
+
+
+class MetricsCounts(CamelSerializer):
+    total_sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    replied = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class CampaignOutput(CamelSerializer):
+    id = serializers.UUIDField()
+    merchant_id = serializers.UUIDField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    status_reason = serializers.CharField(help_text="Why a campaign failed")
+    template_id = serializers.UUIDField(allow_null=True)
+    segment_ids = serializers.ListField(child=serializers.UUIDField())
+    schedule = serializers.JSONField()
+    variables = serializers.JSONField()
+    metrics = MetricsCounts()
+    run_count = serializers.IntegerField()
+    next_run_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    estimated_completion_at = serializers.DateTimeField(allow_null=True, required=False)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class TestSendInput(StrictFieldsMixin, CamelSerializer):
+    contact_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=20)
+    variables = serializers.DictField(required=False, default=dict)
+
+
+class DeliveryOutput(CamelSerializer):
+    id = serializers.CharField()
+    run = serializers.IntegerField()
+    contact_id = serializers.UUIDField(allow_null=True, help_text="null once the contact was erased")
+    account_id = serializers.UUIDField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    error_detail = serializers.CharField()
+    attempts = serializers.IntegerField()
+    dm_event_id = serializers.CharField()
+    message_id = serializers.UUIDField(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    sent_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField(allow_null=True)
+    clicked_at = serializers.DateTimeField(allow_null=True)
+    replied_at = serializers.DateTimeField(allow_null=True)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from campaigns.campaign_views import tracked_link
 from campaigns.urls import router as campaigns_router
 from contacts.urls import router as contacts_router
 from mktx.accounts.urls import router as accounts_router
@@ -27,6 +28,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", api_views.healthz, name="healthz"),
     path("readyz", api_views.readyz, name="readyz"),
+    path("l/<str:token>", tracked_link, name="tracked-link"),
 ]
 
 handler400 = "mktx.api.views.bad_request"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from campaigns.attribution import deliveries_opened, deliveries_replied
 from contacts.services.contacts import XProfile
 from contacts.services.inbound import dm_record, follow_record, read_receipt_record
 from mktx.accounts.models import Account
@@ -21,7 +22,7 @@ def _profile(user: XUserInfo) -> XProfile:
 
 
 def _direct_message(event: DirectMessageEvent, account: Account) -> None:
-    dm_record(
+    message = dm_record(
         account=account,
         x_event_id=event.event_id,
         sender_id=event.sender_id,
@@ -33,6 +34,7 @@ def _direct_message(event: DirectMessageEvent, account: Account) -> None:
         quick_reply_response=event.quick_reply_response,
         entities=event.entities,
     )
+    deliveries_replied(message=message)
 
 
 def _follow(event: FollowEvent, account: Account) -> None:
@@ -49,6 +51,7 @@ def _read_receipt(event: ReadReceiptEvent, account: Account) -> None:
     read_receipt_record(
         account=account, reader_id=event.reader_id, last_read_event_id=event.last_read_event_id, at=event.created_at
     )
+    deliveries_opened(account=account, reader_id=event.reader_id, at=event.created_at)
 
 
 def _revoke(event: RevokeEvent, account: Account) -> None:

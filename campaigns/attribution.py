@@ -1,0 +1,40 @@
+"""Engagement with campaign DMs, recorded on the deliveries when it happens (so it survives a contact's erasure):
+`opened` when a read receipt covers the delivery's DM, `replied` when the recipient DMs the account within the
+attribution window (MKTX_REPLY_ATTRIBUTION_HOURS, 72 h) after it. Clicks are recorded by links.link_click."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from campaigns.models import Delivery, DeliveryStatus
+from contacts.models import Message, MessageDirection
+from mktx.accounts.models import Account
+
+
+def deliveries_opened(*, account: Account, reader_id: str, at: datetime) -> int:
+    """After a read receipt marked the account's DMs read: their deliveries are opened."""
+    return Delivery.objects.filter(
+        account=account,
+        contact__twitter_user_id=reader_id,
+        status=DeliveryStatus.SENT,
+        opened_at__isnull=True,
+        message__read_at__isnull=False,
+    ).update(opened_at=at)
+
+
+def deliveries_replied(*, message: Message | None) -> int:
+    """An inbound DM: the deliveries sent to its sender within the window before it are replied to."""
+    if message is None or message.direction != MessageDirection.INBOUND:
+        return 0
+    window = timedelta(hours=settings.MKTX_REPLY_ATTRIBUTION_HOURS)
+    at = message.sent_at or message.created_at
+    contact_id = message.conversation.contact_id
+    return Delivery.objects.filter(
+        contact_id=contact_id,
+        status=DeliveryStatus.SENT,
+        replied_at__isnull=True,
+        sent_at__lte=at,
+        sent_at__gte=at - window,
+    ).update(replied_at=at)

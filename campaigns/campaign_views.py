@@ -1,0 +1,230 @@
+"""The campaign endpoints of the reference, plus `cancel`, `deliveries`, and the public tracked-link redirect."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from campaigns import lifecycle
+from campaigns.links import link_click
+from campaigns.metrics import campaign_metrics, estimated_completion, summary_metrics
+from campaigns.models import Campaign, CampaignStatus, CampaignType, Delivery, DeliveryStatus
+from campaigns.serializers import (
+    CampaignInput,
+    CampaignOutput,
+    CampaignUpdateInput,
+    DeliveryOutput,
+    TestSendInput,
+)
+from campaigns.testsend import campaign_test_send
+from mktx.api.pagination import paginated_response, read_skip_take
+from mktx.api.params import query_choice, query_int
+from mktx.api.viewsets import MerchantViewSet
+
+TAGS = ["campaigns"]
+FIELDS = {"name": "name", "type": "type", "template_id": "templateId", "segment_ids": "segmentIds"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def campaign_data(campaign: Campaign, *, metrics: dict[str, int], estimate: bool = False) -> dict[str, Any]:
+    data = {
+        "id": str(campaign.pk),
+        "merchantId": str(campaign.merchant_id),
+        "name": campaign.name,
+        "type": campaign.type,
+        "status": campaign.status,
+        "statusReason": campaign.status_reason,
+        "templateId": str(campaign.template_id) if campaign.template_id else None,
+        "segmentIds": [str(s.pk) for s in campaign.segments.all()],
+        "schedule": campaign.schedule,
+        "variables": campaign.variables,
+        "metrics": metrics,
+        "runCount": campaign.run_count,
+        "nextRunAt": _iso(campaign.next_run_at),
+        "startedAt": _iso(campaign.started_at),
+        "finishedAt": _iso(campaign.finished_at),
+        "createdAt": _iso(campaign.created_at),
+        "updatedAt": _iso(campaign.updated_at),
+    }
+    if estimate:
+        data["estimatedCompletionAt"] = _iso(estimated_completion(campaign))
+    return data
+
+
+def _values(validated: dict[str, Any]) -> dict[str, Any]:
+    """Back to the request's own names, which the services name in their errors."""
+    values = {FIELDS.get(key, key): value for key, value in validated.items()}
+    if "segmentIds" in values:
+        values["segmentIds"] = [str(v) for v in values["segmentIds"]]
+    return values
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List campaigns",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("status", str, enum=CampaignStatus.values),
+            OpenApiParameter("type", str, enum=CampaignType.values),
+        ],
+        responses=CampaignOutput(many=True),
+    ),
+    retrieve=extend_schema(summary="Get campaign", tags=TAGS, responses=CampaignOutput),
+    create=extend_schema(summary="Create campaign", tags=TAGS, request=CampaignInput, responses=CampaignOutput),
+    update=extend_schema(summary="Update campaign", tags=TAGS, request=CampaignUpdateInput, responses=CampaignOutput),
+)
+class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
+    serializer_class = CampaignOutput
+    http_method_names = ["get", "post", "put", "head", "options"]
+
+    def get_merchant_queryset(self, merchant_id: uuid.UUID) -> QuerySet[Campaign]:
+        return Campaign.objects.filter(merchant_id=merchant_id).prefetch_related("segments")
+
+    def _answer(self, campaign: Campaign) -> Response:
+        campaign = self.get_merchant_queryset(self.merchant_id).get(pk=campaign.pk)
+        metrics = summary_metrics([campaign.pk])[campaign.pk]
+        return Response(campaign_data(campaign, metrics=metrics, estimate=True))
+
+    def list(self, request: Request) -> Response:
+        queryset = self.get_merchant_queryset(self.merchant_id)
+        status = query_choice(request, "status", CampaignStatus.values)
+        kind = query_choice(request, "type", CampaignType.values)
+        if status:
+            queryset = queryset.filter(status=status)
+        if kind:
+            queryset = queryset.filter(type=kind)
+        skip, take = read_skip_take(request)
+        total = queryset.count()
+        page = list(queryset[skip : skip + take])
+        metrics = summary_metrics([c.pk for c in page])
+        data = [campaign_data(c, metrics=metrics[c.pk]) for c in page]
+        return paginated_response(data, skip=skip, take=take, total=total)
+
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return self._answer(self.get_object())
+
+    def create(self, request: Request) -> Response:
+        data = CampaignInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = lifecycle.campaign_create(merchant_id=self.merchant_id, values=_values(data.validated_data))
+        return self._answer(campaign)
+
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        data = CampaignUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._answer(lifecycle.campaign_update(campaign=campaign, changes=_values(data.validated_data)))
+
+    @extend_schema(summary="Start campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return self._answer(lifecycle.campaign_start(campaign=self.get_object()))
+
+    @extend_schema(summary="Pause campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self._answer(lifecycle.campaign_pause(campaign=self.get_object()))
+
+    @extend_schema(summary="Resume campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._answer(lifecycle.campaign_resume(campaign=self.get_object()))
+
+    @extend_schema(summary="Cancel campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._answer(lifecycle.campaign_cancel(campaign=self.get_object()))
+
+    @extend_schema(
+        summary="Get campaign metrics",
+        tags=TAGS,
+        responses=OpenApiTypes.OBJECT,
+        parameters=[OpenApiParameter("run", int, description="One occurrence of a recurring campaign")],
+    )
+    @action(detail=True, methods=["get"])
+    def metrics(self, request: Request, pk: str | None = None) -> Response:
+        run = query_int(request, "run", default=0, minimum=0)
+        return Response(campaign_metrics(self.get_object(), run_number=run or None))
+
+    @extend_schema(summary="Send test campaign", tags=TAGS, request=TestSendInput, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        data = TestSendInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        results = campaign_test_send(
+            campaign=campaign,
+            contact_ids=data.validated_data["contact_ids"],
+            variables=data.validated_data.get("variables") or {},
+        )
+        return Response({"results": results})
+
+    @extend_schema(
+        summary="List campaign deliveries",
+        tags=TAGS,
+        responses=DeliveryOutput(many=True),
+        parameters=[
+            OpenApiParameter("status", str, enum=DeliveryStatus.values),
+            OpenApiParameter("reason", str),
+            OpenApiParameter("run", int),
+            OpenApiParameter("skip", int),
+            OpenApiParameter("take", int),
+        ],
+    )
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        queryset = Delivery.objects.filter(campaign=campaign).select_related("run").order_by("id")
+        status = query_choice(request, "status", DeliveryStatus.values)
+        if status:
+            queryset = queryset.filter(status=status)
+        reason = (request.query_params.get("reason") or "").strip()
+        if reason:
+            queryset = queryset.filter(reason=reason)
+        run = query_int(request, "run", default=0, minimum=0)
+        if run:
+            queryset = queryset.filter(run__number=run)
+        skip, take = read_skip_take(request)
+        total = queryset.count()
+        data = [
+            {
+                "id": str(d.pk),
+                "run": d.run.number,
+                "contactId": str(d.contact_id) if d.contact_id else None,
+                "accountId": str(d.account_id),
+                "status": d.status,
+                "reason": d.reason,
+                "errorDetail": d.error_detail,
+                "attempts": d.attempts,
+                "dmEventId": d.dm_event_id,
+                "messageId": str(d.message_id) if d.message_id else None,
+                "nextAttemptAt": _iso(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else None,
+                "sentAt": _iso(d.sent_at),
+                "openedAt": _iso(d.opened_at),
+                "clickedAt": _iso(d.clicked_at),
+                "repliedAt": _iso(d.replied_at),
+            }
+            for d in queryset[skip : skip + take]
+        ]
+        return paginated_response(data, skip=skip, take=take, total=total)
+
+
+def tracked_link(request: HttpRequest, token: str) -> HttpResponse:
+    """`GET /l/<token>`: record the click, 302 to the original URL; an unknown token is a 404."""
+    url = link_click(token) if len(token) <= 32 else None
+    if url is None:
+        raise Http404("Link not found")
+    return HttpResponseRedirect(url)

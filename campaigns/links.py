@@ -1,0 +1,60 @@
+"""Tracked links: each URL of a campaign message becomes `MKTX_PUBLIC_URL/l/<token>`, one token per delivery and
+URL, so a click is attributed to its recipient; `/l/<token>` records it and redirects to the original."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import Delivery, TrackedLink
+
+URL = re.compile(r"https?://[^\s<>\"']+")
+TRAILING = ".,;:!?)]}'\""
+
+
+def _link_for(delivery: Delivery, url: str) -> TrackedLink:
+    existing = TrackedLink.objects.filter(delivery=delivery, url=url).first()
+    if existing is not None:  # a retry of the same delivery keeps its tokens, so its text is the same
+        return existing
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                return TrackedLink.objects.create(delivery=delivery, url=url, token=secrets.token_urlsafe(9))
+        except IntegrityError:  # a token collision (or a concurrent create): look again
+            existing = TrackedLink.objects.filter(delivery=delivery, url=url).first()
+            if existing is not None:
+                return existing
+    raise RuntimeError("could not make a unique link token")
+
+
+def links_track(text: str, delivery: Delivery) -> str:
+    """The text with each http(s) URL replaced by the delivery's tracked link for it."""
+    base = settings.MKTX_PUBLIC_URL.rstrip("/")
+    own_prefix = f"{base}/l/"
+
+    def replace(match: re.Match[str]) -> str:
+        url = match.group(0)
+        stripped = url.rstrip(TRAILING)
+        tail = url[len(stripped) :]
+        if not stripped or stripped.startswith(own_prefix) or len(stripped) > 2000:
+            return url
+        return f"{own_prefix}{_link_for(delivery, stripped).token}{tail}"
+
+    return URL.sub(replace, text)
+
+
+def link_click(token: str) -> str | None:
+    """Record a click; the original URL, or None for an unknown token. The delivery's first click is kept."""
+    link = TrackedLink.objects.filter(token=token).only("id", "url", "delivery_id").first()
+    if link is None:
+        return None
+    now = timezone.now()
+    TrackedLink.objects.filter(pk=link.pk).update(clicks=F("clicks") + 1)
+    TrackedLink.objects.filter(pk=link.pk, first_clicked_at__isnull=True).update(first_clicked_at=now)
+    Delivery.objects.filter(pk=link.delivery_id, clicked_at__isnull=True).update(clicked_at=now)
+    return link.url

@@ -1,0 +1,149 @@
+"""Campaign metrics, read from the deliveries (test sends have none, so they are left out by construction).
+
+`totalSent` counts deliveries X was asked to send (sent + failed); `delivered` those X accepted; `opened`, `clicked`
+and `replied` those with a read receipt, a first click, or a reply within the attribution window; rates are over
+`delivered` and `deliveryRate` over `totalSent`, rounded as in the reference (two decimals)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Max, Q, QuerySet
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
+from campaigns.schedule import iso
+from campaigns.sender import account_pace
+
+ATTEMPTED = [DeliveryStatus.SENT, DeliveryStatus.FAILED]
+COUNTS = {
+    "totalSent": Q(status__in=ATTEMPTED),
+    "delivered": Q(status=DeliveryStatus.SENT),
+    "opened": Q(status=DeliveryStatus.SENT, opened_at__isnull=False),
+    "clicked": Q(status=DeliveryStatus.SENT, clicked_at__isnull=False),
+    "replied": Q(status=DeliveryStatus.SENT, replied_at__isnull=False),
+    "failed": Q(status=DeliveryStatus.FAILED),
+    "skipped": Q(status=DeliveryStatus.SKIPPED),
+    "pending": Q(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+}
+# timeline series -> (the time it is bucketed by, which deliveries count)
+SERIES = {
+    "sent": ("attempted_at", COUNTS["totalSent"]),
+    "delivered": ("sent_at", COUNTS["delivered"]),
+    "opened": ("opened_at", COUNTS["opened"]),
+    "clicked": ("clicked_at", COUNTS["clicked"]),
+    "replied": ("replied_at", COUNTS["replied"]),
+    "failed": ("attempted_at", COUNTS["failed"]),
+}
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 2) if whole else 0.0
+
+
+def counts_of(deliveries: QuerySet[Delivery]) -> dict[str, int]:
+    row = deliveries.aggregate(audience=Count("pk"), **{name: Count("pk", filter=q) for name, q in COUNTS.items()})
+    return {name: int(value or 0) for name, value in row.items()}
+
+
+def with_rates(counts: dict[str, int]) -> dict[str, Any]:
+    delivered = counts["delivered"]
+    return {
+        **counts,
+        "openRate": _rate(counts["opened"], delivered),
+        "clickRate": _rate(counts["clicked"], delivered),
+        "replyRate": _rate(counts["replied"], delivered),
+        "deliveryRate": _rate(delivered, counts["totalSent"]),
+    }
+
+
+def timeline(deliveries: QuerySet[Delivery]) -> list[dict[str, Any]]:
+    """Hourly buckets (UTC) with every series."""
+    buckets: dict[datetime, dict[str, Any]] = {}
+    for name, (field, condition) in SERIES.items():
+        rows = (
+            deliveries.filter(condition, **{f"{field}__isnull": False})
+            .annotate(hour=TruncHour(field, tzinfo=UTC))
+            .values("hour")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for row in rows:
+            bucket = buckets.setdefault(row["hour"], {series: 0 for series in SERIES})
+            bucket[name] = row["n"]
+    return [{"timestamp": iso(hour), **buckets[hour]} for hour in sorted(buckets)]
+
+
+def campaign_metrics(campaign: Campaign, *, run_number: int | None = None) -> dict[str, Any]:
+    """The metrics of a campaign (every run rolled up) with its timeline and, per run, its own counts."""
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    if run_number is not None:
+        deliveries = deliveries.filter(run__number=run_number)
+    result = with_rates(counts_of(deliveries))
+    result["timeline"] = timeline(deliveries)
+    per_run = {
+        row["run__number"]: row
+        for row in Delivery.objects.filter(campaign=campaign)
+        .values("run__number")
+        .annotate(**{name: Count("pk", filter=q) for name, q in COUNTS.items()})
+        .order_by()
+    }
+    result["runs"] = [
+        {
+            "run": run.number,
+            "status": run.status,
+            "startedAt": iso(run.started_at),
+            "finishedAt": iso(run.finished_at),
+            "audience": run.audience_size,
+            **with_rates({name: int(per_run.get(run.number, {}).get(name, 0)) for name in COUNTS}),
+        }
+        for run in CampaignRun.objects.filter(campaign=campaign).order_by("number")
+        if run_number is None or run.number == run_number
+    ]
+    return result
+
+
+def summary_metrics(campaign_ids: list[Any]) -> dict[Any, dict[str, int]]:
+    """The six headline counts of many campaigns in one query (lists)."""
+    names = ("totalSent", "delivered", "opened", "clicked", "replied", "failed")
+    rows = (
+        Delivery.objects.filter(campaign_id__in=campaign_ids)
+        .values("campaign_id")
+        .annotate(**{name: Count("pk", filter=COUNTS[name]) for name in names})
+        .order_by()
+    )
+    found = {row["campaign_id"]: {name: int(row[name]) for name in names} for row in rows}
+    return {pk: found.get(pk, dict.fromkeys(names, 0)) for pk in campaign_ids}
+
+
+def estimated_completion(campaign: Campaign, now: datetime | None = None) -> datetime | None:
+    """When the current run should be done at the accounts' pace: per account, the deliveries queued ahead of
+    this campaign's last one (other campaigns' included) times the account's spacing, from its next slot."""
+    if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        return None
+    now = now or timezone.now()
+    waiting = Delivery.objects.filter(
+        campaign=campaign, run__status=RunStatus.RUNNING, status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+    )
+    last_per_account = {row["account_id"]: row["last"] for row in waiting.values("account_id").annotate(last=Max("pk"))}
+    if not last_per_account:
+        return now
+    finish = now
+    for account_id, last in last_per_account.items():
+        ahead = Delivery.objects.filter(
+            account_id=account_id,
+            pk__lte=last,
+            status=DeliveryStatus.PENDING,
+            campaign__status=CampaignStatus.RUNNING,
+        ).count() or 1
+        pace = account_pace(account_id, now)
+        if not math.isfinite(pace.interval):
+            return None  # a limit of zero: it will not finish
+        finish = max(finish, pace.next_at + timedelta(seconds=pace.interval * (ahead - 1)))
+    run = CampaignRun.objects.filter(campaign=campaign, status=RunStatus.RUNNING).order_by("-number").first()
+    if run is not None and run.ends_at is not None:
+        finish = min(finish, run.ends_at)
+    return finish

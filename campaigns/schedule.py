@@ -1,0 +1,127 @@
+"""A campaign's `schedule`: `startAt`, `endAt` and `recurrence` (`{"frequency", "interval", "until"}`), checked and
+turned into occurrence times. Pure functions: no database."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from mktx.api.errors import InvalidInput
+
+FREQUENCIES = ("daily", "weekly", "monthly")
+MAX_INTERVAL = 365
+
+
+@dataclass(frozen=True)
+class Schedule:
+    start_at: datetime | None
+    end_at: datetime | None
+    frequency: str | None = None
+    interval: int = 1
+    until: date | None = None
+
+    @property
+    def recurring(self) -> bool:
+        return self.frequency is not None
+
+    def as_json(self) -> dict[str, Any]:
+        recurrence = None
+        if self.frequency:
+            recurrence = {
+                "frequency": self.frequency,
+                "interval": self.interval,
+                "until": self.until.isoformat() if self.until else None,
+            }
+        return {"startAt": iso(self.start_at), "endAt": iso(self.end_at), "recurrence": recurrence}
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _datetime(value: Any, field: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidInput(field, "must be an ISO 8601 date-time such as 2026-01-20T10:00:00Z")
+    if timezone.is_naive(parsed):
+        raise InvalidInput(field, "must carry a time zone (Z or +hh:mm)")
+    return parsed
+
+
+def parse_schedule(value: Any) -> Schedule:
+    if value is None:
+        return Schedule(None, None)
+    if not isinstance(value, dict):
+        raise InvalidInput("schedule", "must be an object with startAt, endAt and recurrence")
+    unknown = set(value) - {"startAt", "endAt", "recurrence"}
+    if unknown:
+        raise InvalidInput(f"schedule.{sorted(unknown)[0]}", "is not a schedule field")
+    start_at = _datetime(value.get("startAt"), "schedule.startAt")
+    end_at = _datetime(value.get("endAt"), "schedule.endAt")
+    if start_at and end_at and end_at <= start_at:
+        raise InvalidInput("schedule.endAt", "must be after startAt")
+    recurrence = value.get("recurrence")
+    if recurrence is None:
+        return Schedule(start_at, end_at)
+    if not isinstance(recurrence, dict):
+        raise InvalidInput("schedule.recurrence", "must be null or {frequency, interval, until}")
+    unknown = set(recurrence) - {"frequency", "interval", "until"}
+    if unknown:
+        raise InvalidInput(f"schedule.recurrence.{sorted(unknown)[0]}", "is not a recurrence field")
+    frequency = recurrence.get("frequency")
+    if frequency not in FREQUENCIES:
+        raise InvalidInput("schedule.recurrence.frequency", f"must be one of {', '.join(FREQUENCIES)}")
+    interval = recurrence.get("interval", 1)
+    if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_INTERVAL:
+        raise InvalidInput("schedule.recurrence.interval", f"must be a whole number from 1 to {MAX_INTERVAL}")
+    until_raw = recurrence.get("until")
+    until = None
+    if until_raw is not None:
+        until = parse_date(until_raw) if isinstance(until_raw, str) else None
+        if until is None:
+            raise InvalidInput("schedule.recurrence.until", "must be a date such as 2026-03-31")
+        if start_at and until < start_at.date():
+            raise InvalidInput("schedule.recurrence.until", "must not be before startAt")
+    return Schedule(start_at, end_at, frequency, interval, until)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def occurrence(schedule: Schedule, first: datetime, number: int) -> datetime | None:
+    """When occurrence `number` (1 = the first) fires, or None when the recurrence has ended."""
+    if number == 1:
+        return first
+    if not schedule.recurring:
+        return None
+    steps = (number - 1) * schedule.interval
+    if schedule.frequency == "daily":
+        at = first + timedelta(days=steps)
+    elif schedule.frequency == "weekly":
+        at = first + timedelta(weeks=steps)
+    else:
+        at = _add_months(first, steps)
+    if schedule.until and at.date() > schedule.until:
+        return None
+    return at
+
+
+def run_window(schedule: Schedule, first: datetime, at: datetime) -> datetime | None:
+    """When an occurrence starting at `at` stops sending: `endAt` for a single send; for a recurrence, `endAt`
+    gives each occurrence the same length as the first (endAt - startAt)."""
+    if schedule.end_at is None:
+        return None
+    if not schedule.recurring:
+        return schedule.end_at
+    return at + (schedule.end_at - first)

@@ -1,0 +1,498 @@
+"""The campaign sender: paced per X account, exactly once per delivery.
+
+Pacing. Each account has one slot (`AccountPacing.next_send_at`), reserved by a compare-and-set, so however many
+sender loops run, one account's campaign DMs are spaced by the tightest of its limits: the rolling 24 h DM quota
+shared with every other sender (`MKTX_X_DM_DAILY_LIMIT`), `MKTX_CAMPAIGN_DAILY_LIMIT`, and what X's
+`x-rate-limit-*` headers last said (its 15-minute DM window; nothing is sent while X says none remain). Sends are
+spread evenly over the window, never in bursts; deliveries that do not fit wait (still `pending`, the campaign still
+`running`) and go when the slot opens.
+
+Exactly once. A delivery is claimed by a conditional UPDATE (`pending` -> `sending`) with a lease, sent through the
+inbox's outbound path with an idempotency key per attempt, and recorded with X's DM event id. A worker that dies
+after claiming leaves the lease to expire; the sweep then looks at the conversation's DM events at X before
+anything is resent: found, the delivery is recorded as sent; not found, it goes back to `pending`. A retry after a
+timeout or a 5xx looks at X the same way first, because X may have sent a DM it answered an error for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from campaigns.links import links_track
+from campaigns.models import (
+    AccountPacing,
+    Campaign,
+    CampaignRun,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    RunStatus,
+    SenderLane,
+)
+from campaigns.templating import render
+from contacts.models import Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
+from contacts.services.conversations import conversation_open_for
+from contacts.services.outbound import Attachment, SendSkipped, message_mark_sent, message_send, quota_state
+from mktx.accounts.models import Account, AccountStatus
+from mktx.accounts.services import account_client
+from mktx.api.errors import ApiError, RateLimited
+from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
+from mktx.xapi.client import last_rate_limit
+from mktx.xapi.errors import XBadRequest
+
+logger = logging.getLogger("mktx.campaigns.sender")
+
+DAY = timedelta(hours=24)
+X_DM_WINDOW = 15 * 60  # X's DM limit window (x-platform-notes.md): x-rate-limit-limit sends per 15 minutes
+SAFETY = 1.005  # a hair slower than the limit, so clock jitter never makes a 16th DM in X's window
+MAX_TRIES = 3
+RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
+RECONCILE_BATCH = 100
+UNCLEAR = ("Timeout", "ServerError", "Unavailable", "Lost")  # error codes after which X may have sent the DM
+ACTIVE_RUN = Q(campaign__status=CampaignStatus.RUNNING, run__status=RunStatus.RUNNING)
+
+
+def _key(delivery_id: int, attempt: int) -> str:
+    return f"campaign-delivery:{delivery_id}:{attempt}"
+
+
+# --- pacing ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pace:
+    next_at: datetime  # the earliest the account may send its next campaign DM
+    interval: float  # seconds between two campaign DMs of the account at the current limits
+    limit: str  # which limit sets it
+
+
+def account_pace(account_id: Any, now: datetime) -> Pace:
+    """When the account may send its next campaign DM, and at what spacing, under every limit at once."""
+    candidates = {"x_dm_daily_limit": _spacing(settings.MKTX_X_DM_DAILY_LIMIT, DAY.total_seconds())}
+    candidates["campaign_daily_limit"] = _spacing(settings.MKTX_CAMPAIGN_DAILY_LIMIT, DAY.total_seconds())
+    x_limit = last_rate_limit(str(account_id), "dm_send")
+    if x_limit is not None and x_limit.limit > 0:
+        candidates["x_rate_limit"] = X_DM_WINDOW / x_limit.limit
+    limit = max(candidates, key=lambda name: candidates[name])
+    interval = candidates[limit] * SAFETY
+    waits: dict[str, datetime] = {}
+    pacing = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", flat=True).first()
+    if pacing is not None:
+        waits[limit] = pacing
+    used, reset_at = quota_state(account_id, now)
+    if used >= settings.MKTX_X_DM_DAILY_LIMIT:
+        waits["x_dm_daily_limit"] = reset_at or now + DAY
+    campaign_used, campaign_reset = _campaign_quota(account_id, now)
+    if campaign_used >= settings.MKTX_CAMPAIGN_DAILY_LIMIT:
+        waits["campaign_daily_limit"] = campaign_reset or now + DAY
+    if x_limit is not None and x_limit.remaining <= 0:
+        waits["x_rate_limit"] = datetime.fromtimestamp(x_limit.reset + 1, tz=UTC)
+    if not waits:
+        return Pace(now, interval, limit)
+    reason = max(waits, key=lambda name: waits[name])
+    return Pace(max(now, waits[reason]), interval, reason if waits[reason] > now else limit)
+
+
+def _spacing(per_day: int, window: float) -> float:
+    return math.inf if per_day <= 0 else window / per_day
+
+
+def _campaign_quota(account_id: Any, now: datetime) -> tuple[int, datetime | None]:
+    window = Message.objects.filter(
+        account_id=account_id,
+        direction=MessageDirection.OUTBOUND,
+        origin=MessageOrigin.CAMPAIGN,
+        status__in=[MessageStatus.PENDING, MessageStatus.SENT],
+        created_at__gte=now - DAY,
+    )
+    count = window.count()
+    if not count:
+        return 0, None
+    oldest = window.order_by("created_at").values_list("created_at", flat=True).first()
+    return count, (oldest + DAY if oldest else None)
+
+
+def _reserve(account_id: Any, now: datetime, pace: Pace) -> bool:
+    """Take the account's slot: a compare-and-set, so two sender loops never both send for one slot."""
+    AccountPacing.objects.get_or_create(account_id=account_id)
+    following = now + timedelta(seconds=pace.interval) if math.isfinite(pace.interval) else now + DAY
+    return bool(
+        AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id).update(
+            next_send_at=following, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
+        )
+    )
+
+
+def _push_slot(account_id: Any, until: datetime, reason: str) -> None:
+    """Nothing may be sent from the account before `until` (X's reset, the quota's window)."""
+    AccountPacing.objects.get_or_create(account_id=account_id)
+    AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lt=until), pk=account_id).update(
+        next_send_at=until, waiting_for=reason
+    )
+
+
+# --- claiming and sending -------------------------------------------------------------------------------------------
+
+
+def _due(now: datetime) -> Any:
+    return Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+
+
+def _claim(account_id: Any, now: datetime) -> Delivery | None:
+    lease = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
+    for _ in range(3):
+        candidate = (
+            _due(now).filter(account_id=account_id).order_by("next_attempt_at", "id").values_list("pk", flat=True)[:1]
+        )
+        pk = next(iter(candidate), None)
+        if pk is None:
+            return None
+        claimed = Delivery.objects.filter(pk=pk, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.SENDING, lease_until=lease, claimed_at=now, attempts=F("attempts") + 1
+        )
+        if claimed:
+            return Delivery.objects.select_related("campaign__template", "contact", "account", "run").get(pk=pk)
+    return None
+
+
+def _finish(delivery: Delivery, status: str, reason: str = "", detail: str = "", **fields: Any) -> bool:
+    """Record the outcome of a claimed delivery (only while it is still `sending`)."""
+    return bool(
+        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+            status=status, reason=reason, error_detail=detail[:500], lease_until=None, **fields
+        )
+    )
+
+
+def _record_sent(delivery: Delivery, message: Message, at: datetime) -> bool:
+    return _finish(
+        delivery,
+        DeliveryStatus.SENT,
+        message=message,
+        dm_event_id=message.twitter_message_id or "",
+        sent_at=message.sent_at or at,
+        attempted_at=at,
+    )
+
+
+def _retry_later(delivery: Delivery, at: datetime, *, failed: bool = False) -> None:
+    """Back to `pending` until `at`; `failed` counts an X 5xx or timeout towards the three tries."""
+    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+        status=DeliveryStatus.PENDING,
+        lease_until=None,
+        next_attempt_at=at,
+        failures=F("failures") + (1 if failed else 0),
+    )
+
+
+def _conversation_for(delivery: Delivery) -> Conversation:
+    contact = delivery.contact
+    assert contact is not None
+    latest = Conversation.objects.filter(contact=contact).order_by("-last_message_at").first()
+    return latest or conversation_open_for(contact=contact, at=timezone.now())
+
+
+def _sent_at_x(account: Account, participant_id: str, text: str, since: datetime) -> str | None:
+    """X's id of a DM the account sent the participant with this text since `since`, if X has one."""
+    for event in account_client(account).dm_events(participant_id):
+        if str(event.get("sender_id")) != account.twitter_user_id or event.get("text") != text:
+            continue
+        created = parse_datetime(str(event.get("created_at", "")))
+        if created is None or created >= since - timedelta(seconds=5):
+            return str(event["id"])
+    return None
+
+
+def _earlier_attempt_landed(delivery: Delivery, now: datetime) -> bool:
+    """Before a retry: did an earlier attempt whose outcome was unclear (a timeout, a 5xx, a worker that stopped)
+    reach X after all? Then it is recorded instead of sending again."""
+    earlier = Message.objects.filter(
+        account_id=delivery.account_id,
+        idempotency_key__in=[_key(delivery.pk, n) for n in range(1, delivery.attempts)],
+    ).filter(
+        Q(status__in=[MessageStatus.SENT, MessageStatus.PENDING])
+        | Q(status=MessageStatus.FAILED, error_code__in=UNCLEAR)
+    )
+    assert delivery.contact is not None
+    for message in earlier.order_by("-created_at"):
+        if message.status != MessageStatus.SENT:
+            found = _sent_at_x(delivery.account, delivery.contact.twitter_user_id, message.content, message.created_at)
+            if found is None:
+                continue
+            Message.objects.filter(pk=message.pk).update(status=MessageStatus.PENDING)
+            message_mark_sent(message=message, dm_event_id=found, at=now)
+        return _record_sent(delivery, message, now)
+    return False
+
+
+def _after_x_answer(account_id: Any) -> None:
+    """X's headers after a send: when none remain, nothing is sent before its reset."""
+    x_limit = last_rate_limit(str(account_id), "dm_send")
+    if x_limit is not None and x_limit.remaining <= 0:
+        _push_slot(account_id, datetime.fromtimestamp(x_limit.reset + 1, tz=UTC), "x_rate_limit")
+
+
+def delivery_send(delivery: Delivery, now: datetime) -> str:
+    """Send one claimed delivery; the status it ends in."""
+    campaign, contact = delivery.campaign, delivery.contact
+    if contact is None:
+        _finish(delivery, DeliveryStatus.SKIPPED, "contact_erased", attempted_at=now)
+        return DeliveryStatus.SKIPPED
+    if delivery.attempts > 1:
+        try:
+            if _earlier_attempt_landed(delivery, now):
+                return DeliveryStatus.SENT
+        except XError as exc:  # cannot tell yet whether it landed: never resend blind
+            _retry_later(delivery, now + RETRY_BACKOFF[0])
+            logger.warning("delivery %s: X's DM events unavailable (%s); later", delivery.pk, exc.message)
+            return DeliveryStatus.PENDING
+    if campaign.template is None:
+        _finish(delivery, DeliveryStatus.FAILED, "template_deleted", attempted_at=now)
+        return DeliveryStatus.FAILED
+    try:
+        rendered = render(campaign.template, variables=campaign.variables, contact=contact)
+    except ApiError as exc:
+        _finish(delivery, DeliveryStatus.SKIPPED, "missing_value", exc.message, attempted_at=now)
+        return DeliveryStatus.SKIPPED
+    text = links_track(rendered.text, delivery)
+    try:
+        message = message_send(
+            conversation=_conversation_for(delivery),
+            content=text,
+            origin=MessageOrigin.CAMPAIGN,
+            message_type=campaign.template.type,
+            attachments=[Attachment(rendered.image_url)] if rendered.image_url else [],
+            marketing=True,
+            idempotency_key=_key(delivery.pk, delivery.attempts),
+            metadata={"campaignId": str(campaign.pk), "deliveryId": delivery.pk, "run": delivery.run.number},
+        )
+    except SendSkipped as exc:
+        _finish(delivery, DeliveryStatus.SKIPPED, exc.reason, exc.message, attempted_at=now)
+        return DeliveryStatus.SKIPPED
+    except RateLimited as exc:  # the shared quota filled between pacing and sending (a staff reply): wait
+        reset = parse_datetime(str(exc.details.get("resetAt", ""))) or now + DAY
+        _push_slot(delivery.account_id, reset, "x_dm_daily_limit")
+        _retry_later(delivery, reset)
+        return DeliveryStatus.PENDING
+    except ApiError as exc:
+        return _failed_send(delivery, exc, now)
+    finally:
+        _after_x_answer(delivery.account_id)
+    if message.status != MessageStatus.SENT:  # the key answered an earlier message: look at X on the next try
+        _retry_later(delivery, now)
+        return DeliveryStatus.PENDING
+    _record_sent(delivery, message, now)
+    return DeliveryStatus.SENT
+
+
+def _failed_send(delivery: Delivery, exc: ApiError, now: datetime) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, XRateLimited):
+        reset = cause.reset_at or now + timedelta(minutes=15)
+        _push_slot(delivery.account_id, reset + timedelta(seconds=1), "x_rate_limit")
+        _retry_later(delivery, reset)
+        return DeliveryStatus.PENDING
+    if isinstance(cause, XInvalidToken):
+        _finish(delivery, DeliveryStatus.SKIPPED, "account_inactive", cause.message, attempted_at=now)
+        return DeliveryStatus.SKIPPED
+    if isinstance(cause, XForbidden):  # final: never retried blindly (x-platform-notes.md)
+        _finish(delivery, DeliveryStatus.FAILED, "x_forbidden", cause.message, attempted_at=now)
+        return DeliveryStatus.FAILED
+    if isinstance(cause, XBadRequest) or not isinstance(cause, XError):
+        _finish(delivery, DeliveryStatus.FAILED, "rejected", exc.message, attempted_at=now)
+        return DeliveryStatus.FAILED
+    if delivery.failures + 1 >= MAX_TRIES:  # 5xx, timeouts, X unreachable: three tries
+        _finish(delivery, DeliveryStatus.FAILED, "x_error", cause.message, attempted_at=now, failures=MAX_TRIES)
+        return DeliveryStatus.FAILED
+    _retry_later(delivery, now + RETRY_BACKOFF[min(delivery.failures, len(RETRY_BACKOFF) - 1)], failed=True)
+    return DeliveryStatus.PENDING
+
+
+# --- the sweep ------------------------------------------------------------------------------------------------------
+
+
+def leases_reconcile(now: datetime) -> int:
+    """Deliveries whose worker died mid-send: look at X before anything is resent."""
+    done = 0
+    expired = Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_until__lt=now).select_related(
+        "account", "contact"
+    )
+    for delivery in expired[:RECONCILE_BATCH]:
+        message = Message.objects.filter(
+            account_id=delivery.account_id, idempotency_key=_key(delivery.pk, delivery.attempts)
+        ).first()
+        if message is not None and message.status == MessageStatus.SENT:
+            _record_sent(delivery, message, now)
+        elif message is None or delivery.contact is None:  # it never reached X (the message precedes the call)
+            _retry_later(delivery, now)
+        else:
+            try:
+                found = _sent_at_x(delivery.account, delivery.contact.twitter_user_id, message.content, message.created_at)
+            except XError as exc:
+                Delivery.objects.filter(pk=delivery.pk).update(lease_until=now + timedelta(minutes=1))
+                logger.warning("delivery %s: cannot reconcile yet: %s", delivery.pk, exc.message)
+                continue
+            if found:
+                message_mark_sent(message=message, dm_event_id=found, at=now)
+                message.refresh_from_db()
+                _record_sent(delivery, message, now)
+            else:
+                Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+                    status=MessageStatus.FAILED, error_code="Lost", error_detail="the worker stopped before X answered"
+                )
+                _retry_later(delivery, now)
+        done += 1
+    if done:
+        logger.info("reconciled %s deliveries whose lease expired", done)
+    return done
+
+
+def runs_expire(now: datetime) -> int:
+    """`endAt` passed: what is left of the run is skipped (reason `expired`)."""
+    return Delivery.objects.filter(
+        status=DeliveryStatus.PENDING, run__status=RunStatus.RUNNING, run__ends_at__lte=now
+    ).update(status=DeliveryStatus.SKIPPED, reason="expired")
+
+
+def inactive_accounts_skip() -> int:
+    """Deliveries from an account that cannot send (disconnected, revoked) are skipped, checked at send time."""
+    return Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING).exclude(
+        account__status=AccountStatus.ACTIVE
+    ).update(status=DeliveryStatus.SKIPPED, reason="account_inactive")
+
+
+def runs_complete(now: datetime) -> int:
+    """Runs with nothing left to send are completed; their campaign goes on to its next occurrence (scheduled)
+    or is completed."""
+    from campaigns.lifecycle import _schedule_fire
+
+    unfinished = Delivery.objects.filter(
+        run=OuterRef("pk"), status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+    )
+    done = CampaignRun.objects.filter(status=RunStatus.RUNNING, campaign__status=CampaignStatus.RUNNING).filter(
+        ~Exists(unfinished)
+    )
+    finished = 0
+    for run in done.select_related("campaign"):
+        if not CampaignRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.COMPLETED, finished_at=now
+        ):
+            continue
+        finished += 1
+        campaign = run.campaign
+        if campaign.next_run_at is not None:
+            moved = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
+                status=CampaignStatus.SCHEDULED, updated_at=now
+            )
+            if moved:
+                _schedule_fire(campaign)
+        else:
+            Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
+                status=CampaignStatus.COMPLETED, finished_at=now, updated_at=now
+            )
+    return finished
+
+
+def campaigns_fire_due(now: datetime) -> int:
+    from campaigns.lifecycle import campaign_fire
+
+    due = Campaign.objects.filter(status=CampaignStatus.SCHEDULED, next_run_at__lte=now).values_list("pk", flat=True)
+    return sum(campaign_fire(campaign_id=pk, now=now) for pk in list(due[:100]))
+
+
+# --- the loop -------------------------------------------------------------------------------------------------------
+
+
+def sender_step(now: datetime | None = None) -> datetime | None:
+    """One pass: fire due occurrences, expire, reconcile, then send one delivery from each account whose slot is
+    open. Answers when something is next due (None: nothing is waiting)."""
+    now = now or timezone.now()
+    campaigns_fire_due(now)
+    runs_expire(now)
+    leases_reconcile(now)
+    inactive_accounts_skip()
+    wake: datetime | None = None
+    accounts = list(_due(now).order_by().values_list("account_id", flat=True).distinct())
+    for account_id in accounts:
+        pace = account_pace(account_id, now)
+        if pace.next_at > now:
+            wake = min(wake or pace.next_at, pace.next_at)
+            continue
+        if not _reserve(account_id, now, pace):
+            continue
+        delivery = _claim(account_id, now)
+        if delivery is not None:
+            delivery_send(delivery, now)
+        following = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", flat=True).first()
+        if following is not None:
+            wake = min(wake or following, following)
+    runs_complete(now)
+    later = (
+        Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING, next_attempt_at__gt=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if later is not None:
+        wake = min(wake or later, later)
+    leased = (
+        Delivery.objects.filter(status=DeliveryStatus.SENDING)
+        .order_by("lease_until")
+        .values_list("lease_until", flat=True)
+        .first()
+    )
+    if leased is not None:
+        wake = min(wake or leased, leased)
+    return wake
+
+
+def _lane_acquire(holder: str, until: datetime) -> int | None:
+    now = timezone.now()
+    for lane in range(1, settings.MKTX_SENDER_LANES + 1):
+        SenderLane.objects.get_or_create(pk=lane)
+        if SenderLane.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=lane).update(
+            lease_until=until, holder=holder
+        ):
+            return lane
+    return None
+
+
+def sender_run(budget: float | None = None) -> str:
+    """A sender loop: steps until nothing is due within its budget (seconds), sleeping until the next slot.
+    At most MKTX_SENDER_LANES loops run at once. Answers a summary for the task log."""
+    budget = settings.MKTX_SENDER_BUDGET_SECONDS if budget is None else budget
+    holder = uuid.uuid4().hex
+    lane = _lane_acquire(holder, timezone.now() + timedelta(seconds=budget + 60))
+    if lane is None:
+        return "all sender lanes busy"
+    deadline = time.monotonic() + budget
+    steps, wake = 0, None
+    try:
+        while True:
+            wake = sender_step()
+            steps += 1
+            if budget <= 0 or wake is None:
+                break
+            delay = (wake - timezone.now()).total_seconds()
+            if time.monotonic() + max(0.0, delay) > deadline:
+                break
+            if delay > 0:
+                time.sleep(min(delay, 1.0))  # wake at least every second: pauses and new work are seen quickly
+    finally:
+        SenderLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
+    if budget > 0 and wake is not None and (wake - timezone.now()).total_seconds() < budget:
+        from campaigns.tasks import kick_sender
+
+        kick_sender()
+    return f"lane {lane}: {steps} steps, next at {wake.isoformat() if wake else 'nothing due'}"

@@ -1,0 +1,49 @@
+"""django-q2 tasks of campaigns: they take ids, reload rows, and are safe to run twice."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+
+from campaigns.models import CampaignStatus, Delivery, DeliveryStatus
+
+
+def kick_sender() -> None:
+    """Queue sender loops (each takes a lane or exits at once)."""
+    from django_q.tasks import async_task
+
+    lanes = 1 if settings.MKTX_SENDER_BUDGET_SECONDS == 0 else settings.MKTX_SENDER_LANES
+    for _ in range(lanes):
+        async_task("campaigns.tasks.run_sender", task_name="campaign-sender")
+
+
+def run_sender() -> str:
+    from campaigns.sender import sender_run
+
+    return sender_run()
+
+
+def fire_campaign(campaign_id: str) -> str:
+    """A scheduled occurrence's one-off schedule: fire it, then send."""
+    from campaigns.lifecycle import campaign_fire
+
+    fired = campaign_fire(campaign_id=campaign_id)
+    return "fired" if fired else "not due or not scheduled"
+
+
+def sweep_campaigns() -> str:
+    """Every minute: fire what is due (a missed one-off schedule), and wake the sender when anything waits
+    (deliveries deferred by a quota resume by themselves this way)."""
+    from campaigns.sender import campaigns_fire_due
+
+    now = timezone.now()
+    fired = campaigns_fire_due(now)
+    waiting = Delivery.objects.filter(
+        status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING],
+        campaign__status=CampaignStatus.RUNNING,
+    ).exists()
+    if waiting or fired:
+        kick_sender()
+    return f"fired {fired}; sender {'woken' if waiting or fired else 'idle'}"
+
+

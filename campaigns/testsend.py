@@ -1,0 +1,57 @@
+"""`POST /campaigns/{id}/test`: the rendered message sent at once to a few of the merchant's contacts, marked as a
+test (message metadata `test: true`) and left out of the metrics (no delivery is recorded)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from campaigns.templating import render
+from contacts.models import Contact, Conversation, MessageOrigin
+from contacts.services.conversations import conversation_open_for
+from contacts.services.outbound import Attachment, SendSkipped, message_send
+from mktx.api.errors import ApiError, InvalidInput, NotFoundError
+
+
+def campaign_test_send(
+    *, campaign: Campaign, contact_ids: list[uuid.UUID], variables: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One result per contact: `sent` (with the message id), `skipped` or `failed` with the reason."""
+    contacts = {
+        c.pk: c for c in Contact.objects.filter(merchant_id=campaign.merchant_id, pk__in=contact_ids).select_related(
+            "account"
+        )
+    }
+    for i, contact_id in enumerate(contact_ids):
+        if contact_id not in contacts:
+            raise NotFoundError("Contact not found", details={"field": f"contactIds[{i}]", "id": str(contact_id)})
+    if campaign.template is None:
+        raise InvalidInput("templateId", "the campaign's template was deleted")
+    values = {**campaign.variables, **variables}
+    results: list[dict[str, Any]] = []
+    for contact_id in dict.fromkeys(contact_ids):
+        contact = contacts[contact_id]
+        result: dict[str, Any] = {"contactId": str(contact_id)}
+        try:
+            rendered = render(campaign.template, variables=values, contact=contact)
+            latest = Conversation.objects.filter(contact=contact).order_by("-last_message_at").first()
+            message = message_send(
+                conversation=latest or conversation_open_for(contact=contact, at=timezone.now()),
+                content=rendered.text,
+                origin=MessageOrigin.CAMPAIGN,
+                message_type=campaign.template.type,
+                attachments=[Attachment(rendered.image_url)] if rendered.image_url else [],
+                marketing=True,
+                metadata={"campaignId": str(campaign.pk), "test": True},
+            )
+        except SendSkipped as exc:
+            result.update(status="skipped", reason=exc.reason, detail=exc.message)
+        except ApiError as exc:
+            result.update(status="failed", reason=str(exc.code), detail=exc.message)
+        else:
+            result.update(status="sent", messageId=str(message.pk), dmEventId=message.twitter_message_id)
+        results.append(result)
+    return results
