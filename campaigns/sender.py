@@ -87,9 +87,11 @@ def account_pace(account_id: Any, now: datetime) -> Pace:
     limit = max(candidates, key=lambda name: candidates[name])
     interval = candidates[limit] * SAFETY
     waits: dict[str, datetime] = {}
-    pacing = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", flat=True).first()
-    if pacing is not None:
-        waits[limit] = pacing
+    slot = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", "last_send_at").first()
+    if slot is not None and slot[0] is not None:
+        waits[limit] = slot[0]
+    if slot is not None and slot[1] is not None and math.isfinite(interval):  # limits learnt since the last send
+        waits[limit] = max(waits.get(limit, slot[1]), slot[1] + timedelta(seconds=interval))
     used, reset_at = quota_state(account_id, now)
     if used >= settings.MKTX_X_DM_DAILY_LIMIT:
         waits["x_dm_daily_limit"] = reset_at or now + DAY
@@ -129,7 +131,7 @@ def _reserve(account_id: Any, now: datetime, pace: Pace) -> bool:
     following = now + timedelta(seconds=pace.interval) if math.isfinite(pace.interval) else now + DAY
     return bool(
         AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id).update(
-            next_send_at=following, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
+            next_send_at=following, last_send_at=now, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
         )
     )
 

@@ -7,12 +7,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from campaigns.sender import sender_step
 from contacts.models import Contact
 from contacts.services.contacts import XProfile, contact_tags_add
 from contacts.services.inbound import dm_record
 from mktx.accounts.models import Account
+
+class FreshTokenClient(APIClient):
+    """An API client that signs each request with a token minted then: tests that move the clock by days keep a
+    valid token."""
+
+    def __init__(self, user: Any) -> None:
+        super().__init__()
+        self.user = user
+
+    def request(self, **kwargs: Any) -> Any:
+        from tests.factories import access_token
+
+        self.credentials(HTTP_AUTHORIZATION="Bearer " + access_token(self.user))
+        return super().request(**kwargs)
+
 
 _event_ids = iter(range(910_000_000_000_000_000, 920_000_000_000_000_000))
 

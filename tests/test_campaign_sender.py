@@ -1,0 +1,371 @@
+"""The campaign sender against the X sandbox, with the clock moved: pacing and quotas, scheduling, endAt,
+recurrence, pause and resume, X's failures, a worker killed mid-send, consent at send time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.utils.dateparse import parse_datetime
+
+from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.sender import sender_step
+from contacts.models import Contact, Message
+from contacts.models import ConsentAction
+from contacts.services.consent import contact_consent_set
+from contacts.services.contacts import contact_tags_add
+from mktx.xapi.client import XClient
+from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
+from tests.test_campaigns import BASE, act, create, segment, template
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(owner):
+    return FreshTokenClient(owner)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(START, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def shop(api, sandbox, clock):
+    from mktx.accounts.services import webhook_url
+
+    sandbox.register_webhook(webhook_url())
+    return connect(api, sandbox)
+
+
+@pytest.fixture
+def crowd(sandbox, shop):
+    return [customer(sandbox, shop, f"fan_{i}", "fans") for i in range(4)]
+
+
+@pytest.fixture
+def fans(api, crowd):
+    return segment(api, "Fans", "fans")
+
+
+def started(api, fans, **extra):
+    data = create(api, [fans], template(api), **extra)
+    response = act(api, data["id"], "start")
+    assert response.status_code == 200, response.json()
+    return response.json()["data"]
+
+
+def sent_times(sandbox, shop):
+    return [parse_datetime(dm["createdAt"]) for dm in sandbox.dms(senderId=shop["id"])]
+
+
+def statuses(campaign_id):
+    return sorted(Delivery.objects.filter(campaign_id=campaign_id).values_list("status", flat=True))
+
+
+# --- pacing ---------------------------------------------------------------------------------------------------------
+
+
+def test_sends_are_spread_evenly_at_the_daily_quotas_pace(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 480  # one DM per 180 s, tighter than X's 15 per 15 minutes
+    data = started(api, fans)
+    drain(clock)
+    times = sent_times(sandbox, shop)
+    assert len(times) == 4
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert all(180 <= gap < 185 for gap in gaps), gaps
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+
+
+def test_xs_own_limit_paces_when_it_is_the_tightest(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    sandbox.limits(dm15m=3)  # X allows 3 DMs per 15 minutes: one per 300 s
+    started(api, fans)
+    drain(clock)
+    times = sent_times(sandbox, shop)
+    assert len(times) == 4
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert all(300 <= gap < 305 for gap in gaps), gaps  # learnt from X's headers after the first send
+    # never a 429 caused by the pacing
+    assert Message.objects.filter(status="failed").count() == 0
+
+
+def test_what_does_not_fit_the_quota_waits_and_resumes_by_itself(api, sandbox, shop, crowd, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 5  # per rolling 24 h, shared with the staff's replies
+    for person in crowd:  # the staff answered everyone this morning: 4 of the 5 DMs are used
+        conversation = Contact.objects.get(pk=person["contact"].pk).conversations.get()
+        response = api.post(f"{BASE}/conversations/{conversation.pk}/messages", {"content": "Hi!"}, format="json")
+        assert response.status_code == 200, response.json()
+    data = started(api, fans)
+    drain(clock, until=START + timedelta(hours=20))
+    assert statuses(data["id"]) == ["pending", "pending", "pending", "sent"]
+    detail = api.get(f"{BASE}/campaigns/{data['id']}").json()["data"]
+    assert detail["status"] == "running"
+    estimate = parse_datetime(detail["estimatedCompletionAt"])
+    assert START + timedelta(hours=24) <= estimate <= START + timedelta(hours=36)
+    drain(clock)  # the clock moves on: the window opens and the rest goes, with no one touching anything
+    assert statuses(data["id"]) == ["sent"] * 4
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+    campaign_dms = [dm for dm in sandbox.dms(senderId=shop["id"]) if dm["text"] != "Hi!"]
+    assert len(campaign_dms) == 4
+    assert parse_datetime(campaign_dms[1]["createdAt"]) >= START + timedelta(hours=24)
+
+
+def test_the_campaign_daily_limit_is_kept_too(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    settings.MKTX_CAMPAIGN_DAILY_LIMIT = 3
+    data = started(api, fans)
+    drain(clock, until=START + timedelta(hours=20))
+    assert statuses(data["id"]).count("sent") == 3
+
+
+def test_an_x_429_waits_for_the_reset_and_sends_once(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=429, times=1)
+    data = started(api, fans)
+    sender_step()
+    assert statuses(data["id"]).count("sent") == 0
+    drain(clock)
+    assert statuses(data["id"]) == ["sent"] * 4
+    assert len(sandbox.dms(senderId=shop["id"])) == 4
+
+
+# --- scheduling -----------------------------------------------------------------------------------------------------
+
+
+def test_a_future_start_is_scheduled_and_fired_at_its_time(api, sandbox, shop, fans, clock, settings):
+    from django_q.models import Schedule
+
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    start_at = START + timedelta(hours=3)
+    data = started(api, fans, schedule={"startAt": start_at.isoformat()})
+    assert data["status"] == "scheduled"
+    assert parse_datetime(data["nextRunAt"]) == start_at
+    one_off = Schedule.objects.get(name=f"campaign:{data['id']}")
+    assert one_off.next_run == start_at and one_off.func == "campaigns.tasks.fire_campaign"
+    sender_step()
+    assert not Delivery.objects.filter(campaign_id=data["id"]).exists()
+    clock.move_to(start_at + timedelta(seconds=1))
+    from campaigns.tasks import fire_campaign
+
+    assert fire_campaign(data["id"]) == "fired"
+    assert fire_campaign(data["id"]) == "not due or not scheduled"  # the sweep firing it too changes nothing
+    drain(clock)
+    assert statuses(data["id"]) == ["sent"] * 4
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+
+
+def test_updating_a_scheduled_campaign_moves_its_schedule(api, fans, clock):
+    from django_q.models import Schedule
+
+    data = started(api, fans, schedule={"startAt": (START + timedelta(hours=3)).isoformat()})
+    later = START + timedelta(days=2)
+    response = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"startAt": later.isoformat()}}, format="json")
+    assert response.status_code == 200, response.json()
+    assert Schedule.objects.get(name=f"campaign:{data['id']}").next_run == later
+    response = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"startAt": None}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["details"]["field"] == "schedule.startAt"
+
+
+def test_end_at_stops_sending_and_skips_the_rest_as_expired(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 288  # one DM per 300 s
+    data = started(api, fans, schedule={"endAt": (START + timedelta(minutes=7)).isoformat()})
+    drain(clock)
+    assert statuses(data["id"]) == ["sent", "sent", "skipped", "skipped"]
+    assert set(Delivery.objects.filter(campaign_id=data["id"], status="skipped").values_list("reason", flat=True)) == {
+        "expired"
+    }
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+    assert len(sandbox.dms(senderId=shop["id"])) == 2
+
+
+def test_a_daily_recurrence_sends_each_occurrence_with_its_own_run(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    recurrence = {"frequency": "daily", "interval": 1, "until": (START + timedelta(days=2)).date().isoformat()}
+    data = started(api, fans, schedule={"startAt": None, "recurrence": recurrence})
+    drain(clock, until=START + timedelta(hours=1))
+    campaign = Campaign.objects.get(pk=data["id"])
+    assert campaign.status == "scheduled"  # between occurrences
+    assert campaign.next_run_at == campaign.started_at + timedelta(days=1)
+    for day in (1, 2):
+        clock.move_to(campaign.started_at + timedelta(days=day, seconds=1))
+        drain(clock, until=campaign.started_at + timedelta(days=day, hours=1))
+    assert CampaignRun.objects.filter(campaign_id=data["id"]).count() == 3
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+    assert len(sandbox.dms(senderId=shop["id"])) == 12
+    metrics = api.get(f"{BASE}/campaigns/{data['id']}/metrics").json()["data"]
+    assert metrics["totalSent"] == 12 and metrics["delivered"] == 12
+    assert [(r["run"], r["delivered"]) for r in metrics["runs"]] == [(1, 4), (2, 4), (3, 4)]
+    one = api.get(f"{BASE}/campaigns/{data['id']}/metrics?run=2").json()["data"]
+    assert one["delivered"] == 4
+
+
+# --- pause and resume -----------------------------------------------------------------------------------------------
+
+
+def test_a_paused_campaign_sends_nothing_and_resume_continues_where_it_stopped(
+    api, sandbox, shop, fans, clock, settings
+):
+    settings.MKTX_X_DM_DAILY_LIMIT = 480
+    data = started(api, fans)
+    sender_step()
+    assert statuses(data["id"]).count("sent") == 1
+    act(api, data["id"], "pause")
+    clock.shift(timedelta(hours=2))
+    for _ in range(3):
+        sender_step()
+    assert statuses(data["id"]).count("sent") == 1
+    assert act(api, data["id"], "resume").status_code == 200
+    drain(clock)
+    assert statuses(data["id"]) == ["sent"] * 4
+    assert len(sandbox.dms(senderId=shop["id"])) == 4
+
+
+# --- failures -------------------------------------------------------------------------------------------------------
+
+
+def test_a_403_is_final_with_xs_reason(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=403, times=1)
+    data = started(api, fans)
+    drain(clock)
+    failed = Delivery.objects.get(campaign_id=data["id"], status="failed")
+    assert failed.reason == "x_forbidden" and failed.attempts == 1 and failed.error_detail
+    assert statuses(data["id"]).count("sent") == 3
+    assert len(sandbox.dms(senderId=shop["id"])) == 3
+    metrics = api.get(f"{BASE}/campaigns/{data['id']}/metrics").json()["data"]
+    assert (metrics["totalSent"], metrics["delivered"], metrics["failed"]) == (4, 3, 1)
+    assert metrics["deliveryRate"] == 0.75
+
+
+def test_5xx_is_retried_three_times_then_failed(api, sandbox, shop, crowd, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    contact_tags_add(contact=crowd[0]["contact"], tags=["solo"])
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=3)
+    data = started(api, segment(api, "Solo", "solo"))
+    drain(clock)
+    failed = Delivery.objects.get(campaign_id=data["id"])
+    assert (failed.status, failed.reason, failed.failures, failed.attempts) == ("failed", "x_error", 3, 3)
+    assert sandbox.dms(senderId=shop["id"]) == []
+    times = sorted(Message.objects.filter(origin="campaign").values_list("created_at", flat=True))
+    assert [(b - a).total_seconds() >= 30 for a, b in zip(times, times[1:], strict=False)] == [True, True]
+
+
+def test_a_5xx_then_success_is_sent_once(api, sandbox, shop, crowd, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    contact_tags_add(contact=crowd[0]["contact"], tags=["solo"])
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=1, afterSend=True)
+    data = started(api, segment(api, "Solo", "solo"))
+    drain(clock)
+    delivery = Delivery.objects.get(campaign_id=data["id"])
+    (dm,) = sandbox.dms(senderId=shop["id"])  # X had sent it despite the 503: found at X, not sent again
+    assert (delivery.status, delivery.dm_event_id) == ("sent", dm["id"])
+
+
+def test_a_timeout_after_x_sent_the_dm_is_not_sent_twice(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    settings.X_API_READ_TIMEOUT = 0.5
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", mode="timeout", seconds=1, afterSend=True, times=1)
+    data = started(api, fans)
+    drain(clock)
+    assert statuses(data["id"]) == ["sent"] * 4
+    dms = sandbox.dms(senderId=shop["id"])
+    assert len(dms) == 4 and len({dm["recipientId"] for dm in dms}) == 4
+    retried = Delivery.objects.get(campaign_id=data["id"], attempts=2)
+    assert retried.dm_event_id in {dm["id"] for dm in dms}
+
+
+def test_a_timeout_before_x_sent_anything_is_retried_and_sent_once(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    settings.X_API_READ_TIMEOUT = 0.5
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", mode="timeout", seconds=1, times=1)
+    data = started(api, fans)
+    drain(clock)
+    assert statuses(data["id"]) == ["sent"] * 4
+    assert len(sandbox.dms(senderId=shop["id"])) == 4
+
+
+class Crash(BaseException):
+    """The worker process dying: nothing after this point runs."""
+
+
+@pytest.mark.parametrize("moment", ["after_x_answered", "before_x_was_called"])
+def test_a_worker_killed_mid_send_loses_no_one_and_messages_no_one_twice(
+    api, sandbox, shop, fans, clock, settings, monkeypatch, moment
+):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    data = started(api, fans)
+    original_send = XClient.send_dm
+    calls = {"n": 0}
+
+    def dying_send(self, participant_id, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2 and moment == "before_x_was_called":
+            raise Crash
+        sent = original_send(self, participant_id, **kwargs)
+        if calls["n"] == 2:
+            raise Crash  # X has the DM; the worker never records it
+        return sent
+
+    monkeypatch.setattr(XClient, "send_dm", dying_send)
+    sender_step()
+    clock.shift(timedelta(seconds=65))  # X's 15 DMs per 15 minutes: the next slot
+    with pytest.raises(Crash):
+        sender_step()
+    stuck = Delivery.objects.get(campaign_id=data["id"], status="sending")
+    monkeypatch.setattr(XClient, "send_dm", original_send)
+
+    clock.shift(timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS + 1))  # the lease expires
+    drain(clock)
+
+    assert statuses(data["id"]) == ["sent"] * 4
+    dms = sandbox.dms(senderId=shop["id"])
+    assert sorted(dm["recipientId"] for dm in dms) == sorted(
+        Contact.objects.filter(campaign_deliveries__campaign_id=data["id"]).values_list("twitter_user_id", flat=True)
+    )
+    stuck.refresh_from_db()
+    assert stuck.dm_event_id in {dm["id"] for dm in dms}
+
+
+# --- consent and accounts at send time ------------------------------------------------------------------------------
+
+
+def test_a_contact_who_opted_out_after_the_start_is_skipped(api, sandbox, shop, crowd, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    data = started(api, fans)
+    contact_consent_set(contact=crowd[2]["contact"], action=ConsentAction.OPT_OUT, keyword="STOP")
+    drain(clock)
+    skipped = Delivery.objects.get(campaign_id=data["id"], status="skipped")
+    assert skipped.reason == "opted_out" and skipped.contact_id == crowd[2]["contact"].pk
+    assert crowd[2]["id"] not in {dm["recipientId"] for dm in sandbox.dms(senderId=shop["id"])}
+
+
+def test_an_account_that_can_no_longer_send_skips_its_deliveries(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 480
+    data = started(api, fans)
+    sender_step()
+    shop["account"].status = "revoked"
+    shop["account"].save()
+    drain(clock)
+    assert statuses(data["id"]) == ["sent", "skipped", "skipped", "skipped"]
+    reasons = set(Delivery.objects.filter(campaign_id=data["id"], status="skipped").values_list("reason", flat=True))
+    assert reasons == {"account_inactive"}
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+
+
+def test_each_recipient_is_messaged_from_the_account_the_contact_belongs_to(api, sandbox, shop, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    second = connect(api, sandbox, "goodgo_outlet")
+    a = customer(sandbox, shop, "shop_fan", "fans")
+    b = customer(sandbox, second, "outlet_fan", "fans")
+    data = started(api, segment(api, "Fans", "fans"))
+    drain(clock)
+    assert statuses(data["id"]) == ["sent", "sent"]
+    assert [dm["recipientId"] for dm in sandbox.dms(senderId=shop["id"])] == [a["id"]]
+    assert [dm["recipientId"] for dm in sandbox.dms(senderId=second["id"])] == [b["id"]]
