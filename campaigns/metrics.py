@@ -72,7 +72,7 @@ def timeline(deliveries: QuerySet[Delivery]) -> list[dict[str, Any]]:
             .order_by()
         )
         for row in rows:
-            bucket = buckets.setdefault(row["hour"], {series: 0 for series in SERIES})
+            bucket = buckets.setdefault(row["hour"], dict.fromkeys(SERIES, 0))
             bucket[name] = row["n"]
     return [{"timestamp": iso(hour), **buckets[hour]} for hour in sorted(buckets)]
 
@@ -133,12 +133,15 @@ def estimated_completion(campaign: Campaign, now: datetime | None = None) -> dat
         return now
     finish = now
     for account_id, last in last_per_account.items():
-        ahead = Delivery.objects.filter(
-            account_id=account_id,
-            pk__lte=last,
-            status=DeliveryStatus.PENDING,
-            campaign__status=CampaignStatus.RUNNING,
-        ).count() or 1
+        ahead = (
+            Delivery.objects.filter(
+                account_id=account_id,
+                pk__lte=last,
+                status=DeliveryStatus.PENDING,
+                campaign__status=CampaignStatus.RUNNING,
+            ).count()
+            or 1
+        )
         pace = account_pace(account_id, now)
         if not math.isfinite(pace.interval):
             return None  # a limit of zero: it will not finish

@@ -179,6 +179,9 @@ class TrackedLink(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["delivery", "url"], name="tracked_link_unique_url")]
 
+    def __str__(self) -> str:
+        return f"/l/{self.token} -> {self.url}"
+
 
 class AccountPacing(models.Model):
     """The campaign sender's slot per X account: the next send may not happen before `next_send_at`. Reserved by a
@@ -191,6 +194,9 @@ class AccountPacing(models.Model):
     waiting_for = models.CharField(max_length=40, blank=True, default="", help_text="The limit that sets the pace.")
     updated_at = models.DateTimeField(auto_now=True)
 
+    def __str__(self) -> str:
+        return f"pacing of {self.account_id}: next at {self.next_send_at}"
+
 
 class SenderLane(models.Model):
     """At most MKTX_SENDER_LANES sender loops run at once; each holds a lane by lease."""
@@ -198,3 +204,6 @@ class SenderLane(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     holder = models.CharField(max_length=64, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"sender lane {self.pk}"

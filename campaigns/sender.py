@@ -340,7 +340,9 @@ def leases_reconcile(now: datetime) -> int:
             _retry_later(delivery, now)
         else:
             try:
-                found = _sent_at_x(delivery.account, delivery.contact.twitter_user_id, message.content, message.created_at)
+                found = _sent_at_x(
+                    delivery.account, delivery.contact.twitter_user_id, message.content, message.created_at
+                )
             except XError as exc:
                 Delivery.objects.filter(pk=delivery.pk).update(lease_until=now + timedelta(minutes=1))
                 logger.warning("delivery %s: cannot reconcile yet: %s", delivery.pk, exc.message)
@@ -369,9 +371,11 @@ def runs_expire(now: datetime) -> int:
 
 def inactive_accounts_skip() -> int:
     """Deliveries from an account that cannot send (disconnected, revoked) are skipped, checked at send time."""
-    return Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING).exclude(
-        account__status=AccountStatus.ACTIVE
-    ).update(status=DeliveryStatus.SKIPPED, reason="account_inactive")
+    return (
+        Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING)
+        .exclude(account__status=AccountStatus.ACTIVE)
+        .update(status=DeliveryStatus.SKIPPED, reason="account_inactive")
+    )
 
 
 def runs_complete(now: datetime) -> int:

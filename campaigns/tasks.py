@@ -45,5 +45,3 @@ def sweep_campaigns() -> str:
     if waiting or fired:
         kick_sender()
     return f"fired {fired}; sender {'woken' if waiting or fired else 'idle'}"
-
-

@@ -21,9 +21,8 @@ def campaign_test_send(
 ) -> list[dict[str, Any]]:
     """One result per contact: `sent` (with the message id), `skipped` or `failed` with the reason."""
     contacts = {
-        c.pk: c for c in Contact.objects.filter(merchant_id=campaign.merchant_id, pk__in=contact_ids).select_related(
-            "account"
-        )
+        c.pk: c
+        for c in Contact.objects.filter(merchant_id=campaign.merchant_id, pk__in=contact_ids).select_related("account")
     }
     for i, contact_id in enumerate(contact_ids):
         if contact_id not in contacts:

@@ -15,6 +15,7 @@ from contacts.services.contacts import XProfile, contact_tags_add
 from contacts.services.inbound import dm_record
 from mktx.accounts.models import Account
 
+
 class FreshTokenClient(APIClient):
     """An API client that signs each request with a token minted then: tests that move the clock by days keep a
     valid token."""

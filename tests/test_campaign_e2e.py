@@ -70,7 +70,9 @@ def test_a_campaign_is_delivered_and_its_metrics_move_as_customers_read_click_an
     # buyer 0 reads, buyer 1 clicks, buyer 2 replies
     dm_ids = {dm["recipientId"]: dm["id"] for dm in inbox.sandbox.dms(senderId=inbox.shop["id"])}
     inbox.sandbox.read(customers[0]["id"], inbox.shop["id"], dm_ids[customers[0]["id"]])
-    link = re.search(r"/l/(\S+)", received[customers[1]["id"]][0]).group(0)
+    found = re.search(r"/l/(\S+)", received[customers[1]["id"]][0])
+    assert found is not None
+    link = found.group(0)
     click = requests.get(live_server.url + link, allow_redirects=False, timeout=10)
     assert click.status_code == 302 and click.headers["Location"] == "https://goodgo.example/ship"
     inbox.sandbox.dm(customers[2]["id"], inbox.shop["id"], "Great, ordering now")
