@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -227,11 +228,25 @@ def audience_freeze(*, campaign: Campaign, run: CampaignRun) -> int:
     )
     now = _dialect_value(Delivery, "created_at", run.started_at)
     head = [run.pk, _dialect_value(Delivery, "campaign", campaign.pk), DeliveryStatus.PENDING, now, now]
-    with connection.cursor() as cursor:
-        cursor.execute(insert, head + list(params))
-        count = cursor.rowcount
-    CampaignRun.objects.filter(pk=run.pk).update(audience_size=count)
-    run.audience_size = count
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(insert, head + list(params))
+            count = cursor.rowcount
+        frozen_at = timezone.now()
+        CampaignRun.objects.filter(pk=run.pk).update(audience_size=count, audience_frozen_at=frozen_at)
+    run.audience_size, run.audience_frozen_at = count, frozen_at
+    return count
+
+
+def run_freeze(*, run_id: Any) -> int | None:
+    """The freeze of a large audience, in a worker: once (the run row is locked and checked)."""
+    with transaction.atomic():
+        run = CampaignRun.objects.select_for_update().select_related("campaign").filter(pk=run_id).first()
+        if run is None or run.audience_frozen_at is not None or run.status != "running":
+            return None
+        count = audience_freeze(campaign=run.campaign, run=run)
+        _kick_sender()
+    logger.info("campaign %s run %s: %s recipients frozen", run.campaign_id, run.number, count)
     return count
 
 
@@ -245,7 +260,17 @@ def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
         started_at=at,
         ends_at=run_window(schedule, first, occurrence(schedule, first, number) or at),
     )
-    audience_freeze(campaign=campaign, run=run)
+    estimate = sum(s.contact_count for s in campaign.segments.all())
+    if estimate <= settings.MKTX_INLINE_FREEZE_LIMIT:
+        audience_freeze(campaign=campaign, run=run)
+    else:  # a large audience is frozen by a worker, not inside the API request
+
+        def enqueue() -> None:
+            from django_q.tasks import async_task
+
+            async_task("campaigns.tasks.freeze_run", run.pk, task_name="campaign-freeze")
+
+        transaction.on_commit(enqueue)
     upcoming = occurrence(schedule, first, number + 1)
     Campaign.objects.filter(pk=campaign.pk).update(
         run_count=number, started_at=first, next_run_at=upcoming, status_reason=""

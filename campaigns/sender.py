@@ -386,9 +386,9 @@ def runs_complete(now: datetime) -> int:
     unfinished = Delivery.objects.filter(
         run=OuterRef("pk"), status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
     )
-    done = CampaignRun.objects.filter(status=RunStatus.RUNNING, campaign__status=CampaignStatus.RUNNING).filter(
-        ~Exists(unfinished)
-    )
+    done = CampaignRun.objects.filter(
+        status=RunStatus.RUNNING, campaign__status=CampaignStatus.RUNNING, audience_frozen_at__isnull=False
+    ).filter(~Exists(unfinished))
     finished = 0
     for run in done.select_related("campaign"):
         if not CampaignRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.utils import timezone
 
@@ -31,6 +33,13 @@ def fire_campaign(campaign_id: str) -> str:
     return "fired" if fired else "not due or not scheduled"
 
 
+def freeze_run(run_id: int) -> str:
+    from campaigns.lifecycle import run_freeze
+
+    count = run_freeze(run_id=run_id)
+    return "already frozen" if count is None else f"{count} recipients"
+
+
 def sweep_campaigns() -> str:
     """Every minute: fire what is due (a missed one-off schedule), and wake the sender when anything waits
     (deliveries deferred by a quota resume by themselves this way)."""
@@ -38,6 +47,15 @@ def sweep_campaigns() -> str:
 
     now = timezone.now()
     fired = campaigns_fire_due(now)
+    from django_q.tasks import async_task
+
+    from campaigns.models import CampaignRun
+
+    lost = CampaignRun.objects.filter(
+        status="running", audience_frozen_at__isnull=True, started_at__lt=now - timedelta(minutes=5)
+    ).values_list("pk", flat=True)
+    for run_id in lost[:10]:  # a freeze task lost with its worker
+        async_task("campaigns.tasks.freeze_run", run_id, task_name="campaign-freeze")
     waiting = Delivery.objects.filter(
         status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING],
         campaign__status=CampaignStatus.RUNNING,

@@ -261,6 +261,8 @@ MKTX_CAMPAIGN_DAILY_LIMIT = env_int("MKTX_CAMPAIGN_DAILY_LIMIT", 10000, minimum=
 MKTX_SENDER_LANES = env_int("MKTX_SENDER_LANES", 2, minimum=1)
 MKTX_SENDER_BUDGET_SECONDS = env_int("MKTX_SENDER_BUDGET_SECONDS", 0 if TASKS_SYNC else 50, minimum=0)
 MKTX_SENDER_LEASE_SECONDS = env_int("MKTX_SENDER_LEASE_SECONDS", 120, minimum=10)
+# audiences estimated above this many contacts are frozen by a worker rather than in the start request
+MKTX_INLINE_FREEZE_LIMIT = env_int("MKTX_INLINE_FREEZE_LIMIT", 20000, minimum=0)
 MKTX_REPLY_ATTRIBUTION_HOURS = env_int("MKTX_REPLY_ATTRIBUTION_HOURS", 72, minimum=1)
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")

@@ -301,3 +301,21 @@ def test_the_admin_shows_progress_and_pauses_resumes_and_cancels_with_the_same_s
     assert deliveries.status_code == 200 and "cancelled" in deliveries.content.decode()
     delivery = Delivery.objects.filter(campaign_id=data["id"])[0]
     assert staff.post(f"/admin/campaigns/delivery/{delivery.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_a_large_audience_is_frozen_by_a_worker_and_nothing_completes_before(api, sandbox, shop, vip, fast, settings):
+    from campaigns.tasks import freeze_run
+
+    settings.MKTX_INLINE_FREEZE_LIMIT = 1  # the VIP segment counts 2: too many to freeze inside the request
+    data = create(api, [vip], template(api))
+    assert act(api, data["id"], "start").json()["data"]["status"] == "running"
+    run = CampaignRun.objects.get(campaign_id=data["id"])
+    assert run.audience_frozen_at is None and not Delivery.objects.filter(run=run).exists()
+    sender_step()  # an unfrozen run is not an empty one
+    assert Campaign.objects.get(pk=data["id"]).status == "running"
+    assert freeze_run(run.pk) == "2 recipients"
+    assert freeze_run(run.pk) == "already frozen"
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        drain(traveller)
+    assert Delivery.objects.filter(run=run, status="sent").count() == 2
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
