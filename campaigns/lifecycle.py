@@ -260,7 +260,7 @@ def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
         started_at=at,
         ends_at=run_window(schedule, first, occurrence(schedule, first, number) or at),
     )
-    estimate = sum(s.contact_count for s in campaign.segments.all())
+    estimate = sum(s.contact_count or 0 for s in campaign.segments.all())
     if estimate <= settings.MKTX_INLINE_FREEZE_LIMIT:
         audience_freeze(campaign=campaign, run=run)
     else:  # a large audience is frozen by a worker, not inside the API request
