@@ -98,8 +98,10 @@ def main() -> int:
     merchant_id = ensure_seeded(env, args.contacts)
     done = subprocess.run(
         [sys.executable, "-c", WORKER, merchant_id, str(args.runs), database_url()],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"the freeze worker failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if len(result["counts"]) != 1:
         raise RuntimeError(f"the two statements froze different audiences: {result['counts']}")
