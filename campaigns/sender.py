@@ -125,14 +125,25 @@ def _campaign_quota(account_id: Any, now: datetime) -> tuple[int, datetime | Non
     return count, (oldest + DAY if oldest else None)
 
 
-def _reserve(account_id: Any, now: datetime, pace: Pace) -> bool:
-    """Take the account's slot: a compare-and-set, so two sender loops never both send for one slot."""
+def _reserve(account_id: Any, now: datetime, pace: Pace) -> datetime | None:
+    """Take the account's slot: a compare-and-set, so two sender loops never both send for one slot. The slot
+    stays taken while the send is in flight (one send per account at a time; a dead worker's hold ends with its
+    lease); `_release` then sets the next slot from what X answered. Answers the hold, None when taken."""
     AccountPacing.objects.get_or_create(account_id=account_id)
-    following = now + timedelta(seconds=pace.interval) if math.isfinite(pace.interval) else now + DAY
-    return bool(
-        AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id).update(
-            next_send_at=following, last_send_at=now, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
-        )
+    hold = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
+    taken = AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id).update(
+        next_send_at=hold, last_send_at=now, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
+    )
+    return hold if taken else None
+
+
+def _release(account_id: Any, reserved_at: datetime, hold: datetime) -> None:
+    """After the send: the next slot is one interval (at the limits now known, X's answer included) after this
+    send, unless something pushed it later meanwhile (a 429's reset, the quota)."""
+    pace = account_pace(account_id, reserved_at)
+    following = reserved_at + timedelta(seconds=pace.interval) if math.isfinite(pace.interval) else reserved_at + DAY
+    AccountPacing.objects.filter(pk=account_id, last_send_at=reserved_at, next_send_at=hold).update(
+        next_send_at=following, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
     )
 
 
@@ -435,11 +446,15 @@ def sender_step(now: datetime | None = None) -> datetime | None:
         if pace.next_at > now:
             wake = min(wake or pace.next_at, pace.next_at)
             continue
-        if not _reserve(account_id, now, pace):
+        hold = _reserve(account_id, now, pace)
+        if hold is None:
             continue
-        delivery = _claim(account_id, now)
-        if delivery is not None:
-            delivery_send(delivery, now)
+        try:
+            delivery = _claim(account_id, now)
+            if delivery is not None:
+                delivery_send(delivery, now)
+        finally:
+            _release(account_id, now, hold)
         following = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", flat=True).first()
         if following is not None:
             wake = min(wake or following, following)
