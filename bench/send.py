@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -190,8 +192,8 @@ def main() -> int:
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE
     print(f"setting up {args.accounts} accounts x {per_account:,} recipients in the sandbox ...", flush=True)
     bulk, shops = setup(env, sandbox, "bulk", args.accounts, per_account)
-    paced, paced_shops = setup(env, sandbox, "paced", args.accounts, 100)
-    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+    paced, _ = setup(env, sandbox, "paced", args.accounts, 100)
+    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(3)
@@ -245,8 +247,11 @@ def main() -> int:
         print(f"phase 2: X allows {args.dm15m} DMs per 15 min per account (one per {spacing:.2f} s): "
               f"{len(in_window)} sent in {args.window} s of {allowed} allowed; 429s: {limited}")  # fmt: skip
     finally:
-        cluster.terminate()
-        cluster.wait(timeout=30)
+        cluster.terminate()  # sender loops finish their budget first: do not wait for them
+        try:
+            cluster.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
         sandbox.stop()
     throughput = service_rate / capacity_rate
     ok = share >= 0.95 and limited == 0 and final.get("sent", 0) == per_account * args.accounts

@@ -162,6 +162,7 @@ class Delivery(models.Model):
                 condition=Q(status="pending"),
             ),
             models.Index(fields=["lease_until"], name="delivery_sending_lease", condition=Q(status="sending")),
+            models.Index(fields=["next_attempt_at"], name="delivery_pending_next", condition=Q(status="pending")),
             models.Index(fields=["contact", "sent_at"], name="delivery_contact_sent"),
         ]
 

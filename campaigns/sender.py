@@ -394,8 +394,8 @@ def runs_complete(now: datetime) -> int:
     or is completed."""
     from campaigns.lifecycle import _schedule_fire
 
-    unfinished = Delivery.objects.filter(
-        run=OuterRef("pk"), status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+    unfinished = Delivery.objects.filter(  # by (campaign, status): a probe, not a walk over the run's deliveries
+        campaign=OuterRef("campaign"), run=OuterRef("pk"), status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
     )
     done = CampaignRun.objects.filter(
         status=RunStatus.RUNNING, campaign__status=CampaignStatus.RUNNING, audience_frozen_at__isnull=False
@@ -440,7 +440,9 @@ def sender_step(now: datetime | None = None) -> datetime | None:
     leases_reconcile(now)
     inactive_accounts_skip()
     wake: datetime | None = None
-    accounts = list(_due(now).order_by().values_list("account_id", flat=True).distinct())
+    # a probe per connected account (few) rather than a DISTINCT over every waiting delivery (up to millions)
+    has_due = Exists(_due(now).filter(account_id=OuterRef("pk")))
+    accounts = list(Account.objects.filter(has_due).values_list("pk", flat=True))
     for account_id in accounts:
         pace = account_pace(account_id, now)
         if pace.next_at > now:
@@ -459,8 +461,8 @@ def sender_step(now: datetime | None = None) -> datetime | None:
         if following is not None:
             wake = min(wake or following, following)
     runs_complete(now)
-    later = (
-        Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING, next_attempt_at__gt=now)
+    later = (  # retries and deferrals (a paused campaign's too: waking for them once is harmless)
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__gt=now)
         .order_by("next_attempt_at")
         .values_list("next_attempt_at", flat=True)
         .first()
