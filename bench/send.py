@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -126,7 +127,14 @@ class Sandbox:
         return dict(response.json())
 
     def users(self, prefix: str, n: int) -> list[dict[str, object]]:
-        return [self.post("/_sandbox/users", {"username": f"{prefix}{i}", "name": f"Fan {i}"}) for i in range(n)]
+        def make(i: int) -> dict[str, object]:
+            body = {"username": f"{prefix}{i}", "name": f"Fan {i}"}
+            response = requests.post(self.url + "/_sandbox/users", json=body, timeout=10)
+            response.raise_for_status()
+            return dict(response.json())
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(make, range(n)))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -240,9 +248,12 @@ def main() -> int:
             limited = conn.execute("SELECT count(*) FROM contacts_message WHERE error_code = 'RateLimited'").fetchone()[
                 0
             ]  # type: ignore[index]
-        first = min(sent_at for _, sent_at in rows)
-        in_window = [r for r in rows if (r[1] - first).total_seconds() <= args.window]
-        allowed = args.accounts * (1 + int(args.window // spacing))
+        firsts: dict[object, object] = {}
+        for account_id, sent_at in sorted(rows, key=lambda r: r[1]):
+            firsts.setdefault(account_id, sent_at)
+        # per account, from its own first send: X allows one DM every `spacing` seconds
+        in_window = [r for r in rows if (r[1] - firsts[r[0]]).total_seconds() <= args.window]  # type: ignore[operator]
+        allowed = len(firsts) * (1 + int(args.window // spacing))
         share = len(in_window) / allowed
         print(f"phase 2: X allows {args.dm15m} DMs per 15 min per account (one per {spacing:.2f} s): "
               f"{len(in_window)} sent in {args.window} s of {allowed} allowed; 429s: {limited}")  # fmt: skip

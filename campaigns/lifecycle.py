@@ -141,10 +141,14 @@ def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
         if campaign.status == CampaignStatus.SCHEDULED:
             schedule = parse_schedule(campaign.schedule)
             _check_startable(campaign, schedule)
-            now = timezone.now()
-            if schedule.start_at is None or schedule.start_at <= now:
-                raise InvalidInput("schedule.startAt", "a scheduled campaign needs a start in the future")
-            campaign.next_run_at = schedule.start_at
+            if campaign.run_count and campaign.started_at:  # between two occurrences of a recurrence
+                campaign.next_run_at = occurrence(schedule, campaign.started_at, campaign.run_count + 1)
+                if campaign.next_run_at is None:
+                    raise InvalidInput("schedule.recurrence.until", "would end the recurrence: cancel it instead")
+            else:
+                if schedule.start_at is None or schedule.start_at <= timezone.now():
+                    raise InvalidInput("schedule.startAt", "a scheduled campaign needs a start in the future")
+                campaign.next_run_at = schedule.start_at
             _schedule_fire(campaign)
         campaign.save()
     return campaign

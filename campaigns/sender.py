@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -77,17 +77,27 @@ class Pace:
     limit: str  # which limit sets it
 
 
-def account_pace(account_id: Any, now: datetime) -> Pace:
-    """When the account may send its next campaign DM, and at what spacing, under every limit at once."""
+def _interval(account_id: Any) -> tuple[float, str, Any]:
+    """The spacing of the account's campaign DMs at the current limits (seconds), the limit that sets it, and what
+    X last said about its DM limit."""
     candidates = {"x_dm_daily_limit": _spacing(settings.MKTX_X_DM_DAILY_LIMIT, DAY.total_seconds())}
     candidates["campaign_daily_limit"] = _spacing(settings.MKTX_CAMPAIGN_DAILY_LIMIT, DAY.total_seconds())
     x_limit = last_rate_limit(str(account_id), "dm_send")
     if x_limit is not None and x_limit.limit > 0:
         candidates["x_rate_limit"] = X_DM_WINDOW / x_limit.limit
     limit = max(candidates, key=lambda name: candidates[name])
-    interval = candidates[limit] * SAFETY
+    return candidates[limit] * SAFETY, limit, x_limit
+
+
+Slot = tuple[datetime | None, datetime | None]  # (next_send_at, last_send_at)
+
+
+def account_pace(account_id: Any, now: datetime, slot: Slot | None = None) -> Pace:
+    """When the account may send its next campaign DM, and at what spacing, under every limit at once."""
+    interval, limit, x_limit = _interval(account_id)
     waits: dict[str, datetime] = {}
-    slot = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", "last_send_at").first()
+    if slot is None:
+        slot = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", "last_send_at").first()
     if slot is not None and slot[0] is not None:
         waits[limit] = slot[0]
     if slot is not None and slot[1] is not None and math.isfinite(interval):  # limits learnt since the last send
@@ -111,39 +121,40 @@ def _spacing(per_day: int, window: float) -> float:
 
 
 def _campaign_quota(account_id: Any, now: datetime) -> tuple[int, datetime | None]:
-    window = Message.objects.filter(
+    stats = Message.objects.filter(
         account_id=account_id,
         direction=MessageDirection.OUTBOUND,
         origin=MessageOrigin.CAMPAIGN,
         status__in=[MessageStatus.PENDING, MessageStatus.SENT],
         created_at__gte=now - DAY,
-    )
-    count = window.count()
-    if not count:
-        return 0, None
-    oldest = window.order_by("created_at").values_list("created_at", flat=True).first()
-    return count, (oldest + DAY if oldest else None)
+    ).aggregate(count=Count("pk"), oldest=Min("created_at"))
+    return int(stats["count"]), (stats["oldest"] + DAY if stats["oldest"] else None)
 
 
 def _reserve(account_id: Any, now: datetime, pace: Pace) -> datetime | None:
     """Take the account's slot: a compare-and-set, so two sender loops never both send for one slot. The slot
     stays taken while the send is in flight (one send per account at a time; a dead worker's hold ends with its
     lease); `_release` then sets the next slot from what X answered. Answers the hold, None when taken."""
-    AccountPacing.objects.get_or_create(account_id=account_id)
     hold = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
-    taken = AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id).update(
-        next_send_at=hold, last_send_at=now, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
-    )
-    return hold if taken else None
+    for _ in range(2):
+        taken = AccountPacing.objects.filter(
+            Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id
+        ).update(next_send_at=hold, last_send_at=now, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit)
+        if taken:
+            return hold
+        _, created = AccountPacing.objects.get_or_create(account_id=account_id)  # the account's first send
+        if not created:
+            return None
+    return None
 
 
 def _release(account_id: Any, reserved_at: datetime, hold: datetime) -> None:
     """After the send: the next slot is one interval (at the limits now known, X's answer included) after this
     send, unless something pushed it later meanwhile (a 429's reset, the quota)."""
-    pace = account_pace(account_id, reserved_at)
-    following = reserved_at + timedelta(seconds=pace.interval) if math.isfinite(pace.interval) else reserved_at + DAY
+    interval, limit, _ = _interval(account_id)
+    following = reserved_at + timedelta(seconds=interval) if math.isfinite(interval) else reserved_at + DAY
     AccountPacing.objects.filter(pk=account_id, last_send_at=reserved_at, next_send_at=hold).update(
-        next_send_at=following, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit
+        next_send_at=following, interval_seconds=min(interval, 1e9), waiting_for=limit
     )
 
 
@@ -443,8 +454,16 @@ def sender_step(now: datetime | None = None) -> datetime | None:
     # a probe per connected account (few) rather than a DISTINCT over every waiting delivery (up to millions)
     has_due = Exists(_due(now).filter(account_id=OuterRef("pk")))
     accounts = list(Account.objects.filter(has_due).values_list("pk", flat=True))
+    slots: dict[Any, Slot] = {
+        row[0]: (row[1], row[2])
+        for row in AccountPacing.objects.filter(pk__in=accounts).values_list("pk", "next_send_at", "last_send_at")
+    }
     for account_id in accounts:
-        pace = account_pace(account_id, now)
+        taken_until = slots.get(account_id, (None, None))[0]
+        if taken_until is not None and taken_until > now:  # not this account's turn: no need to look further
+            wake = min(wake or taken_until, taken_until)
+            continue
+        pace = account_pace(account_id, now, slots.get(account_id))
         if pace.next_at > now:
             wake = min(wake or pace.next_at, pace.next_at)
             continue

@@ -258,7 +258,7 @@ MKTX_ATTACHMENT_ALLOW_PRIVATE = env_bool("MKTX_ATTACHMENT_ALLOW_PRIVATE", False)
 MKTX_CAMPAIGN_DAILY_LIMIT = env_int("MKTX_CAMPAIGN_DAILY_LIMIT", 10000, minimum=0)
 # the campaign sender: how many sender loops may run at once, how long one loop runs before handing over (0: send
 # what is due now and stop, as the tests do), how long a claimed delivery is leased to its worker
-MKTX_SENDER_LANES = env_int("MKTX_SENDER_LANES", 2, minimum=1)
+MKTX_SENDER_LANES = env_int("MKTX_SENDER_LANES", 1, minimum=1)  # keep it below MKTX_WORKERS: inbound work needs one
 MKTX_SENDER_BUDGET_SECONDS = env_int("MKTX_SENDER_BUDGET_SECONDS", 0 if TASKS_SYNC else 50, minimum=0)
 MKTX_SENDER_LEASE_SECONDS = env_int("MKTX_SENDER_LEASE_SECONDS", 120, minimum=10)
 # audiences estimated above this many contacts are frozen by a worker rather than in the start request

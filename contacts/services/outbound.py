@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Min
+from django.db.models import Count, F, Min
 from django.utils import timezone
 
 from contacts.media import FetchedImage, fetch_image
@@ -57,9 +57,8 @@ def quota_state(account_id: Any, now: datetime | None = None) -> tuple[int, date
         status__in=[MessageStatus.PENDING, MessageStatus.SENT],
         created_at__gte=now - QUOTA_WINDOW,
     )
-    stats = window.aggregate(oldest=Min("created_at"))
-    count = window.count()
-    return count, (stats["oldest"] + QUOTA_WINDOW if stats["oldest"] else None)
+    stats = window.aggregate(count=Count("pk"), oldest=Min("created_at"))
+    return int(stats["count"]), (stats["oldest"] + QUOTA_WINDOW if stats["oldest"] else None)
 
 
 def _check_sendable(account: Account, contact: Contact, marketing: bool) -> None:
