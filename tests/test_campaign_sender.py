@@ -372,3 +372,46 @@ def test_each_recipient_is_messaged_from_the_account_the_contact_belongs_to(api,
     assert statuses(data["id"]) == ["sent", "sent"]
     assert [dm["recipientId"] for dm in sandbox.dms(senderId=shop["id"])] == [a["id"]]
     assert [dm["recipientId"] for dm in sandbox.dms(senderId=second["id"])] == [b["id"]]
+
+
+def test_a_scheduled_campaign_that_can_no_longer_be_sent_fails_with_the_reason(api, sandbox, shop, crowd, clock):
+    from campaigns.tasks import fire_campaign
+
+    for person in crowd:
+        Contact.objects.filter(pk=person["contact"].pk).update(attributes={"tier": "gold"})
+    tpl = template(api, content="Hi {{contact.attributes.tier}} member", variables=())
+    data = create(api, [segment(api, "Fans", "fans")], tpl, variables={})
+    start_at = START + timedelta(hours=1)
+    api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"startAt": start_at.isoformat()}}, format="json")
+    assert act(api, data["id"], "start").json()["data"]["status"] == "scheduled"
+    customer(sandbox, shop, "newcomer", "fans")  # joins the segment without the attribute the template needs
+    clock.move_to(start_at + timedelta(seconds=1))
+    assert fire_campaign(data["id"]) == "not due or not scheduled"
+    detail = api.get(f"{BASE}/campaigns/{data['id']}").json()["data"]
+    assert detail["status"] == "failed"
+    assert "contact.attributes.tier" in detail["statusReason"]
+    assert not Delivery.objects.filter(campaign_id=data["id"]).exists()
+    assert act(api, data["id"], "start").status_code == 400
+
+
+@pytest.mark.parametrize("state", ["draft", "scheduled", "paused"])
+def test_cancel_from_each_unfinished_state(api, sandbox, shop, fans, clock, state, settings):
+    from django_q.models import Schedule
+
+    settings.MKTX_X_DM_DAILY_LIMIT = 480
+    schedule = {"startAt": (START + timedelta(hours=1)).isoformat()} if state == "scheduled" else {}
+    data = create(api, [fans], template(api), schedule=schedule)
+    if state != "draft":
+        act(api, data["id"], "start")
+    if state == "paused":
+        sender_step()
+        act(api, data["id"], "pause")
+    response = act(api, data["id"], "cancel")
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["status"] == "cancelled"
+    assert not Schedule.objects.filter(name=f"campaign:{data['id']}").exists()
+    clock.shift(timedelta(hours=2))
+    drain(clock)
+    sent = 1 if state == "paused" else 0
+    assert len(sandbox.dms(senderId=shop["id"])) == sent
+    assert statuses(data["id"]).count("skipped") == (3 if state == "paused" else 0)
