@@ -24,6 +24,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -248,11 +249,11 @@ def main() -> int:
             limited = conn.execute("SELECT count(*) FROM contacts_message WHERE error_code = 'RateLimited'").fetchone()[
                 0
             ]  # type: ignore[index]
-        firsts: dict[object, object] = {}
+        firsts: dict[Any, Any] = {}
         for account_id, sent_at in sorted(rows, key=lambda r: r[1]):
             firsts.setdefault(account_id, sent_at)
         # per account, from its own first send: X allows one DM every `spacing` seconds
-        in_window = [r for r in rows if (r[1] - firsts[r[0]]).total_seconds() <= args.window]  # type: ignore[operator]
+        in_window = [r for r in rows if (r[1] - firsts[r[0]]).total_seconds() <= args.window]
         allowed = len(firsts) * (1 + int(args.window // spacing))
         share = len(in_window) / allowed
         print(f"phase 2: X allows {args.dm15m} DMs per 15 min per account (one per {spacing:.2f} s): "
