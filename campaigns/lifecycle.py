@@ -301,22 +301,10 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
     now = timezone.now()
     with transaction.atomic():
         if schedule.start_at is not None and schedule.start_at > now:
-            moved = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(
-                status=CampaignStatus.SCHEDULED, next_run_at=schedule.start_at, updated_at=now
-            )
-            if not moved:
-                campaign.refresh_from_db()
-                raise InvalidState(campaign, "start", [CampaignStatus.DRAFT])
-            campaign.status, campaign.next_run_at = CampaignStatus.SCHEDULED, schedule.start_at
+            _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.SCHEDULED, next_run_at=schedule.start_at)
             _schedule_fire(campaign)
             return campaign
-        moved = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(
-            status=CampaignStatus.RUNNING, updated_at=now
-        )
-        if not moved:
-            campaign.refresh_from_db()
-            raise InvalidState(campaign, "start", [CampaignStatus.DRAFT])
-        campaign.status = CampaignStatus.RUNNING
+        _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.RUNNING)
         _begin_run(campaign, schedule.start_at or now)
         _kick_sender()
     logger.info("campaign %s started", campaign.pk)
@@ -355,27 +343,30 @@ def campaign_fire(*, campaign_id: Any, now: datetime | None = None) -> bool:
     return True
 
 
-def campaign_pause(*, campaign: Campaign) -> Campaign:
-    """running -> paused: the sender claims nothing of a paused campaign (a send already in flight completes)."""
-    moved = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
-        status=CampaignStatus.PAUSED, updated_at=timezone.now()
+def _move(campaign: Campaign, action: str, allowed: Iterable[str], to: str, **fields: Any) -> None:
+    """The state change as a conditional UPDATE from the allowed states: whoever moves it first wins, the other
+    gets InvalidState with the state it found."""
+    allowed = list(allowed)
+    moved = Campaign.objects.filter(pk=campaign.pk, status__in=allowed).update(
+        status=to, updated_at=timezone.now(), **fields
     )
     if not moved:
         campaign.refresh_from_db()
-        raise InvalidState(campaign, "pause", [CampaignStatus.RUNNING])
-    campaign.refresh_from_db()
+        raise InvalidState(campaign, action, allowed)
+    campaign.status = to
+    for name, value in fields.items():
+        setattr(campaign, name, value)
+
+
+def campaign_pause(*, campaign: Campaign) -> Campaign:
+    """running -> paused: the sender claims nothing of a paused campaign (a send already in flight completes)."""
+    _move(campaign, "pause", [CampaignStatus.RUNNING], CampaignStatus.PAUSED)
     return campaign
 
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
-    moved = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.PAUSED).update(
-        status=CampaignStatus.RUNNING, updated_at=timezone.now()
-    )
-    if not moved:
-        campaign.refresh_from_db()
-        raise InvalidState(campaign, "resume", [CampaignStatus.PAUSED])
+    _move(campaign, "resume", [CampaignStatus.PAUSED], CampaignStatus.RUNNING)
     _kick_sender()
-    campaign.refresh_from_db()
     return campaign
 
 
@@ -383,12 +374,7 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
     """Any unfinished state -> cancelled: what was not sent is skipped (reason `cancelled`)."""
     now = timezone.now()
     with transaction.atomic():
-        moved = Campaign.objects.filter(pk=campaign.pk, status__in=CANCELLABLE).update(
-            status=CampaignStatus.CANCELLED, finished_at=now, next_run_at=None, updated_at=now
-        )
-        if not moved:
-            campaign.refresh_from_db()
-            raise InvalidState(campaign, "cancel", CANCELLABLE)
+        _move(campaign, "cancel", CANCELLABLE, CampaignStatus.CANCELLED, finished_at=now, next_run_at=None)
         Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.PENDING).update(
             status=DeliveryStatus.SKIPPED, reason="cancelled", lease_until=None
         )

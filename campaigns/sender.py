@@ -41,7 +41,7 @@ from campaigns.models import (
     SenderLane,
 )
 from campaigns.templating import render
-from contacts.models import Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
+from contacts.models import Contact, Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
 from contacts.services.conversations import conversation_open_for
 from contacts.services.outbound import Attachment, SendSkipped, message_mark_sent, message_send, quota_state
 from mktx.accounts.models import Account, AccountStatus
@@ -220,9 +220,9 @@ def _retry_later(delivery: Delivery, at: datetime, *, failed: bool = False) -> N
     )
 
 
-def _conversation_for(delivery: Delivery) -> Conversation:
-    contact = delivery.contact
-    assert contact is not None
+def campaign_conversation(contact: Contact) -> Conversation:
+    """Where a campaign DM is recorded: the contact's latest conversation (a closed one stays closed: a reply
+    opens one, as any inbound DM does), or a new one for a contact never talked to."""
     latest = Conversation.objects.filter(contact=contact).order_by("-last_message_at").first()
     return latest or conversation_open_for(contact=contact, at=timezone.now())
 
@@ -292,7 +292,7 @@ def delivery_send(delivery: Delivery, now: datetime) -> str:
     text = links_track(rendered.text, delivery)
     try:
         message = message_send(
-            conversation=_conversation_for(delivery),
+            conversation=campaign_conversation(contact),
             content=text,
             origin=MessageOrigin.CAMPAIGN,
             message_type=campaign.template.type,

@@ -6,12 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.utils import timezone
-
 from campaigns.models import Campaign
+from campaigns.sender import campaign_conversation
 from campaigns.templating import render
-from contacts.models import Contact, Conversation, MessageOrigin
-from contacts.services.conversations import conversation_open_for
+from contacts.models import Contact, MessageOrigin
 from contacts.services.outbound import Attachment, SendSkipped, message_send
 from mktx.api.errors import ApiError, InvalidInput, NotFoundError
 
@@ -36,9 +34,8 @@ def campaign_test_send(
         result: dict[str, Any] = {"contactId": str(contact_id)}
         try:
             rendered = render(campaign.template, variables=values, contact=contact)
-            latest = Conversation.objects.filter(contact=contact).order_by("-last_message_at").first()
             message = message_send(
-                conversation=latest or conversation_open_for(contact=contact, at=timezone.now()),
+                conversation=campaign_conversation(contact),
                 content=rendered.text,
                 origin=MessageOrigin.CAMPAIGN,
                 message_type=campaign.template.type,
