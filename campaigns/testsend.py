@@ -28,17 +28,20 @@ def campaign_test_send(
     if campaign.template is None:
         raise InvalidInput("templateId", "the campaign's template was deleted")
     values = {**campaign.variables, **variables}
+    template = campaign.template
+    # every message is rendered before any is sent: a placeholder without a value is a 400 and nothing goes out
+    renders = {contact_id: render(template, variables=values, contact=contacts[contact_id]) for contact_id in contacts}
     results: list[dict[str, Any]] = []
     for contact_id in dict.fromkeys(contact_ids):
         contact = contacts[contact_id]
         result: dict[str, Any] = {"contactId": str(contact_id)}
         try:
-            rendered = render(campaign.template, variables=values, contact=contact)
+            rendered = renders[contact_id]
             message = message_send(
                 conversation=campaign_conversation(contact),
                 content=rendered.text,
                 origin=MessageOrigin.CAMPAIGN,
-                message_type=campaign.template.type,
+                message_type=template.type,
                 attachments=[Attachment(rendered.image_url)] if rendered.image_url else [],
                 marketing=True,
                 metadata={"campaignId": str(campaign.pk), "test": True},

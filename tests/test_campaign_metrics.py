@@ -210,3 +210,15 @@ def test_a_test_send_to_another_merchants_contact_is_404(api, sandbox, crowd, cl
     assert response.json()["details"]["field"] == "contactIds[1]"
     assert sandbox.dms(senderId=other_shop["id"]) == []
     assert api.post(f"{BASE}/campaigns/{data['id']}/test", {"contactIds": []}, format="json").status_code == 400
+
+
+def test_a_test_send_with_a_placeholder_nothing_fills_is_400_and_sends_nothing(api, sandbox, shop, crowd):
+    data = create(api, [segment(api, "Fans", "fans")], template(api), variables={})
+    response = api.post(
+        f"{BASE}/campaigns/{data['id']}/test",
+        {"contactIds": [str(crowd[0]["contact"].pk), str(crowd[1]["contact"].pk)]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["details"]["field"] == "variables.code"
+    assert sandbox.dms(senderId=shop["id"]) == []
