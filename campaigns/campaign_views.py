@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -27,16 +26,13 @@ from campaigns.serializers import (
     TestSendInput,
 )
 from campaigns.testsend import campaign_test_send
+from contacts.serializers import iso
 from mktx.api.pagination import paginated_response, read_skip_take
 from mktx.api.params import query_choice, query_int
 from mktx.api.viewsets import MerchantViewSet
 
 TAGS = ["campaigns"]
 FIELDS = {"name": "name", "type": "type", "template_id": "templateId", "segment_ids": "segmentIds"}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def campaign_data(campaign: Campaign, *, metrics: dict[str, int], estimate: bool = False) -> dict[str, Any]:
@@ -53,14 +49,14 @@ def campaign_data(campaign: Campaign, *, metrics: dict[str, int], estimate: bool
         "variables": campaign.variables,
         "metrics": metrics,
         "runCount": campaign.run_count,
-        "nextRunAt": _iso(campaign.next_run_at),
-        "startedAt": _iso(campaign.started_at),
-        "finishedAt": _iso(campaign.finished_at),
-        "createdAt": _iso(campaign.created_at),
-        "updatedAt": _iso(campaign.updated_at),
+        "nextRunAt": iso(campaign.next_run_at),
+        "startedAt": iso(campaign.started_at),
+        "finishedAt": iso(campaign.finished_at),
+        "createdAt": iso(campaign.created_at),
+        "updatedAt": iso(campaign.updated_at),
     }
     if estimate:
-        data["estimatedCompletionAt"] = _iso(estimated_completion(campaign))
+        data["estimatedCompletionAt"] = iso(estimated_completion(campaign))
     return data
 
 
@@ -211,11 +207,11 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
                 "attempts": d.attempts,
                 "dmEventId": d.dm_event_id,
                 "messageId": str(d.message_id) if d.message_id else None,
-                "nextAttemptAt": _iso(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else None,
-                "sentAt": _iso(d.sent_at),
-                "openedAt": _iso(d.opened_at),
-                "clickedAt": _iso(d.clicked_at),
-                "repliedAt": _iso(d.replied_at),
+                "nextAttemptAt": iso(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else None,
+                "sentAt": iso(d.sent_at),
+                "openedAt": iso(d.opened_at),
+                "clickedAt": iso(d.clicked_at),
+                "repliedAt": iso(d.replied_at),
             }
             for d in queryset[skip : skip + take]
         ]

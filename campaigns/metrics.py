@@ -15,8 +15,8 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
-from campaigns.schedule import iso
-from campaigns.sender import account_pace
+from campaigns.pacing import account_pace
+from contacts.serializers import iso
 
 ATTEMPTED = [DeliveryStatus.SENT, DeliveryStatus.FAILED]
 COUNTS = {

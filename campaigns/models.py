@@ -195,8 +195,6 @@ class AccountPacing(models.Model):
     account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="pacing")
     next_send_at = models.DateTimeField(null=True, blank=True)
     last_send_at = models.DateTimeField(null=True, blank=True)
-    interval_seconds = models.FloatField(default=0)
-    waiting_for = models.CharField(max_length=40, blank=True, default="", help_text="The limit that sets the pace.")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

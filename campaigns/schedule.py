@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from contacts.serializers import iso
 from mktx.api.errors import InvalidInput
 
 FREQUENCIES = ("daily", "weekly", "monthly")
@@ -38,10 +39,6 @@ class Schedule:
                 "until": self.until.isoformat() if self.until else None,
             }
         return {"startAt": iso(self.start_at), "endAt": iso(self.end_at), "recurrence": recurrence}
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def _datetime(value: Any, field: str) -> datetime | None:

@@ -1,11 +1,7 @@
 """The campaign sender: paced per X account, exactly once per delivery.
 
-Pacing. Each account has one slot (`AccountPacing.next_send_at`), reserved by a compare-and-set, so however many
-sender loops run, one account's campaign DMs are spaced by the tightest of its limits: the rolling 24 h DM quota
-shared with every other sender (`MKTX_X_DM_DAILY_LIMIT`), `MKTX_CAMPAIGN_DAILY_LIMIT`, and what X's
-`x-rate-limit-*` headers last said (its 15-minute DM window; nothing is sent while X says none remain). Sends are
-spread evenly over the window, never in bursts; deliveries that do not fit wait (still `pending`, the campaign still
-`running`) and go when the slot opens.
+Pacing (`pacing.py`). Each account's campaign DMs are spaced by the tightest of its limits, one in flight at a
+time; deliveries that do not fit wait (still `pending`, the campaign still `running`) and go when the slot opens.
 
 Exactly once. A delivery is claimed by a conditional UPDATE (`pending` -> `sending`) with a lease, sent through the
 inbox's outbound path with an idempotency key per attempt, and recorded with X's DM event id. A worker that dies
@@ -17,15 +13,13 @@ timeout or a 5xx looks at X the same way first, because X may have sent a DM it 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, Min, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -40,22 +34,19 @@ from campaigns.models import (
     RunStatus,
     SenderLane,
 )
+from campaigns.pacing import Slot, account_pace, slot_push, slot_release, slot_reserve
 from campaigns.templating import render
-from contacts.models import Contact, Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
+from contacts.models import Contact, Conversation, Message, MessageOrigin, MessageStatus
 from contacts.services.conversations import conversation_open_for
-from contacts.services.outbound import Attachment, SendSkipped, message_mark_sent, message_send, quota_state
+from contacts.services.outbound import Attachment, SendSkipped, message_mark_sent, message_send
 from mktx.accounts.models import Account, AccountStatus
 from mktx.accounts.services import account_client
 from mktx.api.errors import ApiError, RateLimited
 from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
-from mktx.xapi.client import last_rate_limit
 from mktx.xapi.errors import XBadRequest
 
 logger = logging.getLogger("mktx.campaigns.sender")
 
-DAY = timedelta(hours=24)
-X_DM_WINDOW = 15 * 60  # X's DM limit window (x-platform-notes.md): x-rate-limit-limit sends per 15 minutes
-SAFETY = 1.005  # a hair slower than the limit, so clock jitter never makes a 16th DM in X's window
 MAX_TRIES = 3
 RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
 RECONCILE_BATCH = 100
@@ -65,105 +56,6 @@ ACTIVE_RUN = Q(campaign__status=CampaignStatus.RUNNING, run__status=RunStatus.RU
 
 def _key(delivery_id: int, attempt: int) -> str:
     return f"campaign-delivery:{delivery_id}:{attempt}"
-
-
-# --- pacing ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pace:
-    next_at: datetime  # the earliest the account may send its next campaign DM
-    interval: float  # seconds between two campaign DMs of the account at the current limits
-    limit: str  # which limit sets it
-
-
-def _interval(account_id: Any) -> tuple[float, str, Any]:
-    """The spacing of the account's campaign DMs at the current limits (seconds), the limit that sets it, and what
-    X last said about its DM limit."""
-    candidates = {"x_dm_daily_limit": _spacing(settings.MKTX_X_DM_DAILY_LIMIT, DAY.total_seconds())}
-    candidates["campaign_daily_limit"] = _spacing(settings.MKTX_CAMPAIGN_DAILY_LIMIT, DAY.total_seconds())
-    x_limit = last_rate_limit(str(account_id), "dm_send")
-    if x_limit is not None and x_limit.limit > 0:
-        candidates["x_rate_limit"] = X_DM_WINDOW / x_limit.limit
-    limit = max(candidates, key=lambda name: candidates[name])
-    return candidates[limit] * SAFETY, limit, x_limit
-
-
-Slot = tuple[datetime | None, datetime | None]  # (next_send_at, last_send_at)
-
-
-def account_pace(account_id: Any, now: datetime, slot: Slot | None = None) -> Pace:
-    """When the account may send its next campaign DM, and at what spacing, under every limit at once."""
-    interval, limit, x_limit = _interval(account_id)
-    waits: dict[str, datetime] = {}
-    if slot is None:
-        slot = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", "last_send_at").first()
-    if slot is not None and slot[0] is not None:
-        waits[limit] = slot[0]
-    if slot is not None and slot[1] is not None and math.isfinite(interval):  # limits learnt since the last send
-        waits[limit] = max(waits.get(limit, slot[1]), slot[1] + timedelta(seconds=interval))
-    used, reset_at = quota_state(account_id, now)
-    if used >= settings.MKTX_X_DM_DAILY_LIMIT:
-        waits["x_dm_daily_limit"] = reset_at or now + DAY
-    campaign_used, campaign_reset = _campaign_quota(account_id, now)
-    if campaign_used >= settings.MKTX_CAMPAIGN_DAILY_LIMIT:
-        waits["campaign_daily_limit"] = campaign_reset or now + DAY
-    if x_limit is not None and x_limit.remaining <= 0:
-        waits["x_rate_limit"] = datetime.fromtimestamp(x_limit.reset + 1, tz=UTC)
-    if not waits:
-        return Pace(now, interval, limit)
-    reason = max(waits, key=lambda name: waits[name])
-    return Pace(max(now, waits[reason]), interval, reason if waits[reason] > now else limit)
-
-
-def _spacing(per_day: int, window: float) -> float:
-    return math.inf if per_day <= 0 else window / per_day
-
-
-def _campaign_quota(account_id: Any, now: datetime) -> tuple[int, datetime | None]:
-    stats = Message.objects.filter(
-        account_id=account_id,
-        direction=MessageDirection.OUTBOUND,
-        origin=MessageOrigin.CAMPAIGN,
-        status__in=[MessageStatus.PENDING, MessageStatus.SENT],
-        created_at__gte=now - DAY,
-    ).aggregate(count=Count("pk"), oldest=Min("created_at"))
-    return int(stats["count"]), (stats["oldest"] + DAY if stats["oldest"] else None)
-
-
-def _reserve(account_id: Any, now: datetime, pace: Pace) -> datetime | None:
-    """Take the account's slot: a compare-and-set, so two sender loops never both send for one slot. The slot
-    stays taken while the send is in flight (one send per account at a time; a dead worker's hold ends with its
-    lease); `_release` then sets the next slot from what X answered. Answers the hold, None when taken."""
-    hold = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
-    for _ in range(2):
-        taken = AccountPacing.objects.filter(
-            Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id
-        ).update(next_send_at=hold, last_send_at=now, interval_seconds=min(pace.interval, 1e9), waiting_for=pace.limit)
-        if taken:
-            return hold
-        _, created = AccountPacing.objects.get_or_create(account_id=account_id)  # the account's first send
-        if not created:
-            return None
-    return None
-
-
-def _release(account_id: Any, reserved_at: datetime, hold: datetime) -> None:
-    """After the send: the next slot is one interval (at the limits now known, X's answer included) after this
-    send, unless something pushed it later meanwhile (a 429's reset, the quota)."""
-    interval, limit, _ = _interval(account_id)
-    following = reserved_at + timedelta(seconds=interval) if math.isfinite(interval) else reserved_at + DAY
-    AccountPacing.objects.filter(pk=account_id, last_send_at=reserved_at, next_send_at=hold).update(
-        next_send_at=following, interval_seconds=min(interval, 1e9), waiting_for=limit
-    )
-
-
-def _push_slot(account_id: Any, until: datetime, reason: str) -> None:
-    """Nothing may be sent from the account before `until` (X's reset, the quota's window)."""
-    AccountPacing.objects.get_or_create(account_id=account_id)
-    AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lt=until), pk=account_id).update(
-        next_send_at=until, waiting_for=reason
-    )
 
 
 # --- claiming and sending -------------------------------------------------------------------------------------------
@@ -260,13 +152,6 @@ def _earlier_attempt_landed(delivery: Delivery, now: datetime) -> bool:
     return False
 
 
-def _after_x_answer(account_id: Any) -> None:
-    """X's headers after a send: when none remain, nothing is sent before its reset."""
-    x_limit = last_rate_limit(str(account_id), "dm_send")
-    if x_limit is not None and x_limit.remaining <= 0:
-        _push_slot(account_id, datetime.fromtimestamp(x_limit.reset + 1, tz=UTC), "x_rate_limit")
-
-
 def delivery_send(delivery: Delivery, now: datetime) -> str:
     """Send one claimed delivery; the status it ends in."""
     campaign, contact = delivery.campaign, delivery.contact
@@ -305,14 +190,12 @@ def delivery_send(delivery: Delivery, now: datetime) -> str:
         _finish(delivery, DeliveryStatus.SKIPPED, exc.reason, exc.message, attempted_at=now)
         return DeliveryStatus.SKIPPED
     except RateLimited as exc:  # the shared quota filled between pacing and sending (a staff reply): wait
-        reset = parse_datetime(str(exc.details.get("resetAt", ""))) or now + DAY
-        _push_slot(delivery.account_id, reset, "x_dm_daily_limit")
+        reset = parse_datetime(str(exc.details.get("resetAt", ""))) or now + timedelta(hours=24)
+        slot_push(delivery.account_id, reset)
         _retry_later(delivery, reset)
         return DeliveryStatus.PENDING
     except ApiError as exc:
         return _failed_send(delivery, exc, now)
-    finally:
-        _after_x_answer(delivery.account_id)
     if message.status != MessageStatus.SENT:  # the key answered an earlier message: look at X on the next try
         _retry_later(delivery, now)
         return DeliveryStatus.PENDING
@@ -324,7 +207,7 @@ def _failed_send(delivery: Delivery, exc: ApiError, now: datetime) -> str:
     cause = exc.__cause__
     if isinstance(cause, XRateLimited):
         reset = cause.reset_at or now + timedelta(minutes=15)
-        _push_slot(delivery.account_id, reset + timedelta(seconds=1), "x_rate_limit")
+        slot_push(delivery.account_id, reset + timedelta(seconds=1))
         _retry_later(delivery, reset)
         return DeliveryStatus.PENDING
     if isinstance(cause, XInvalidToken):
@@ -467,7 +350,7 @@ def sender_step(now: datetime | None = None) -> datetime | None:
         if pace.next_at > now:
             wake = min(wake or pace.next_at, pace.next_at)
             continue
-        hold = _reserve(account_id, now, pace)
+        hold = slot_reserve(account_id, now)
         if hold is None:
             continue
         try:
@@ -475,7 +358,7 @@ def sender_step(now: datetime | None = None) -> datetime | None:
             if delivery is not None:
                 delivery_send(delivery, now)
         finally:
-            _release(account_id, now, hold)
+            slot_release(account_id, now, hold)
         following = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", flat=True).first()
         if following is not None:
             wake = min(wake or following, following)
