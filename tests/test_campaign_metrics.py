@@ -222,3 +222,54 @@ def test_a_test_send_with_a_placeholder_nothing_fills_is_400_and_sends_nothing(a
     assert response.status_code == 400
     assert response.json()["details"]["field"] == "variables.code"
     assert sandbox.dms(senderId=shop["id"]) == []
+
+
+def test_another_merchants_campaign_is_404_on_every_endpoint(api, sandbox, crowd, client_for):
+    data = create(api, [segment(api, "Fans", "fans")], template(api))
+    theirs = client_for(UserFactory.create(merchant=MerchantFactory.create()))
+    base = f"{BASE}/campaigns/{data['id']}"
+    assert theirs.get(f"{base}/metrics").status_code == 404
+    assert theirs.get(f"{base}/deliveries").status_code == 404
+    assert theirs.put(base, {"name": "Mine now"}, format="json").status_code == 404
+    for verb in ("pause", "resume", "cancel"):
+        assert theirs.post(f"{base}/{verb}", format="json").status_code == 404
+    body = {"contactIds": [str(crowd[0]["contact"].pk)], "variables": {"code": "X"}}
+    assert theirs.post(f"{base}/test", body, format="json").status_code == 404
+    assert api.get(base).json()["data"]["name"] == "January Promotion"
+    assert sandbox.dms() == []
+
+
+def test_a_test_send_to_an_opted_out_contact_is_skipped(api, sandbox, shop, crowd):
+    from contacts.models import ConsentAction
+    from contacts.services.consent import contact_consent_set
+
+    contact_consent_set(contact=crowd[0]["contact"], action=ConsentAction.OPT_OUT, keyword="STOP")
+    data = create(api, [segment(api, "Fans", "fans")], template(api))
+    response = api.post(
+        f"{BASE}/campaigns/{data['id']}/test",
+        {"contactIds": [str(crowd[0]["contact"].pk)], "variables": {"code": "T"}},
+        format="json",
+    )
+    assert response.status_code == 200
+    (result,) = response.json()["data"]["results"]
+    assert (result["status"], result["reason"]) == ("skipped", "opted_out")
+    assert sandbox.dms(senderId=shop["id"]) == []
+
+
+def test_a_card_whose_image_cannot_be_fetched_fails_its_deliveries_without_sending(api, sandbox, shop, crowd, settings):
+    settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = True
+    card = {"imageUrl": "https://127.0.0.1:9/sale.png", "buttons": [{"label": "Shop", "url": "https://shop.example"}]}
+    response = api.post(
+        f"{BASE}/templates",
+        {"name": "Card", "type": "card", "content": "Our sale", "variables": [], "card": card},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    data = create(api, [segment(api, "Fans", "fans")], response.json()["data"]["id"], variables={})
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        act(api, data["id"], "start")
+        drain(traveller)
+    rows = Delivery.objects.filter(campaign_id=data["id"]).values_list("status", "reason")
+    assert set(rows) == {("failed", "rejected")}
+    assert sandbox.dms(senderId=shop["id"]) == []
+    assert api.get(f"{BASE}/campaigns/{data['id']}").json()["data"]["status"] == "completed"
