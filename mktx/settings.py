@@ -216,6 +216,8 @@ REST_FRAMEWORK = {
 
 MKTX_API_RATE_LIMIT = env_rate("MKTX_API_RATE_LIMIT", "100/minute")
 MKTX_LOGIN_RATE_LIMIT = env_rate("MKTX_LOGIN_RATE_LIMIT", "20/minute")
+# How many reverse proxies in front of the service append to X-Forwarded-For; 0 = use the socket's address only.
+MKTX_TRUSTED_PROXIES = env_int("MKTX_TRUSTED_PROXIES", 0, minimum=0)
 MKTX_MAX_BODY_BYTES = env_int("MKTX_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MKTX_MAX_BODY_BYTES
 MKTX_INBOUND_DRAIN_GRACE = env_int("MKTX_INBOUND_DRAIN_GRACE_MS", 250, minimum=0) / 1000
