@@ -5,14 +5,17 @@ starts start once. Starting an occurrence freezes its audience with one set-base
 from __future__ import annotations
 
 import logging
+import operator
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from functools import reduce
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, CampaignType, Delivery, DeliveryStatus, Template
@@ -160,10 +163,11 @@ def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
 def audience_of(campaign: Campaign, segments: list[Segment] | None = None) -> QuerySet[Contact]:
     """The union of the campaign's segments: one query, each contact once however many segments it is in."""
     segments = segments if segments is not None else list(campaign.segments.all())
-    condition = Q(pk__in=[])
-    for segment in segments:
-        condition |= compile_conditions(merchant_id=campaign.merchant_id, conditions=segment.conditions)
-    return contacts_of(campaign.merchant_id).filter(condition)
+    contacts = contacts_of(campaign.merchant_id)
+    if not segments:
+        return contacts.none()
+    parts = [compile_conditions(merchant_id=campaign.merchant_id, conditions=s.conditions) for s in segments]
+    return contacts.filter(reduce(operator.or_, parts))
 
 
 def _check_startable(campaign: Campaign, schedule: Schedule) -> None:
@@ -223,7 +227,10 @@ def _dialect_value(field_owner: type, name: str, value: Any) -> Any:
 def audience_freeze(*, campaign: Campaign, run: CampaignRun) -> int:
     """One `INSERT ... SELECT` of the run's deliveries from the union of the segments: the audience never passes
     through Python. Answers the number of recipients."""
-    contacts_sql, params = audience_of(campaign).values_list("id", "account_id").query.sql_with_params()
+    try:
+        contacts_sql, params = audience_of(campaign).values_list("id", "account_id").query.sql_with_params()
+    except EmptyResultSet:  # a query Django knows matches nothing has no SQL: nobody to insert
+        contacts_sql, params = "SELECT NULL AS id, NULL AS account_id WHERE 1 = 0", ()
     table = connection.ops.quote_name(Delivery._meta.db_table)
     insert = (
         f"INSERT INTO {table} (run_id, campaign_id, contact_id, account_id, status, reason, error_detail, "  # noqa: S608
@@ -341,6 +348,30 @@ def campaign_fire(*, campaign_id: Any, now: datetime | None = None) -> bool:
         _kick_sender()
     logger.info("campaign %s occurrence %s fired", campaign.pk, campaign.run_count)
     return True
+
+
+def campaign_fire_or_fail(*, campaign_id: Any, now: datetime | None = None) -> bool:
+    """`campaign_fire` with its failure kept to this campaign: the sweep and the sender loop fire every merchant's
+    campaigns, so one that raises (a row an older version wrote, a query the database refuses) must not stop the
+    others. Its work is rolled back to a savepoint and it becomes `failed` with the reason."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            return campaign_fire(campaign_id=campaign_id, now=now)
+    except Exception as exc:
+        if isinstance(exc, ApiError):
+            reason = f"{exc.details.get('field', '')}: {exc.message}"
+        else:  # the exception's text may describe internals: the log has it, the merchant gets its kind
+            reason = f"the occurrence could not be started ({type(exc).__name__}); support has the details"
+        logger.exception("campaign %s could not fire", campaign_id)
+        failed = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SCHEDULED).update(
+            status=CampaignStatus.FAILED, status_reason=reason[:500], finished_at=now, next_run_at=None, updated_at=now
+        )
+        if failed:
+            from django_q.models import Schedule as QSchedule
+
+            QSchedule.objects.filter(name=f"campaign:{campaign_id}").delete()
+        return False
 
 
 def _move(campaign: Campaign, action: str, allowed: Iterable[str], to: str, **fields: Any) -> None:

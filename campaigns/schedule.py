@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -16,6 +16,9 @@ from mktx.api.errors import InvalidInput
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 MAX_INTERVAL = 365
+# schedule times outside these are typing mistakes, and near Python's limits the occurrence arithmetic overflows
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,21 @@ class Schedule:
 def _datetime(value: Any, field: str) -> datetime | None:
     if value is None or value == "":
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:  # a well-formed but impossible date (2024-02-30) raises instead of answering None
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        raise InvalidInput(field, "is not a valid date-time (no such day or time)") from None
     if parsed is None:
         raise InvalidInput(field, "must be an ISO 8601 date-time such as 2026-01-20T10:00:00Z")
     if timezone.is_naive(parsed):
         raise InvalidInput(field, "must carry a time zone (Z or +hh:mm)")
-    return parsed
+    try:  # year 1 east of UTC or 9999-12-31 west of it have no UTC time in Python's range
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc < LATEST:
+        raise InvalidInput(field, f"must be between {EARLIEST.year} and {LATEST.year - 1}")
+    return in_utc
 
 
 def parse_schedule(value: Any) -> Schedule:
@@ -81,9 +93,14 @@ def parse_schedule(value: Any) -> Schedule:
     until_raw = recurrence.get("until")
     until = None
     if until_raw is not None:
-        until = parse_date(until_raw) if isinstance(until_raw, str) else None
+        try:
+            until = parse_date(until_raw) if isinstance(until_raw, str) else None
+        except ValueError:
+            raise InvalidInput("schedule.recurrence.until", "is not a valid date (no such day)") from None
         if until is None:
             raise InvalidInput("schedule.recurrence.until", "must be a date such as 2026-03-31")
+        if not EARLIEST.date() <= until < LATEST.date():
+            raise InvalidInput("schedule.recurrence.until", f"must be between {EARLIEST.year} and {LATEST.year - 1}")
         if start_at and until < start_at.date():
             raise InvalidInput("schedule.recurrence.until", "must not be before startAt")
     return Schedule(start_at, end_at, frequency, interval, until)
@@ -103,12 +120,15 @@ def occurrence(schedule: Schedule, first: datetime, number: int) -> datetime | N
     if not schedule.recurring:
         return None
     steps = (number - 1) * schedule.interval
-    if schedule.frequency == "daily":
-        at = first + timedelta(days=steps)
-    elif schedule.frequency == "weekly":
-        at = first + timedelta(weeks=steps)
-    else:
-        at = _add_months(first, steps)
+    try:
+        if schedule.frequency == "daily":
+            at = first + timedelta(days=steps)
+        elif schedule.frequency == "weekly":
+            at = first + timedelta(weeks=steps)
+        else:
+            at = _add_months(first, steps)
+    except (OverflowError, ValueError):  # past the year 9999: the recurrence has ended
+        return None
     if schedule.until and at.date() > schedule.until:
         return None
     return at

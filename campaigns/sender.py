@@ -316,10 +316,11 @@ def runs_complete(now: datetime) -> int:
 
 
 def campaigns_fire_due(now: datetime) -> int:
-    from campaigns.lifecycle import campaign_fire
+    """Fire what is due, each campaign on its own: one that cannot fire becomes `failed`, the others go on."""
+    from campaigns.lifecycle import campaign_fire_or_fail
 
     due = Campaign.objects.filter(status=CampaignStatus.SCHEDULED, next_run_at__lte=now).values_list("pk", flat=True)
-    return sum(campaign_fire(campaign_id=pk, now=now) for pk in list(due[:100]))
+    return sum(campaign_fire_or_fail(campaign_id=pk, now=now) for pk in list(due[:100]))
 
 
 # --- the loop -------------------------------------------------------------------------------------------------------

@@ -27,9 +27,9 @@ def run_sender() -> str:
 
 def fire_campaign(campaign_id: str) -> str:
     """A scheduled occurrence's one-off schedule: fire it, then send."""
-    from campaigns.lifecycle import campaign_fire
+    from campaigns.lifecycle import campaign_fire_or_fail
 
-    fired = campaign_fire(campaign_id=campaign_id)
+    fired = campaign_fire_or_fail(campaign_id=campaign_id)
     return "fired" if fired else "not due or not scheduled"
 
 

@@ -199,6 +199,10 @@ class Compiler:
     def compile(self, conditions: Any) -> Q:
         if not isinstance(conditions, list):
             raise InvalidInput("conditions", "must be a list of conditions (all must hold)")
+        if not conditions:
+            # no condition: all of the merchant's contacts. A real condition rather than an empty Q(), which
+            # vanishes when OR-ed into a campaign's union of segments and leaves `pk IN ()` (EmptyResultSet)
+            return Q(merchant_id=self.merchant_id)
         return self._group("all", conditions, "conditions", depth=1)
 
     def _group(self, match: str, items: list[Any], path: str, depth: int) -> Q:
