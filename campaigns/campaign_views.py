@@ -79,7 +79,7 @@ def _values(validated: dict[str, Any]) -> dict[str, Any]:
         responses=CampaignOutput(many=True),
     ),
     retrieve=extend_schema(summary="Get campaign", tags=TAGS, responses=CampaignOutput),
-    create=extend_schema(summary="Create campaign", tags=TAGS, request=CampaignInput, responses=CampaignOutput),
+    create=extend_schema(summary="Create campaign", tags=TAGS, request=CampaignInput, responses={200: CampaignOutput}),
     update=extend_schema(summary="Update campaign", tags=TAGS, request=CampaignUpdateInput, responses=CampaignOutput),
 )
 class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):

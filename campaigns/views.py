@@ -30,7 +30,7 @@ TAGS = ["templates"]
         parameters=[OpenApiParameter("type", str, enum=TemplateType.values), OpenApiParameter("search", str)],
     ),
     retrieve=extend_schema(summary="Get template", tags=TAGS),
-    create=extend_schema(summary="Create template", tags=TAGS, request=TemplateInput, responses=TemplateOutput),
+    create=extend_schema(summary="Create template", tags=TAGS, request=TemplateInput, responses={200: TemplateOutput}),
     update=extend_schema(summary="Update template", tags=TAGS, request=TemplateUpdateInput, responses=TemplateOutput),
     destroy=extend_schema(summary="Delete template", tags=TAGS, responses={200: None}),
 )

@@ -7,11 +7,12 @@ from rest_framework import serializers
 
 from contacts.models import Contact, Conversation, Message
 from contacts.selectors import contact_engagement
-from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
+from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin, UrlOrEmptyField
 
 
 class ContactOutput(CamelModelSerializer):
     account_id = serializers.UUIDField(read_only=True)
+    profile_image_url = UrlOrEmptyField()
     tags = serializers.SerializerMethodField()
 
     class Meta:
@@ -102,6 +103,8 @@ class AttributesInput(StrictFieldsMixin, CamelSerializer):
 
 
 class ContactSummaryOutput(CamelModelSerializer):
+    profile_image_url = UrlOrEmptyField()
+
     class Meta:
         model = Contact
         fields = ["username", "display_name", "profile_image_url"]

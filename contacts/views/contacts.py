@@ -90,7 +90,7 @@ class ContactViewSet(mixins.ListModelMixin, MerchantViewSet):
         services.contact_tags_add(contact=contact, tags=data.validated_data["tags"])
         return self._detail(contact)
 
-    @extend_schema(summary="Remove tag from contact", tags=TAGS, responses=ContactDetailOutput)
+    @extend_schema(summary="Remove tag from contact", tags=TAGS, responses={200: ContactDetailOutput})
     @action(detail=True, methods=["delete"], url_path=r"tags/(?P<tag_name>[^/]+)")
     def remove_tag(self, request: Request, pk: str | None = None, tag_name: str = "") -> Response:
         contact = self.get_object()

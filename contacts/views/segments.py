@@ -53,7 +53,7 @@ class SegmentUpdateInput(StrictFieldsMixin, CamelSerializer):
 @extend_schema_view(
     list=extend_schema(summary="List segments", tags=TAGS),
     retrieve=extend_schema(summary="Get segment", tags=TAGS),
-    create=extend_schema(summary="Create segment", tags=TAGS, request=SegmentInput, responses=SegmentOutput),
+    create=extend_schema(summary="Create segment", tags=TAGS, request=SegmentInput, responses={200: SegmentOutput}),
     update=extend_schema(summary="Update segment", tags=TAGS, request=SegmentUpdateInput, responses=SegmentOutput),
     destroy=extend_schema(summary="Delete segment", tags=TAGS, responses={200: None}),
 )

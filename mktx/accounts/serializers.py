@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from mktx.accounts.business_hours import WEEKDAYS, is_valid_timezone, parse_hhmm
 from mktx.accounts.models import Account
-from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
+from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin, UrlOrEmptyField
 
 MAX_AWAY_MESSAGE = 10_000
 
@@ -28,6 +28,7 @@ class AccountStatisticsOutput(CamelSerializer):
 
 class AccountDetailOutput(CamelModelSerializer):
     merchant_id = serializers.UUIDField(read_only=True)
+    profile_image_url = UrlOrEmptyField()
     statistics = serializers.SerializerMethodField()
 
     class Meta:

@@ -1,0 +1,77 @@
+"""Schemathesis against the live OpenAPI schema: every documented operation, fed generated inputs through the real
+middleware stack with a real owner's token, answers no 5xx and only what its schema documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from django.test import Client
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from contacts.services.contacts import contact_tags_add
+from tests.factories import AccountFactory, ContactFactory
+from tests.fuzz_world import SCHEMA_URL, FuzzWorld, build_world, fuzz_schema_for
+
+# Committed data and autocommit requests, as in production: a database error in one request must not poison the
+# transaction every later request of the run would share.
+pytestmark = pytest.mark.django_db(transaction=True)
+CHECKS = [not_a_server_error, response_schema_conformance]
+
+
+@pytest.fixture
+def world(sandbox, settings) -> FuzzWorld:
+    return build_world(sandbox, settings)
+
+
+@pytest.fixture
+def api_schema(world: FuzzWorld) -> Any:
+    return fuzz_schema_for(world)
+
+
+@pytest.fixture(autouse=True)
+def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    # schemathesis 4.32 renames the running test per operation through `node._nodeid`, which pytest 9.2 no longer
+    # has (it keeps `_id`); give it one so that its reporting works. Only the report's labels depend on it.
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+def test_it_answers_every_operation_without_a_server_error_and_as_documented(case: Any, world: FuzzWorld) -> None:
+    case.call_and_validate(headers=world.headers, checks=CHECKS)
+
+
+def _documented_statuses(schema: dict[str, Any], method: str, path: str) -> set[str]:
+    return {status for status in schema["paths"][path][method]["responses"] if status.startswith("2")}
+
+
+def test_it_documents_the_success_status_that_creates_and_tag_removal_answer(api: Any, merchant: Any) -> None:
+    # given: the schema as served, and a contact with a tag
+    schema = Client().get(SCHEMA_URL, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    contact = ContactFactory.create(account=AccountFactory.create(merchant=merchant), merchant=merchant)
+    contact_tags_add(contact=contact, tags=["vip"])
+    base = "/api/v1/mkt-x"
+
+    # when: each write is made as the reference shows it
+    template = api.post(f"{base}/templates", {"name": "T", "type": "text", "content": "Hi"}, format="json")
+    segment = api.post(f"{base}/segments", {"name": "S", "conditions": []}, format="json")
+    body = {"name": "C", "type": "promotional", "templateId": template.json()["data"]["id"]}
+    campaign = api.post(f"{base}/campaigns", {**body, "segmentIds": [segment.json()["data"]["id"]]}, format="json")
+    untagged = api.delete(f"{base}/contacts/{contact.id}/tags/vip")
+
+    # then: the schema documents the status each one answered, and only that success status
+    answered = {
+        ("post", "/templates"): template.status_code,
+        ("post", "/segments"): segment.status_code,
+        ("post", "/campaigns"): campaign.status_code,
+        ("delete", "/contacts/{id}/tags/{tag_name}"): untagged.status_code,
+    }
+    for (method, path), status in answered.items():
+        assert status == 200, (method, path, status)
+        assert _documented_statuses(schema, method, base + path) == {"200"}, (method, path)
