@@ -257,6 +257,8 @@ X_API_READ_TIMEOUT = env_int("X_API_READ_TIMEOUT_MS", 10000, minimum=1) / 1000
 MKTX_PUBLIC_URL = env_url("MKTX_PUBLIC_URL", "http://localhost:5000")
 MKTX_X_DM_DAILY_LIMIT = env_int("MKTX_X_DM_DAILY_LIMIT", 500, minimum=0)
 MKTX_ATTACHMENT_ALLOW_PRIVATE = env_bool("MKTX_ATTACHMENT_ALLOW_PRIVATE", False)
+# Wall-clock limit on one fetch of a merchant-supplied URL (mktx/egress.py), besides its connect/read timeouts.
+MKTX_MEDIA_FETCH_DEADLINE = env_int("MKTX_MEDIA_FETCH_DEADLINE_MS", 5000, minimum=1) / 1000
 MKTX_CAMPAIGN_DAILY_LIMIT = env_int("MKTX_CAMPAIGN_DAILY_LIMIT", 10000, minimum=0)
 # the campaign sender: how many sender loops may run at once, how long one loop runs before handing over (0: send
 # what is due now and stop, as the tests do), how long a claimed delivery is leased to its worker
