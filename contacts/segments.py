@@ -8,7 +8,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -34,6 +34,7 @@ from mktx.api.errors import InvalidInput
 MAX_DEPTH = 5
 MAX_CONDITIONS = 100
 MAX_LIST = 500
+MAX_INTEGER = 2**53
 
 STRING_OPS = {
     *("equals", "notEquals", "contains", "notContains", "startsWith", "endsWith", "in", "notIn", "exists", "notExists"),
@@ -151,18 +152,32 @@ class JsonBoolIs(Func):
 def _number(value: Any, path: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidInput(f"{path}.value", "must be a number")
+    if isinstance(value, int) and abs(value) > MAX_INTEGER:  # SQLite binds 64 bits at most; attributes hold 2^53
+        raise InvalidInput(f"{path}.value", "numbers must be within +/- 2^53")
     return value
 
 
 def _when(value: Any, path: str) -> datetime:
+    """An aware date-time. Impossible dates (`2024-02-30`) and offsets that push the instant out of the
+    years 1 to 9999 (`9999-12-31T23:59:59-10:00`) are refused here: the database driver would raise on them."""
+    reason = "must be an ISO 8601 date or date-time"
     if isinstance(value, str):
-        parsed = parse_datetime(value)
-        if parsed is None:
-            day = parse_date(value)
-            parsed = datetime(day.year, day.month, day.day) if day else None
+        try:
+            parsed = parse_datetime(value)
+            if parsed is None:
+                day = parse_date(value)
+                parsed = datetime(day.year, day.month, day.day) if day else None
+        except ValueError:
+            raise InvalidInput(f"{path}.value", f"{reason}: no such date or time") from None
         if parsed is not None:
-            return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.get_current_timezone())
-    raise InvalidInput(f"{path}.value", "must be an ISO 8601 date or date-time")
+            if not timezone.is_aware(parsed):
+                parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
+            try:
+                parsed.astimezone(UTC)  # what the database adapters do; the offset is kept for date-only compares
+            except OverflowError:
+                raise InvalidInput(f"{path}.value", f"{reason} in UTC from year 1 to 9999") from None
+            return parsed
+    raise InvalidInput(f"{path}.value", reason)
 
 
 def _days(value: Any, path: str) -> int:
@@ -186,6 +201,8 @@ def _list(value: Any, path: str) -> list[Any]:
 def _string(value: Any, path: str) -> str:
     if not isinstance(value, str) or len(value) > 1000:
         raise InvalidInput(f"{path}.value", "must be a string (1000 characters at most)")
+    if "\x00" in value:  # the API's parser refuses it already; conditions saved by other paths land here
+        raise InvalidInput(f"{path}.value", "must not contain a NUL character")
     return value
 
 

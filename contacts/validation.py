@@ -51,6 +51,8 @@ def _check_value(value: Any, field: str) -> None:
     if isinstance(value, str):
         if len(value) > MAX_ATTRIBUTE_STRING:
             raise InvalidInput(field, f"strings have at most {MAX_ATTRIBUTE_STRING} characters")
+        if "\x00" in value:  # PostgreSQL's jsonb holds no NUL; the admin and imports come here without the parser
+            raise InvalidInput(field, "must not contain a NUL character")
         return
     raise InvalidInput(field, "values are strings, numbers, booleans or ISO dates (as strings); not lists or objects")
 

@@ -52,6 +52,18 @@ class RawEvent:
     payload: dict[str, Any]
 
 
+def without_nul(value: Any) -> Any:
+    """The payload with every NUL removed from its strings and keys: PostgreSQL stores no NUL in text or jsonb,
+    and a signed delivery is never refused for its content (X would retry it, then drop it)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key.replace("\x00", ""): without_nul(item) for key, item in value.items()}
+    return value
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:40]
 

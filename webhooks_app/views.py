@@ -11,7 +11,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from mktx.api.errors import ErrorCode, error_body
-from webhooks_app.parser import PayloadError
+from mktx.api.parsers import MAX_DEPTH, too_deep
+from webhooks_app.parser import PayloadError, without_nul
 from webhooks_app.services import inbound_events_store
 from webhooks_app.signatures import crc_response_token, is_valid_signature
 
@@ -42,6 +43,12 @@ def _crc(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"response_token": answer})
 
 
+def _content_length(request: HttpRequest) -> int | None:
+    """The declared body length, 0 when absent; None when it is not a whole number (`Content-Length: abc`)."""
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
 @require_GET
 def crc_verify(request: HttpRequest) -> HttpResponse:
     return _crc(request)
@@ -56,14 +63,27 @@ def twitter_webhook(request: HttpRequest) -> HttpResponse:
     if not secret:
         return _not_configured()
     limit = settings.MKTX_WEBHOOK_MAX_BYTES
-    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+    length = _content_length(request)
+    if length is None:
+        reason = "must be a whole number of bytes"
+        return _error(
+            400, f"Content-Length: {reason}", ErrorCode.VALIDATION_ERROR, {"field": "Content-Length", "reason": reason}
+        )
+    if length > limit:
         return _error(413, "Webhook body too large", ErrorCode.VALIDATION_ERROR, {"field": "body", "limit": limit})
     body = request.body
     if not is_valid_signature(secret, body, request.headers.get("x-twitter-webhooks-signature")):
         logger.warning("webhook delivery refused: missing or wrong signature")
         return _error(401, "Missing or invalid x-twitter-webhooks-signature", ErrorCode.UNAUTHORIZED)
     try:
-        received = inbound_events_store(body=json.loads(body), raw=body.decode())
-    except (ValueError, UnicodeDecodeError, PayloadError) as exc:
+        text = body.decode()
+        if too_deep(text) is not None:  # X never nests so deep; json.loads would raise RecursionError
+            raise PayloadError(f"JSON nests more than {MAX_DEPTH} levels deep")
+        payload = json.loads(text)
+        if "\\u0000" in text:  # stored and processed without the NUL: PostgreSQL holds none, X is not refused
+            payload = without_nul(payload)
+            text = json.dumps(payload)
+        received = inbound_events_store(body=payload, raw=text)
+    except (ValueError, RecursionError, PayloadError) as exc:  # UnicodeDecodeError is a ValueError
         return _error(400, "The body is not an X webhook payload", ErrorCode.VALIDATION_ERROR, {"reason": str(exc)})
     return JsonResponse({"success": True, "data": {"received": received}})

@@ -79,6 +79,7 @@ def _indexes_later(conditions: Any) -> None:
     transaction.on_commit(enqueue)
 
 
+@transaction.atomic  # with its count: a segment whose count fails is not left saved
 def segment_create(*, merchant_id: uuid.UUID, name: Any, conditions: Any) -> Segment:
     compile_conditions(merchant_id=merchant_id, conditions=conditions)
     segment = Segment.objects.create(merchant_id=merchant_id, name=_clean_name(name), conditions=conditions)
@@ -86,6 +87,7 @@ def segment_create(*, merchant_id: uuid.UUID, name: Any, conditions: Any) -> Seg
     return segment_count(segment)
 
 
+@transaction.atomic
 def segment_update(*, segment: Segment, changes: dict[str, Any]) -> Segment:
     if "conditions" in changes:
         compile_conditions(merchant_id=segment.merchant_id, conditions=changes["conditions"])

@@ -132,3 +132,32 @@ class RateLimitHeadersMiddleware:
             response["X-RateLimit-Remaining"] = str(state.remaining)
             response["X-RateLimit-Reset"] = str(state.reset)
         return response
+
+
+class QueryStringNulMiddleware:
+    """Refuses a NUL (`%00`) in the query string or path, whoever reads them later: PostgreSQL stores NUL in no
+    text column, so a search or filter holding one would fail in SQL as a 500."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        field = _nul_field(request)
+        if field is None:
+            return self.get_response(request)
+        reason = "must not contain a NUL character"
+        if not is_json_surface(request.path):
+            return HttpResponse(f"{field}: {reason}", status=400, content_type="text/plain")
+        details = {"field": field, "reason": reason, "fields": {field: reason}}
+        return JsonResponse(error_body(f"{field}: {reason}", ErrorCode.VALIDATION_ERROR, details), status=400)
+
+
+def _nul_field(request: HttpRequest) -> str | None:
+    if "\x00" in request.path:
+        return "path"
+    if "%00" not in request.META.get("QUERY_STRING", "") and "\x00" not in request.META.get("QUERY_STRING", ""):
+        return None
+    for name, values in request.GET.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            return name
+    return None
