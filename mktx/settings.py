@@ -24,7 +24,8 @@ if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
 if len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 32 characters")
 
-ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+# Production names its hosts: no default there (mktx.E004 refuses to start without them), any host in development.
+ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "*" if DEBUG else "").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
@@ -169,6 +170,9 @@ if env_bool("MKTX_FAST_PASSWORD_HASHER", False):
 JWT_ALGORITHM = env_str("JWT_ALGORITHM", "HS256")
 if JWT_ALGORITHM not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512"):
     raise ImproperlyConfigured(f"JWT_ALGORITHM={JWT_ALGORITHM!r} is not supported (HS256 or RS256)")
+    # MD5 makes a stolen hash trivial to crack: development only (the test suite sets it in mktx/test_settings.py)
+    if not DEBUG:
+        raise ImproperlyConfigured("MKTX_FAST_PASSWORD_HASHER is refused when DEBUG is off")
 JWT_SIGNING_KEY = env_str("JWT_SIGNING_KEY", SECRET_KEY if JWT_ALGORITHM.startswith("HS") else "")
 JWT_VERIFYING_KEY = env_str("JWT_VERIFYING_KEY", "")
 if JWT_ALGORITHM.startswith("RS") and not JWT_VERIFYING_KEY:
@@ -191,11 +195,17 @@ SIMPLE_JWT = {
     "LEEWAY": JWT_LEEWAY,
 }
 
-# Encrypts stored X OAuth tokens. Derived from the secret key unless set.
-FIELD_ENCRYPTION_KEY = env_str(
-    "FIELD_ENCRYPTION_KEY",
-    base64.urlsafe_b64encode(hashlib.sha256(("field-encryption:" + SECRET_KEY).encode()).digest()).decode(),
-)
+# Encrypt stored X OAuth tokens: FIELD_ENCRYPTION_KEYS, newest first (new tokens are encrypted with the first, any
+# of them decrypts, `rotate_field_encryption` re-encrypts with the first), or one FIELD_ENCRYPTION_KEY. Derived from
+# the secret key when neither is set, which only development accepts (mktx.E003).
+_field_keys = [k.strip() for k in env_str("FIELD_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+if _field_keys and env_str("FIELD_ENCRYPTION_KEY", ""):
+    raise ImproperlyConfigured("Set FIELD_ENCRYPTION_KEYS or FIELD_ENCRYPTION_KEY, not both")
+FIELD_ENCRYPTION_KEYS_DERIVED = not (_field_keys or env_str("FIELD_ENCRYPTION_KEY", ""))
+FIELD_ENCRYPTION_KEYS = _field_keys or [
+    env_str("FIELD_ENCRYPTION_KEY", "")
+    or base64.urlsafe_b64encode(hashlib.sha256(("field-encryption:" + SECRET_KEY).encode()).digest()).decode()
+]
 
 # --- REST framework ---------------------------------------------------------------------------------------------------
 
@@ -245,6 +255,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+    # several models have a `status` or a `type`: name each choice set (`check --deploy` warns of the collision)
+    "ENUM_NAME_OVERRIDES": {
+        "AccountStatusEnum": "mktx.accounts.models.AccountStatus",
+        "ConversationStatusEnum": "contacts.models.ConversationStatus",
+        "TemplateTypeEnum": "campaigns.models.TemplateType",
+        "TemplateTypeInputEnum": "campaigns.models.TemplateType.values",  # the inputs list values without labels
+        "CampaignTypeInputEnum": "campaigns.models.CampaignType.values",
+    },
 
 # --- X and the outside world ------------------------------------------------------------------------------------------
 
@@ -308,6 +326,14 @@ LOGGING = {
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
+    # HTTPS only, unless turned off explicitly (then `check --deploy` says so); the probes stay reachable over http
+    SECURE_SSL_REDIRECT = env_bool("MKTX_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env_int("MKTX_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MKTX_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("MKTX_HSTS_PRELOAD", True)
+# X-Forwarded-Proto is only a proxy's word when a proxy is trusted; without one any client could claim https
+if MKTX_TRUSTED_PROXIES > 0:
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",

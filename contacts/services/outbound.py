@@ -19,7 +19,7 @@ from contacts.models import Contact, Conversation, Message, MessageDirection, Me
 from contacts.services.contacts import contact_interaction_record
 from contacts.services.conversations import conversation_message_added
 from mktx.accounts.models import Account, AccountStatus
-from mktx.accounts.services import account_client, account_revoked
+from mktx.accounts.services import AccountCredentialsUnreadable, account_client, account_revoked
 from mktx.api.errors import ApiError, ErrorCode, InvalidInput, RateLimited, TwitterApiError
 from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
 from mktx.xapi.errors import api_error_for
@@ -203,6 +203,14 @@ def message_send(
     if len(attachments) > 1:
         raise InvalidInput("attachments", "X allows one attachment per DM")
     images: list[FetchedImage] = [fetch_image(a.url, f"attachments[{i}].url") for i, a in enumerate(attachments)]
+    try:
+        client = account_client(account)  # before anything is stored: unreadable tokens stop the account
+    except AccountCredentialsUnreadable as exc:
+        raise SendSkipped(
+            f"The X account @{account.username} cannot send: {exc.message}",
+            reason="account_inactive",
+            field="accountId",
+        ) from exc
 
     message = _create_pending(
         conversation=conversation,
@@ -214,7 +222,6 @@ def message_send(
         idempotency_key=idempotency_key,
         metadata=metadata,
     )
-    client = account_client(account)
     try:
         media_id = None
         if images:

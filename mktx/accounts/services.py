@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mktx.accounts.crypto import decrypt, encrypt
+from mktx.accounts.crypto import UndecryptableToken, decrypt, encrypt, rotate
 from mktx.accounts.models import Account, AccountStatus
 from mktx.api.errors import DuplicateResource, InvalidInput
 from mktx.xapi import XAppClient, XBadRequest, XClient, XError, XInvalidToken
@@ -27,13 +27,54 @@ def webhook_url() -> str:
     return settings.MKTX_PUBLIC_URL + WEBHOOK_PATH
 
 
+UNREADABLE_CREDENTIALS = "stored credentials cannot be decrypted; reconnect the account"
+
+
+class AccountCredentialsUnreadable(XError):
+    """The account's stored tokens cannot be decrypted with the configured keys. Raised before any call to X (so
+    callers that handle a failed X call handle it too), and not an XInvalidToken: X revoked nothing."""
+
+
 def account_client(account: Account) -> XClient:
-    """An X client signed with the account's own tokens."""
-    return XClient(
-        decrypt(account.oauth_token_encrypted),
-        decrypt(account.oauth_token_secret_encrypted),
-        rate_key=str(account.id),
+    """An X client signed with the account's own tokens. Tokens no key decrypts put the account in `error` with
+    the reason and raise AccountCredentialsUnreadable."""
+    try:
+        token = decrypt(account.oauth_token_encrypted)
+        secret = decrypt(account.oauth_token_secret_encrypted)
+    except UndecryptableToken:
+        _mark_unreadable(account)
+        raise AccountCredentialsUnreadable(UNREADABLE_CREDENTIALS) from None
+    return XClient(token, secret, rate_key=str(account.id))
+
+
+def _mark_unreadable(account: Account) -> None:
+    logger.error("account %s (@%s): %s", account.id, account.username, UNREADABLE_CREDENTIALS)
+    Account.objects.filter(pk=account.pk).exclude(status=AccountStatus.INACTIVE).update(
+        status=AccountStatus.ERROR, status_reason=UNREADABLE_CREDENTIALS, updated_at=timezone.now()
     )
+    if account.status != AccountStatus.INACTIVE:
+        account.status, account.status_reason = AccountStatus.ERROR, UNREADABLE_CREDENTIALS
+
+
+def account_tokens_rotate() -> tuple[int, int]:
+    """Re-encrypt every stored token with the newest of FIELD_ENCRYPTION_KEYS; (rotated, unreadable) accounts.
+    An account whose tokens no key decrypts is put in `error`. Safe to run twice, and beside live traffic: a row
+    is only rewritten while it still holds the ciphertext that was read."""
+    rotated = unreadable = 0
+    stored = Account.objects.exclude(oauth_token_encrypted="", oauth_token_secret_encrypted="")
+    for account in stored.only("id", "username", "status", "oauth_token_encrypted", "oauth_token_secret_encrypted"):
+        try:
+            token, secret = rotate(account.oauth_token_encrypted), rotate(account.oauth_token_secret_encrypted)
+        except UndecryptableToken:
+            _mark_unreadable(account)
+            unreadable += 1
+            continue
+        rotated += Account.objects.filter(
+            pk=account.pk,
+            oauth_token_encrypted=account.oauth_token_encrypted,
+            oauth_token_secret_encrypted=account.oauth_token_secret_encrypted,
+        ).update(oauth_token_encrypted=token, oauth_token_secret_encrypted=secret)
+    return rotated, unreadable
 
 
 def webhook_ensure() -> str:
@@ -102,7 +143,9 @@ def account_disconnect(*, account: Account) -> Account:
             with suppress(XBadRequest):  # the subscription or the webhook is gone already
                 XAppClient().unsubscribe(account.webhook_id, account.twitter_user_id)
         if account.oauth_token_encrypted:
-            with suppress(XInvalidToken):  # refused already: as good as invalidated
+            # refused already: as good as invalidated; unreadable here: X cannot be asked, and this service can
+            # never use it again
+            with suppress(XInvalidToken, AccountCredentialsUnreadable):
                 account_client(account).invalidate_token()
     except XError as exc:
         raise api_error_for(exc, action="Disconnecting the account") from exc

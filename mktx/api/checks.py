@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register, run_checks
+from django.core.exceptions import ImproperlyConfigured
 
 
 @register(Tags.security, deploy=True)
@@ -38,3 +39,46 @@ def check_x_credentials(app_configs: Any, **kwargs: Any) -> list[Warning]:
             )
         ]
     return []
+
+
+@register(Tags.security)
+def check_production_keys(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """Not deploy-only: runserver, qcluster and (through `refuse_to_start_on_errors`) gunicorn run it too."""
+    if settings.DEBUG:
+        return []
+    problems: list[Error] = []
+    signing_key = settings.JWT_SIGNING_KEY
+    if settings.JWT_ALGORITHM.startswith("HS") and (not signing_key or signing_key == settings.SECRET_KEY):
+        problems.append(
+            Error(
+                "JWT_SIGNING_KEY is unset or equal to DJANGO_SECRET_KEY",
+                hint="Set JWT_SIGNING_KEY to its own random value (or to the key shared with the external IAM).",
+                id="mktx.E002",
+            )
+        )
+    if settings.FIELD_ENCRYPTION_KEYS_DERIVED or settings.SECRET_KEY in settings.FIELD_ENCRYPTION_KEYS:
+        problems.append(
+            Error(
+                "FIELD_ENCRYPTION_KEYS (or FIELD_ENCRYPTION_KEY) is unset or equal to DJANGO_SECRET_KEY",
+                hint="Generate one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`.",
+                id="mktx.E003",
+            )
+        )
+    if not settings.ALLOWED_HOSTS:
+        problems.append(
+            Error(
+                "DJANGO_ALLOWED_HOSTS is unset",
+                hint="The host names the service answers to, comma-separated (`*` only if a proxy checks them).",
+                id="mktx.E004",
+            )
+        )
+    return problems
+
+
+def refuse_to_start_on_errors() -> None:
+    """gunicorn runs no system checks: the WSGI/ASGI modules call this so that a server never starts on an error
+    that `manage.py runserver` or `qcluster` would refuse."""
+    errors: list[CheckMessage] = [m for m in run_checks(tags=[Tags.security]) if m.is_serious()]
+    if errors:
+        raise ImproperlyConfigured("System check errors:\n" + "\n".join(str(m) for m in errors))
