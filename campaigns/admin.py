@@ -75,6 +75,8 @@ class CampaignAdmin(admin.ModelAdmin):
         "metrics",
         "estimated_completion",
         "run_count",
+        "skipped_occurrences",
+        "last_skipped_at",
         "next_run_at",
         "started_at",
         "finished_at",

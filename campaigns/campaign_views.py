@@ -49,6 +49,8 @@ def campaign_data(campaign: Campaign, *, metrics: dict[str, int], estimate: bool
         "variables": campaign.variables,
         "metrics": metrics,
         "runCount": campaign.run_count,
+        "skippedOccurrences": campaign.skipped_occurrences,
+        "lastSkippedAt": iso(campaign.last_skipped_at),
         "nextRunAt": iso(campaign.next_run_at),
         "startedAt": iso(campaign.started_at),
         "finishedAt": iso(campaign.finished_at),

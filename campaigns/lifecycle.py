@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, CampaignType, Delivery, DeliveryStatus, Template
-from campaigns.schedule import Schedule, occurrence, parse_schedule, run_window
+from campaigns.schedule import MISSED_GRACE, CatchUp, Schedule, catch_up, occurrence, parse_schedule, run_window
 from campaigns.templating import is_contact_placeholder, placeholders, texts_of
 from contacts.models import Contact, Segment
 from contacts.segments import compile_conditions
@@ -107,6 +107,7 @@ def campaign_create(*, merchant_id: uuid.UUID, values: dict[str, Any]) -> Campai
         if values.get(required) is None:
             raise InvalidInput(required, "is required")
     schedule = parse_schedule(values.get("schedule"))
+    _check_recurrence_start(schedule)
     with transaction.atomic():
         campaign = Campaign.objects.create(
             merchant_id=merchant_id,
@@ -138,14 +139,17 @@ def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
             campaign.variables = _variables(changes["variables"])
         if "schedule" in changes:
             merged = {**campaign.schedule, **(changes["schedule"] or {})} if changes["schedule"] else None
-            campaign.schedule = parse_schedule(merged).as_json()
+            parsed = parse_schedule(merged)
+            if campaign.started_at is None:  # a recurrence under way keeps its anchor, however old its startAt
+                _check_recurrence_start(parsed)
+            campaign.schedule = parsed.as_json()
         if "segmentIds" in changes:
             campaign.segments.set(_segments(campaign.merchant_id, changes["segmentIds"]))
         if campaign.status == CampaignStatus.SCHEDULED:
             schedule = parse_schedule(campaign.schedule)
             _check_startable(campaign, schedule)
-            if campaign.run_count and campaign.started_at:  # between two occurrences of a recurrence
-                campaign.next_run_at = occurrence(schedule, campaign.started_at, campaign.run_count + 1)
+            if campaign.started_at:  # between two occurrences of a recurrence
+                campaign.next_run_at = occurrence(schedule, campaign.started_at, _occurrence_index(campaign))
                 if campaign.next_run_at is None:
                     raise InvalidInput("schedule.recurrence.until", "would end the recurrence: cancel it instead")
             else:
@@ -155,6 +159,17 @@ def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
             _schedule_fire(campaign)
         campaign.save()
     return campaign
+
+
+def _check_recurrence_start(schedule: Schedule) -> None:
+    """A recurrence anchored in the past would owe every occurrence since: it starts in the future, or now (none)."""
+    if schedule.recurring and schedule.start_at is not None and schedule.start_at <= timezone.now():
+        raise InvalidInput("schedule.startAt", "a recurrence must start in the future (or leave it empty: now)")
+
+
+def _occurrence_index(campaign: Campaign) -> int:
+    """The number of the campaign's next occurrence: the ones sent (runs) and the ones skipped come before it."""
+    return campaign.run_count + campaign.skipped_occurrences + 1
 
 
 # --- starting -----------------------------------------------------------------------------------------------------
@@ -264,12 +279,12 @@ def run_freeze(*, run_id: Any) -> int | None:
 def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
     schedule = parse_schedule(campaign.schedule)
     first = campaign.started_at or at
-    number = campaign.run_count + 1
+    number, index = campaign.run_count + 1, _occurrence_index(campaign)
     run = CampaignRun.objects.create(
         campaign=campaign,
         number=number,
         started_at=at,
-        ends_at=run_window(schedule, first, occurrence(schedule, first, number) or at),
+        ends_at=run_window(schedule, first, occurrence(schedule, first, index) or at),
     )
     estimate = sum(s.contact_count or 0 for s in campaign.segments.all())
     if estimate <= settings.MKTX_INLINE_FREEZE_LIMIT:
@@ -282,7 +297,7 @@ def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
             async_task("campaigns.tasks.freeze_run", run.pk, task_name="campaign-freeze")
 
         transaction.on_commit(enqueue)
-    upcoming = occurrence(schedule, first, number + 1)
+    upcoming = occurrence(schedule, first, index + 1)
     Campaign.objects.filter(pk=campaign.pk).update(
         run_count=number, started_at=first, next_run_at=upcoming, status_reason=""
     )
@@ -306,6 +321,8 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
     schedule = parse_schedule(campaign.schedule)
     _check_startable(campaign, schedule)
     now = timezone.now()
+    if schedule.recurring and schedule.start_at is not None and now - schedule.start_at > MISSED_GRACE:
+        raise InvalidInput("schedule.startAt", "has passed: give the recurrence a future start (or none: now)")
     with transaction.atomic():
         if schedule.start_at is not None and schedule.start_at > now:
             _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.SCHEDULED, next_run_at=schedule.start_at)
@@ -328,6 +345,9 @@ def campaign_fire(*, campaign_id: Any, now: datetime | None = None) -> bool:
     if campaign.next_run_at is None or campaign.next_run_at > now:
         return False
     schedule = parse_schedule(campaign.schedule)
+    plan = catch_up(schedule, campaign.started_at or campaign.next_run_at, _occurrence_index(campaign), now)
+    if plan.skipped and not _skip(campaign, plan, now):
+        return False
     try:
         _check_startable(campaign, schedule)
     except ApiError as exc:
@@ -348,6 +368,33 @@ def campaign_fire(*, campaign_id: Any, now: datetime | None = None) -> bool:
         _kick_sender()
     logger.info("campaign %s occurrence %s fired", campaign.pk, campaign.run_count)
     return True
+
+
+def _skip(campaign: Campaign, plan: CatchUp, now: datetime) -> bool:
+    """Record the occurrences missed by more than the grace, and move on to the one due now (answers True: fire
+    it) or to the next one (scheduled for it, or completed when the recurrence ended meanwhile)."""
+    assert campaign.next_run_at is not None
+    first = campaign.started_at or campaign.next_run_at  # the recurrence's anchor, even when its first was skipped
+    fields: dict[str, Any] = {
+        "skipped_occurrences": campaign.skipped_occurrences + plan.skipped,
+        "last_skipped_at": plan.last_skipped,
+        "started_at": first,
+        "next_run_at": plan.at,
+        "updated_at": now,
+    }
+    if plan.at is None:
+        fields |= {"status": CampaignStatus.COMPLETED, "finished_at": now}
+    moved = Campaign.objects.filter(
+        pk=campaign.pk, status=CampaignStatus.SCHEDULED, next_run_at=campaign.next_run_at
+    ).update(**fields)
+    if not moved:  # fired or changed meanwhile
+        return False
+    logger.warning("campaign %s: %s missed occurrences skipped", campaign.pk, plan.skipped)
+    for name, value in fields.items():
+        setattr(campaign, name, value)
+    if not plan.due:
+        _schedule_fire(campaign)
+    return plan.due
 
 
 def campaign_fire_or_fail(*, campaign_id: Any, now: datetime | None = None) -> bool:

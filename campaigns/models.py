@@ -71,6 +71,10 @@ class Campaign(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     status_reason = models.CharField(max_length=500, blank=True, default="")
+    skipped_occurrences = models.PositiveIntegerField(
+        default=0, help_text="Occurrences of the recurrence missed (an outage, a long run) and skipped, not sent."
+    )
+    last_skipped_at = models.DateTimeField(null=True, blank=True, help_text="When the last skipped occurrence was due.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -103,6 +107,8 @@ class CampaignRun(models.Model):
     started_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True, help_text="endAt: what is not sent by then is skipped.")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # the card image uploaded to X once per run and account: {account id: {"url", "mediaId"}} (media.py)
+    media = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["campaign", "number"]

@@ -19,6 +19,9 @@ MAX_INTERVAL = 365
 # schedule times outside these are typing mistakes, and near Python's limits the occurrence arithmetic overflows
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+# an occurrence fired later than this (an outage, a run that outlasted the interval) is skipped, not sent late:
+# the shortest interval is a day, so at most one occurrence is ever due at once
+MISSED_GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -142,3 +145,28 @@ def run_window(schedule: Schedule, first: datetime, at: datetime) -> datetime | 
     if not schedule.recurring:
         return schedule.end_at
     return at + (schedule.end_at - first)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What to do with a recurrence whose occurrence `index` is due: fire occurrence `index` at `at` now (`due`),
+    or wait for it (`at` in the future; None: the recurrence has ended), having skipped `skipped` missed ones."""
+
+    index: int
+    at: datetime | None
+    due: bool
+    skipped: int = 0
+    last_skipped: datetime | None = None
+
+
+def catch_up(schedule: Schedule, first: datetime, index: int, now: datetime) -> CatchUp:
+    """Occurrence `index` of the recurrence anchored at `first` is due by `now`: skip every occurrence missed by
+    more than MISSED_GRACE (each would re-freeze the audience and send again, back to back) and answer the one to
+    fire or to wait for. A single send is never skipped: late, it still goes."""
+    at = occurrence(schedule, first, index)
+    skipped, last = 0, None
+    while schedule.recurring and at is not None and now - at > MISSED_GRACE:
+        skipped, last = skipped + 1, at
+        index += 1
+        at = occurrence(schedule, first, index)
+    return CatchUp(index, at, at is not None and at <= now, skipped, last)

@@ -98,6 +98,8 @@ class CampaignOutput(CamelSerializer):
     variables = serializers.JSONField()
     metrics = MetricsCounts()
     run_count = serializers.IntegerField()
+    skipped_occurrences = serializers.IntegerField(help_text="Occurrences missed (an outage) and skipped, not sent")
+    last_skipped_at = serializers.DateTimeField(allow_null=True, help_text="When the last skipped one was due")
     next_run_at = serializers.DateTimeField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

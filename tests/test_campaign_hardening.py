@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Campaign, CampaignRun, Delivery
 from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
 from tests.factories import MerchantFactory, UserFactory
 from tests.test_campaigns import BASE, act, create, segment, template
@@ -190,3 +190,110 @@ def test_it_answers_400_for_an_impossible_or_out_of_range_recurrence_end(api, cr
     response = api.post(f"{BASE}/campaigns", body, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["details"]["field"] == "schedule.recurrence.until"
+
+
+# --- 5. missed recurrences skipped, not replayed ----------------------------------------------------------------------
+
+DAILY = {"frequency": "daily", "interval": 1}
+
+
+@pytest.mark.parametrize("ago", [timedelta(days=30), timedelta(seconds=1)])
+def test_it_refuses_a_past_start_for_a_recurrence_at_create_and_update(api, crowd, clock, ago):
+    fans = segment(api, "Fans", "fans")
+    past = {"startAt": (START - ago).isoformat(), "recurrence": DAILY}
+    body = {"name": "X", "type": "promotional", "templateId": template(api), "segmentIds": [fans], "schedule": past}
+    response = api.post(f"{BASE}/campaigns", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert response.json()["details"]["field"] == "schedule.startAt"
+    assert not Campaign.objects.exists()
+    data = create(api, [fans], template(api), schedule={"recurrence": DAILY})
+    response = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": past}, format="json")
+    assert response.status_code == 400 and response.json()["details"]["field"] == "schedule.startAt"
+    assert Campaign.objects.get(pk=data["id"]).schedule == data["schedule"]
+
+
+def test_a_past_start_without_a_recurrence_is_still_a_send_now(api, crowd, clock, fast):
+    data = create(
+        api,
+        [segment(api, "Fans", "fans")],
+        template(api),
+        schedule={"startAt": (START - timedelta(days=30)).isoformat()},
+    )
+    assert act(api, data["id"], "start").json()["data"]["status"] == "running"
+
+
+def test_a_recurrence_whose_start_passed_while_a_draft_is_not_started(api, crowd, clock):
+    data = create(
+        api,
+        [segment(api, "Fans", "fans")],
+        template(api),
+        schedule={"startAt": (START + timedelta(hours=1)).isoformat(), "recurrence": DAILY},
+    )
+    clock.move_to(START + timedelta(days=3))
+    response = act(api, data["id"], "start")
+    assert response.status_code == 400 and response.json()["details"]["field"] == "schedule.startAt"
+    assert Campaign.objects.get(pk=data["id"]).status == "draft"
+
+
+def test_after_an_outage_a_recurrence_skips_to_the_next_occurrence_and_records_the_skipped(
+    api, sandbox, shop, crowd, clock, fast
+):
+    # given a daily recurrence whose first occurrence was sent
+    first = START + timedelta(hours=1)
+    data = create(
+        api, [segment(api, "Fans", "fans")], template(api), schedule={"startAt": first.isoformat(), "recurrence": DAILY}
+    )
+    assert act(api, data["id"], "start").json()["data"]["status"] == "scheduled"
+    clock.move_to(first + timedelta(seconds=1))
+    drain(clock, until=first + timedelta(hours=1))
+    assert CampaignRun.objects.filter(campaign_id=data["id"]).count() == 1
+    # when nothing ran for three and a half days (the occurrences of days 1, 2 and 3 were missed)
+    clock.move_to(first + timedelta(days=3, hours=12))
+    drain(clock, until=first + timedelta(days=3, hours=13))
+    # then none of them is sent late, the next one is scheduled and the skipped ones are recorded
+    assert CampaignRun.objects.filter(campaign_id=data["id"]).count() == 1
+    assert len(sandbox.dms(senderId=shop["id"])) == 3
+    detail = api.get(f"{BASE}/campaigns/{data['id']}").json()["data"]
+    assert detail["status"] == "scheduled"
+    assert detail["skippedOccurrences"] == 3
+    assert detail["lastSkippedAt"] == (first + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert detail["nextRunAt"] == (first + timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # and the next one goes at its time, once
+    clock.move_to(first + timedelta(days=4, seconds=1))
+    drain(clock, until=first + timedelta(days=4, hours=1))
+    runs = CampaignRun.objects.filter(campaign_id=data["id"]).order_by("number")
+    assert [(r.number, r.started_at) for r in runs] == [(1, first), (2, first + timedelta(days=4))]
+    assert len(sandbox.dms(senderId=shop["id"])) == 6
+
+
+def test_a_late_fire_within_the_grace_still_sends_the_occurrence(api, sandbox, shop, crowd, clock, fast):
+    data = create(api, [segment(api, "Fans", "fans")], template(api), schedule={"recurrence": DAILY})
+    act(api, data["id"], "start")
+    drain(clock, until=START + timedelta(hours=1))
+    campaign = Campaign.objects.get(pk=data["id"])
+    # the sweep picks the second occurrence up 20 minutes late
+    clock.move_to(campaign.next_run_at + timedelta(minutes=20))
+    drain(clock, until=campaign.next_run_at + timedelta(hours=1))
+    assert CampaignRun.objects.filter(campaign_id=data["id"]).count() == 2
+    assert Campaign.objects.get(pk=data["id"]).skipped_occurrences == 0
+
+
+def test_a_missed_first_occurrence_is_skipped_and_the_recurrence_keeps_its_times(
+    api, sandbox, shop, crowd, clock, fast
+):
+    first = START + timedelta(hours=1)
+    until = (first + timedelta(days=2)).date().isoformat()
+    schedule = {"startAt": first.isoformat(), "recurrence": {**DAILY, "until": until}}
+    data = create(api, [segment(api, "Fans", "fans")], template(api), schedule=schedule)
+    act(api, data["id"], "start")
+    clock.move_to(first + timedelta(days=1, hours=6))  # an outage over the first two occurrences
+    drain(clock, until=first + timedelta(days=1, hours=7))
+    campaign = Campaign.objects.get(pk=data["id"])
+    assert (campaign.status, campaign.run_count, campaign.skipped_occurrences) == ("scheduled", 0, 2)
+    assert campaign.next_run_at == first + timedelta(days=2)
+    clock.move_to(first + timedelta(days=2, seconds=1))
+    drain(clock, until=first + timedelta(days=2, hours=1))
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.run_count) == ("completed", 1)  # the last occurrence, on its day
+    assert CampaignRun.objects.get(campaign=campaign).started_at == first + timedelta(days=2)
