@@ -2,11 +2,21 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Segment, Tag
+from contacts.models import (
+    AttributeIndex,
+    ConsentEvent,
+    Contact,
+    ContactTag,
+    Conversation,
+    Message,
+    Segment,
+    Tag,
+)
 from contacts.services.segments import segment_contacts
 from mktx.api.errors import ApiError
 
@@ -151,3 +161,27 @@ class SegmentAdmin(admin.ModelAdmin):
             ((reverse("admin:contacts_contact_change", args=[c.pk]), c.username, c.display_name) for c in contacts),
         )
         return format_html("<ul>{}</ul>", rows) if contacts else "none"
+
+
+@admin.register(AttributeIndex)
+class AttributeIndexAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The numeric attribute keys of segments and which have an index (kept by contacts.services.attribute_indexes;
+    rows change only through it, so the page is read-only and its one action queues a sync)."""
+
+    list_display = (
+        "key", "indexed", "merchant_count", "segment_count", "use_count", "last_used_at", "indexed_at", "index_name",
+    )  # fmt: skip
+    list_filter = ("indexed",)
+    search_fields = ("key",)
+    readonly_fields = list_display
+    actions = ("sync_now",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Sync the attribute indexes now (drop unused keys' indexes, build the most used)")
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[AttributeIndex]) -> None:
+        from django_q.tasks import async_task
+
+        async_task("contacts.tasks.sync_attribute_indexes", task_name="attribute-indexes")
+        self.message_user(request, "Attribute index sync queued.")

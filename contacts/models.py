@@ -242,3 +242,27 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AttributeIndex(models.Model):
+    """An attribute key that saved segments compare as a number, and whether it has its expression index on
+    PostgreSQL. The contacts table is shared by every merchant, so at most MKTX_MAX_ATTRIBUTE_INDEXES keys get
+    one, the most widely used (contacts.services.attribute_indexes); the others are compared without an index.
+    Rows are kept by that service only: a key no segment uses any more loses its row and its index."""
+
+    key = models.CharField(max_length=64, unique=True)
+    indexed = models.BooleanField(default=False)
+    index_name = models.CharField(max_length=63, blank=True)
+    merchant_count = models.PositiveIntegerField(default=0, help_text="Merchants with a segment using the key.")
+    segment_count = models.PositiveIntegerField(default=0, help_text="Saved segments using the key.")
+    use_count = models.PositiveIntegerField(default=0, help_text="Segment saves that compared the key as a number.")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-indexed", "-merchant_count", "-segment_count", "key"]
+        verbose_name_plural = "attribute indexes"
+
+    def __str__(self) -> str:
+        return self.key

@@ -27,7 +27,16 @@ def send_system_message(conversation_id: str, text: str, idempotency_key: str) -
 
 
 def ensure_segment_indexes(conditions: list[object]) -> list[str]:
-    """Build the expression indexes a segment's numeric attribute conditions need (PostgreSQL)."""
+    """After a segment save: note its numeric attribute keys and sync the bounded set of indexes (PostgreSQL)."""
     from contacts.services.segments import segment_indexes_ensure
 
     return segment_indexes_ensure(conditions=conditions)
+
+
+def sync_attribute_indexes() -> dict[str, list[str]]:
+    """After a segment delete (or on demand): drop the indexes of keys no segment uses, fill the free places."""
+    from dataclasses import asdict
+
+    from contacts.services.attribute_indexes import attribute_indexes_sync
+
+    return asdict(attribute_indexes_sync())

@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "mktx.api.middleware.BodySizeLimitMiddleware",
+    "mktx.api.middleware.QueryStringNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -214,7 +215,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["mktx.api.permissions.IsMerchantMember", "mktx.api.permissions.RolePermission"],
     "DEFAULT_THROTTLE_CLASSES": ["mktx.api.throttling.MerchantRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["mktx.api.renderers.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["mktx.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "mktx.api.pagination.SkipTakePagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -228,6 +229,9 @@ MKTX_API_RATE_LIMIT = env_rate("MKTX_API_RATE_LIMIT", "100/minute")
 MKTX_LOGIN_RATE_LIMIT = env_rate("MKTX_LOGIN_RATE_LIMIT", "20/minute")
 # How many reverse proxies in front of the service append to X-Forwarded-For; 0 = use the socket's address only.
 MKTX_TRUSTED_PROXIES = env_int("MKTX_TRUSTED_PROXIES", 0, minimum=0)
+# Expression indexes on the shared contacts table for numeric attribute keys of segments (PostgreSQL): at most this
+# many keys, the most widely used (contacts/services/attribute_indexes.py); the others are compared without one.
+MKTX_MAX_ATTRIBUTE_INDEXES = env_int("MKTX_MAX_ATTRIBUTE_INDEXES", 16, minimum=0)
 MKTX_MAX_BODY_BYTES = env_int("MKTX_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MKTX_MAX_BODY_BYTES
 MKTX_INBOUND_DRAIN_GRACE = env_int("MKTX_INBOUND_DRAIN_GRACE_MS", 250, minimum=0) / 1000

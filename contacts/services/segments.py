@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from django.utils import timezone
 from contacts.models import Contact, Segment
 from contacts.segments import compile_conditions, numeric_attribute_keys
 from contacts.selectors import contacts_of
-from contacts.validation import ATTRIBUTE_KEY
+from contacts.services import attribute_indexes
 from mktx.api.errors import InvalidInput, ResourceInUse
 
 COUNT_FRESH_FOR = timedelta(seconds=60)
@@ -49,32 +48,34 @@ def segment_count_fresh(segment: Segment) -> Segment:
 
 
 def segment_indexes_ensure(*, conditions: Any) -> list[str]:
-    """PostgreSQL: an expression index for each attribute the conditions compare as a number, so ranges on a
-    million contacts read an index. Built CONCURRENTLY (no table lock), so never inside a transaction."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    """PostgreSQL: note the use of the attributes these conditions compare as numbers and bring the bounded set of
+    expression indexes up to date (contacts.services.attribute_indexes); the names of the indexes these keys have.
+    Builds CONCURRENTLY (no table lock), so does nothing inside a transaction."""
+    if not attribute_indexes.available():
         return []
-    made = []
-    with connection.cursor() as cursor:
-        for key in sorted(numeric_attribute_keys(conditions)):
-            if not ATTRIBUTE_KEY.fullmatch(key):  # validated already; the key is written into DDL below
-                continue
-            name = "contact_attr_num_" + hashlib.sha1(key.encode()).hexdigest()[:16]  # noqa: S324 - a name, not a secret
-            cursor.execute(
-                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} "
-                f"ON contacts_contact (merchant_id, mktx_attr_num(attributes, '{key}'))"
-            )
-            made.append(name)
-    return made
+    keys = numeric_attribute_keys(conditions)
+    attribute_indexes.attribute_indexes_note_use(keys=keys)
+    indexed = set(attribute_indexes.attribute_indexes_sync().indexed)
+    return [attribute_indexes.index_name(key) for key in sorted(keys) if key in indexed]
 
 
-def _indexes_later(conditions: Any) -> None:
-    if connection.vendor != "postgresql" or not numeric_attribute_keys(conditions):
+def _indexes_later(conditions: Any, *, before: Any = ()) -> None:
+    """After commit, on PostgreSQL: sync the indexes for the keys of the saved conditions, or, when they compare
+    none as numbers but the conditions `before` did, sync anyway: such a key may have lost its last segment."""
+    if connection.vendor != "postgresql":
+        return
+    args: tuple[Any, ...]
+    if numeric_attribute_keys(conditions):
+        task, args = "contacts.tasks.ensure_segment_indexes", (conditions,)
+    elif numeric_attribute_keys(before):
+        task, args = "contacts.tasks.sync_attribute_indexes", ()
+    else:
         return
 
     def enqueue() -> None:
         from django_q.tasks import async_task
 
-        async_task("contacts.tasks.ensure_segment_indexes", conditions, task_name="segment-indexes")
+        async_task(task, *args, task_name="segment-indexes")
 
     transaction.on_commit(enqueue)
 
@@ -91,8 +92,8 @@ def segment_create(*, merchant_id: uuid.UUID, name: Any, conditions: Any) -> Seg
 def segment_update(*, segment: Segment, changes: dict[str, Any]) -> Segment:
     if "conditions" in changes:
         compile_conditions(merchant_id=segment.merchant_id, conditions=changes["conditions"])
-        segment.conditions = changes["conditions"]
-        _indexes_later(segment.conditions)
+        before, segment.conditions = segment.conditions, changes["conditions"]
+        _indexes_later(segment.conditions, before=before)
     if "name" in changes:
         segment.name = _clean_name(changes["name"])
     segment.save(update_fields=["name", "conditions", "updated_at"])
@@ -107,3 +108,4 @@ def segment_delete(*, segment: Segment) -> None:
             "The segment is used by active campaigns", details={"campaignIds": [str(pk) for pk in in_use]}
         )
     segment.delete()
+    _indexes_later([], before=segment.conditions)
