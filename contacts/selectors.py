@@ -57,6 +57,13 @@ def conversation_messages(conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
+def conversation_latest_messages(conversation: Conversation, *, take: int) -> tuple[list[Message], int]:
+    """The newest `take` messages, oldest first (as a chat reads), and how many the conversation has."""
+    newest = list(conversation.messages.order_by("-created_at", "-id")[:take])
+    total = len(newest) if len(newest) < take else conversation.messages.count()
+    return newest[::-1], total
+
+
 def format_duration(seconds: int | None) -> str | None:
     """`5m 30s`, `2h 5m`, `1d 3h`, as in the reference."""
     if seconds is None:

@@ -195,18 +195,27 @@ class MessageOutput(CamelModelSerializer):
 
 
 class ConversationDetailOutput(ConversationOutput):
-    messages = serializers.SerializerMethodField()
+    messages = serializers.SerializerMethodField(help_text="The newest `messagesTake` messages, oldest first")
+    messages_total = serializers.SerializerMethodField(help_text="How many messages the conversation has")
 
     class Meta(ConversationOutput.Meta):
-        fields = [*ConversationOutput.Meta.fields, "messages"]
+        fields = [*ConversationOutput.Meta.fields, "messages", "messages_total"]
         read_only_fields = fields
 
     def get_messages(self, conversation: Conversation) -> list[dict[str, Any]] | None:
         messages = self.context.get("messages")
         return None if messages is None else list(MessageOutput(messages, many=True).data)
 
+    def get_messages_total(self, conversation: Conversation) -> int | None:
+        total = self.context.get("messages_total")
+        return None if total is None else int(total)
+
     def to_representation(self, conversation: Conversation) -> dict[str, Any]:
-        return {**super().to_representation(conversation), "messages": self.get_messages(conversation)}
+        return {
+            **super().to_representation(conversation),
+            "messages": self.get_messages(conversation),
+            "messagesTotal": self.get_messages_total(conversation),
+        }
 
 
 class AttachmentInput(StrictFieldsMixin, serializers.Serializer):

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from contacts.models import Conversation, ConversationStatus, MessageOrigin
-from contacts.selectors import conversation_messages, conversations_of
+from contacts.selectors import conversation_latest_messages, conversations_of
 from contacts.serializers import (
     AssignInput,
     CloseInput,
@@ -23,12 +23,13 @@ from contacts.serializers import (
 )
 from contacts.services.conversations import conversation_assign, conversation_close, conversation_reopen
 from contacts.services.outbound import Attachment, message_send
-from mktx.api.params import query_bool, query_choice, query_uuid
+from mktx.api.params import query_bool, query_choice, query_int, query_uuid
 from mktx.api.permissions import ALL_ROLES
 from mktx.api.viewsets import MerchantViewSet
 from mktx.iam.models import User
 
 TAGS = ["conversations"]
+MESSAGES_TAKE, MESSAGES_TAKE_MAX = 50, 200  # a long conversation is read from its end, a page at a time
 
 
 @extend_schema_view(
@@ -45,7 +46,14 @@ TAGS = ["conversations"]
         summary="Get conversation with messages",
         tags=TAGS,
         responses=ConversationDetailOutput,
-        parameters=[OpenApiParameter("includeMessages", bool, description="Default true")],
+        parameters=[
+            OpenApiParameter("includeMessages", bool, description="Default true"),
+            OpenApiParameter(
+                "messagesTake",
+                {"type": "integer", "minimum": 1, "maximum": MESSAGES_TAKE_MAX, "default": MESSAGES_TAKE},
+                description="How many of the newest messages to include (oldest first); `messagesTotal` counts all",
+            ),
+        ],
     ),
 )
 class ConversationViewSet(mixins.ListModelMixin, MerchantViewSet):
@@ -73,10 +81,14 @@ class ConversationViewSet(mixins.ListModelMixin, MerchantViewSet):
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         conversation = self.get_object()
         include = query_bool(request, "includeMessages", True)
-        context = {"messages": list(conversation_messages(conversation))} if include else {}
+        take = query_int(request, "messagesTake", default=MESSAGES_TAKE, minimum=1, maximum=MESSAGES_TAKE_MAX)
+        context: dict[str, Any] = {}
+        if include:
+            context["messages"], context["messages_total"] = conversation_latest_messages(conversation, take=take)
         data = ConversationDetailOutput(conversation, context=context).data
         if not include:
             data.pop("messages", None)
+            data.pop("messagesTotal", None)
         return Response(data)
 
     @extend_schema(summary="Send message", tags=TAGS, request=SendMessageInput, responses=MessageOutput)
