@@ -117,7 +117,8 @@ def _lookup(target: Any, name: str, rhs: Any) -> Q:
 
 def _attribute_number(key: str) -> Expression:
     """The attribute as a number where it is a JSON number, else NULL (CASE: no cast is tried on other types).
-    On PostgreSQL the function of migration 0006, which the per-key expression indexes are built on."""
+    On PostgreSQL the function of migration 0006, which the capped set of expression indexes is built on
+    (contacts.services.attribute_indexes): the compiled SQL must keep this exact expression for them to apply."""
     if connection.vendor == "postgresql":
         return Func(F("attributes"), Value(key), function="mktx_attr_num", output_field=FloatField())
     return Case(

@@ -171,6 +171,19 @@ def test_a_nul_in_a_query_parameter_name_is_a_400(api):
     assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
 
 
+def test_a_nul_in_a_path_segment_is_a_400(api, contacts_in_place):
+    contact = Contact.objects.get()
+
+    assert_names(api.delete(f"{BASE}/contacts/{contact.pk}/tags/vip%00"), "path")
+
+
+@pytest.mark.parametrize("length", ["abc", "-5"])
+def test_a_malformed_content_length_on_the_api_is_no_500(length):
+    response = Client().post(LOGIN, b'{"email": "a@b.c"}', content_type="application/json", CONTENT_LENGTH=length)
+
+    assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
+
+
 # --- contact attributes -----------------------------------------------------------------------------------------
 
 ATTRIBUTES = {
