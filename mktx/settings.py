@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "mktx.api.middleware.RequestIdMiddleware",
     "mktx.api.middleware.ApiErrorEnvelopeMiddleware",
+    "mktx.api.exceptions.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "mktx.api.middleware.BodySizeLimitMiddleware",
@@ -118,12 +119,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- cache and task broker -----------------------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL", "")
+# Redis fails open (mktx/redis.py): a call waits at most this long, and after a failure Redis is not tried again
+# for MKTX_REDIS_RETRY_SECONDS.
+MKTX_REDIS_TIMEOUT = env_int("MKTX_REDIS_TIMEOUT_MS", 100, minimum=1) / 1000
+MKTX_REDIS_RETRY_SECONDS = env_int("MKTX_REDIS_RETRY_SECONDS", 5, minimum=0)
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a redis:// URL")
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "mktx.redis.FailOpenRedisCache",  # a down Redis is a cache miss, not a 500 (mktx/redis.py)
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("MKTX_CACHE_PREFIX", "mktx"),
         }
@@ -166,16 +171,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 if env_bool("MKTX_FAST_PASSWORD_HASHER", False):
+    # MD5 makes a stolen hash trivial to crack: development only (the test suite sets it in mktx/test_settings.py)
+    if not DEBUG:
+        raise ImproperlyConfigured("MKTX_FAST_PASSWORD_HASHER is refused when DEBUG is off")
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 JWT_ALGORITHM = env_str("JWT_ALGORITHM", "HS256")
 if JWT_ALGORITHM not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512"):
     raise ImproperlyConfigured(f"JWT_ALGORITHM={JWT_ALGORITHM!r} is not supported (HS256 or RS256)")
-    # MD5 makes a stolen hash trivial to crack: development only (the test suite sets it in mktx/test_settings.py)
-    if not DEBUG:
-        raise ImproperlyConfigured("MKTX_FAST_PASSWORD_HASHER is refused when DEBUG is off")
 JWT_SIGNING_KEY = env_str("JWT_SIGNING_KEY", SECRET_KEY if JWT_ALGORITHM.startswith("HS") else "")
+# The external IAM's key: its RS public key, or with HS its shared secret (which may be JWT_SIGNING_KEY itself).
+# Unset: no external IAM, and every token must name a user stored here.
 JWT_VERIFYING_KEY = env_str("JWT_VERIFYING_KEY", "")
+JWT_ISSUER = env_str("JWT_ISSUER", "mktx")  # the `iss` of the tokens issued here
 if JWT_ALGORITHM.startswith("RS") and not JWT_VERIFYING_KEY:
     raise ImproperlyConfigured("JWT_VERIFYING_KEY (a PEM public key) is required with an RS algorithm")
 JWT_ACCESS_TTL = env_int("JWT_ACCESS_TTL", 3600, minimum=1)
@@ -229,6 +237,10 @@ MKTX_API_RATE_LIMIT = env_rate("MKTX_API_RATE_LIMIT", "100/minute")
 MKTX_LOGIN_RATE_LIMIT = env_rate("MKTX_LOGIN_RATE_LIMIT", "20/minute")
 # How many reverse proxies in front of the service append to X-Forwarded-For; 0 = use the socket's address only.
 MKTX_TRUSTED_PROXIES = env_int("MKTX_TRUSTED_PROXIES", 0, minimum=0)
+# Failed logins per email (API and admin) before that email answers 429 for the rest of the window. A success does
+# not reset the count: the window alone ends a lockout, so an attacker cannot clear it with a known password.
+MKTX_LOGIN_FAILURE_LIMIT = env_int("MKTX_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+MKTX_LOGIN_FAILURE_WINDOW = env_int("MKTX_LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1)
 # Expression indexes on the shared contacts table for numeric attribute keys of segments (PostgreSQL): at most this
 # many keys, the most widely used (contacts/services/attribute_indexes.py); the others are compared without one.
 MKTX_MAX_ATTRIBUTE_INDEXES = env_int("MKTX_MAX_ATTRIBUTE_INDEXES", 16, minimum=0)
@@ -247,6 +259,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1/mkt-x",
+    # several models have a `status` or a `type`: name each choice set (`check --deploy` warns of the collision)
+    "ENUM_NAME_OVERRIDES": {
+        "AccountStatusEnum": "mktx.accounts.models.AccountStatus",
+        "ConversationStatusEnum": "contacts.models.ConversationStatus",
+        "TemplateTypeEnum": "campaigns.models.TemplateType",
+        "TemplateTypeInputEnum": "campaigns.models.TemplateType.values",  # the inputs list values without labels
+        "CampaignTypeInputEnum": "campaigns.models.CampaignType.values",
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -259,14 +279,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
-    # several models have a `status` or a `type`: name each choice set (`check --deploy` warns of the collision)
-    "ENUM_NAME_OVERRIDES": {
-        "AccountStatusEnum": "mktx.accounts.models.AccountStatus",
-        "ConversationStatusEnum": "contacts.models.ConversationStatus",
-        "TemplateTypeEnum": "campaigns.models.TemplateType",
-        "TemplateTypeInputEnum": "campaigns.models.TemplateType.values",  # the inputs list values without labels
-        "CampaignTypeInputEnum": "campaigns.models.CampaignType.values",
-    },
 
 # --- X and the outside world ------------------------------------------------------------------------------------------
 
@@ -318,6 +330,14 @@ SESSION_COOKIE_HTTPONLY = True
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("MKTX_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("MKTX_SECURE_COOKIES", True)
+    # HTTPS only, unless turned off explicitly (then `check --deploy` says so); the probes stay reachable over http
+    SECURE_SSL_REDIRECT = env_bool("MKTX_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env_int("MKTX_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MKTX_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("MKTX_HSTS_PRELOAD", True)
+# X-Forwarded-Proto is only a proxy's word when a proxy is trusted; without one any client could claim https
+if MKTX_TRUSTED_PROXIES > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- logging: one line per record on stdout, with the request id --------------------------------------------------
@@ -330,14 +350,6 @@ LOGGING = {
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
-    # HTTPS only, unless turned off explicitly (then `check --deploy` says so); the probes stay reachable over http
-    SECURE_SSL_REDIRECT = env_bool("MKTX_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-    SECURE_HSTS_SECONDS = env_int("MKTX_HSTS_SECONDS", 31536000, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MKTX_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_HSTS_PRELOAD = env_bool("MKTX_HSTS_PRELOAD", True)
-# X-Forwarded-Proto is only a proxy's word when a proxy is trusted; without one any client could claim https
-if MKTX_TRUSTED_PROXIES > 0:
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",

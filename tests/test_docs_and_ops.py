@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -70,7 +71,9 @@ def test_healthz_and_readyz_answer():
     assert Client().get("/healthz").json() == {"success": True, "data": {"status": "ok"}}
     ready = Client().get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["data"]["checks"] == {"database": "ok", "broker": "ok"}
+    with_redis = {"redis": "ok"} if settings.REDIS_URL else {}  # Redis is checked where it is configured
+    assert ready.json()["data"]["checks"] == {"database": "ok", "broker": "ok", **with_redis}
+    assert ready.json()["data"]["status"] == "ready"
 
 
 def test_readyz_is_503_when_the_database_fails(monkeypatch):

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from mktx.accounts.models import Account
 from mktx.accounts.selectors import active_account_for_x_user
-from mktx.redis import redis_key, shared_redis
+from mktx.redis import redis_call, redis_key
 from webhooks_app.events import RevokeEvent
 from webhooks_app.handlers import HANDLERS
 from webhooks_app.models import EventStatus, InboundEvent
@@ -73,16 +73,18 @@ def _broker() -> Any:
     return get_broker()
 
 
-def _flag_add() -> bool:
-    """Set the drain flag unless it is set. Redis directly when there is one: this runs on every delivery."""
+def _flag_add() -> bool | None:
+    """Set the drain flag unless it is set; None when Redis is down. Redis directly when there is one: this runs
+    on every delivery."""
     if settings.REDIS_URL:
-        return bool(shared_redis().set(redis_key(KICK_KEY), 1, nx=True, ex=KICK_TTL))
+        key = redis_key(KICK_KEY)
+        return redis_call("inbound drain flag", None, lambda client: bool(client.set(key, 1, nx=True, ex=KICK_TTL)))
     return bool(cache.add(KICK_KEY, 1, timeout=KICK_TTL))
 
 
 def _flag_clear() -> None:
     if settings.REDIS_URL:
-        shared_redis().delete(redis_key(KICK_KEY))
+        redis_call("inbound drain flag", None, lambda client: client.delete(redis_key(KICK_KEY)))
     else:
         cache.delete(KICK_KEY)
 
@@ -98,6 +100,9 @@ def _kick() -> None:
     `grace / 2` ago skips the check: the owning drain clears the flag after that moment, and before it exits it
     looks once more after `grace`, which is later than any event this process committed in the meantime. One
     Redis call per process per few hundred milliseconds instead of one per delivery; the sweep catches a lost task.
+
+    The event is stored before this runs, so nothing here may fail the delivery: with Redis down (and with it, in
+    production, the task broker) no drain is queued and the minute sweep processes the event instead.
     """
     global _last_kick
     now = time.monotonic()
@@ -105,10 +110,15 @@ def _kick() -> None:
     if window and now - _last_kick < window:
         return
     _last_kick = now
-    if _flag_add():
-        from django_q.tasks import async_task
+    if not _flag_add():  # set by another drain's owner, or Redis is down: the sweep drains
+        return
+    from django_q.tasks import async_task
 
+    try:
         async_task("webhooks_app.tasks.drain_inbound_events", task_name="inbound-drain", broker=_broker())
+    except Exception:  # the broker is down: the event is stored, and the sweep picks it up
+        logger.warning("could not queue the inbound drain; the sweep will process the stored events", exc_info=True)
+        _flag_clear()
 
 
 def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:

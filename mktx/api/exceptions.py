@@ -8,15 +8,17 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import set_rollback
 
-from mktx.api.errors import ApiError, ErrorCode, error_body
+from mktx.api.errors import ApiError, ErrorCode, ServiceUnavailable, error_body
 from mktx.api.logging import current_request_id
+from mktx.api.middleware import is_json_surface
 
 logger = logging.getLogger("mktx.api")
 
@@ -69,7 +71,44 @@ def validation_details(detail: Any) -> tuple[str, dict[str, Any]]:
     return f"Validation failed: {field}: {reason}", {"field": field, "reason": reason, "fields": fields}
 
 
+# The database refusing or dropping connections (down, restarting, out of connections, a lock wait that ran out):
+# the request may succeed if repeated, and the connection is opened again on the next request. Not a 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    return ServiceUnavailable(
+        "Service temporarily unavailable: the database cannot be reached; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+class DatabaseUnavailableMiddleware:
+    """The same 503 for views outside DRF (the webhook receiver, the admin) when the database is unavailable."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_UNAVAILABLE):
+            return None
+        error = database_unavailable(exception)
+        if is_json_surface(request.path):
+            response: HttpResponse = JsonResponse(error_body(error.message, error.code), status=error.status_code)
+        else:
+            response = HttpResponse(error.message, status=error.status_code, content_type="text/plain")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+
 def _convert_django_exception(exc: Exception) -> Exception:
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return database_unavailable(exc)
     if isinstance(exc, Http404):
         return drf.NotFound()
     if isinstance(exc, DjangoPermissionDenied):

@@ -1,21 +1,41 @@
 """Per-merchant API rate limit, with fixed-window counters in the shared cache (Redis in production).
 
 The counter is an atomic `incr` in Redis, so the limit holds across gunicorn workers and hosts. The result of the
-check is left on the request for `RateLimitHeadersMiddleware`, which adds `X-RateLimit-*` to the response.
+check is left on the request for `RateLimitHeadersMiddleware`, which adds `X-RateLimit-*` to the response. When
+Redis is down the limiter fails open (mktx/redis.py): the request is counted as the first of its window.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from mktx.redis import redis_key, shared_redis
+from mktx.redis import redis_call, redis_key
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address: the socket's peer, or with `MKTX_TRUSTED_PROXIES` = N the Nth X-Forwarded-For
+    entry from the right (each trusted proxy appends the address it saw; entries further left are the client's
+    own claims). A missing or malformed entry falls back to the socket's address."""
+    remote = str(request.META.get("REMOTE_ADDR") or "")
+    proxies = settings.MKTX_TRUSTED_PROXIES
+    if proxies:
+        forwarded = [part.strip() for part in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+        if len(forwarded) >= proxies:
+            candidate = forwarded[-proxies]
+            try:
+                return str(ipaddress.ip_address(candidate))
+            except ValueError:
+                pass
+    return remote
 
 
 @dataclass(frozen=True)
@@ -28,10 +48,14 @@ class RateLimitState:
 def _count(cache_key: str, ttl: int) -> int:
     """Add one to the window's counter, atomically. With Redis: INCR and EXPIRE in one round trip."""
     if settings.REDIS_URL:
-        pipe = shared_redis().pipeline(transaction=False)
-        pipe.incr(redis_key(cache_key))
-        pipe.expire(redis_key(cache_key), ttl, nx=True)
-        return int(pipe.execute()[0])
+
+        def incr(client: Any) -> int:
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(redis_key(cache_key))
+            pipe.expire(redis_key(cache_key), ttl, nx=True)
+            return int(pipe.execute()[0])
+
+        return redis_call("rate-limit count", 1, incr)
     cache.add(cache_key, 0, timeout=ttl)
     try:
         return int(cache.incr(cache_key))
@@ -48,6 +72,30 @@ def hit(key: str, *, limit: int, period: int, now: float | None = None) -> tuple
     count = _count(f"ratelimit:{key}:{window_start}", period + 5)
     state = RateLimitState(limit=limit, remaining=max(0, limit - count), reset=reset)
     return count <= limit, state
+
+
+def _peek(cache_key: str) -> int:
+    if settings.REDIS_URL:
+        return redis_call("rate-limit read", 0, lambda client: int(client.get(redis_key(cache_key)) or 0))
+    return int(cache.get(cache_key) or 0)
+
+
+def _window(period: int, now: float | None) -> int:
+    now = time.time() if now is None else now
+    return int(now // period) * period
+
+
+def failure_limited(key: str, *, limit: int, period: int, now: float | None = None) -> float | None:
+    """Seconds until `key` may try again when it has `limit` recorded failures in this window, else None."""
+    window_start = _window(period, now)
+    if _peek(f"failures:{key}:{window_start}") < limit:
+        return None
+    return max(1.0, window_start + period - (time.time() if now is None else now))
+
+
+def failure_record(key: str, *, period: int, now: float | None = None) -> None:
+    """Count one failure (a wrong password) against `key` in this window."""
+    _count(f"failures:{key}:{_window(period, now)}", period + 5)
 
 
 class _WindowThrottle(BaseThrottle):
@@ -90,4 +138,4 @@ class LoginRateThrottle(_WindowThrottle):
     setting_name = "MKTX_LOGIN_RATE_LIMIT"
 
     def key_for(self, request: Request) -> str | None:
-        return f"login:{self.get_ident(request)}"
+        return f"login:{client_address(request)}"

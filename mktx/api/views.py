@@ -8,7 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -17,7 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mktx.api.middleware import envelope_for_status
-from mktx.api.schema import postman_collection
+from mktx.api.schema import cached_postman_collection
+from mktx.redis import redis_counters, redis_ping
 
 logger = logging.getLogger("mktx.api")
 
@@ -27,6 +27,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_database() -> str | None:
+    """None when the database answers, else the error (for the log only: callers may be anonymous)."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -47,21 +48,50 @@ def _check_broker() -> str | None:
     return None
 
 
+def _readiness() -> tuple[dict[str, str], dict[str, str]]:
+    """Each check's state (`ok`, `degraded`: serving without it, `fail`: not ready) and the errors behind them.
+
+    Redis holds nothing the service cannot do without (mktx/redis.py), so a down Redis, and a task broker that is
+    that Redis, leave the service degraded but ready; the database, and a task broker in the database, are needed.
+    """
+    errors: dict[str, str] = {}
+    checks: dict[str, str] = {}
+    database_error = _check_database()
+    checks["database"] = "fail" if database_error else "ok"
+    if database_error:
+        errors["database"] = database_error
+    broker_is_redis = bool(settings.Q_CLUSTER.get("redis"))
+    if settings.REDIS_URL:
+        checks["redis"] = "ok" if redis_ping() else "degraded"
+        if checks["redis"] != "ok":
+            errors["redis"] = "Redis did not answer"
+    if broker_is_redis and settings.Q_CLUSTER.get("redis") == settings.REDIS_URL and checks.get("redis") != "ok":
+        broker_error: str | None = "the task broker is the Redis that did not answer"  # do not wait for it twice
+    else:
+        broker_error = _check_broker()
+    checks["broker"] = "ok" if not broker_error else ("degraded" if broker_is_redis else "fail")
+    if broker_error:
+        errors["broker"] = broker_error
+    return checks, errors
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
-    failures = {name: error for name, error in (("database", _check_database()), ("broker", _check_broker())) if error}
-    checks = {name: ("fail" if name in failures else "ok") for name in ("database", "broker")}
-    if failures:
-        logger.warning("not ready: %s", failures)
+    checks, errors = _readiness()
+    if errors:
+        logger.warning("readiness: %s", errors)
+    metrics = redis_counters()
+    if "fail" in checks.values():
         return JsonResponse(
             {
                 "success": False,
                 "error": "Service not ready",
                 "code": "SERVICE_UNAVAILABLE",
-                "details": {"checks": checks, "errors": failures},
+                "details": {"checks": checks, "metrics": metrics},
             },
             status=503,
         )
-    return JsonResponse({"success": True, "data": {"status": "ready", "checks": checks}})
+    status = "degraded" if "degraded" in checks.values() else "ready"
+    return JsonResponse({"success": True, "data": {"status": status, "checks": checks, "metrics": metrics}})
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -81,7 +111,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 class PostmanCollectionView(APIView):
-    """The Postman collection, generated from the OpenAPI document on each request (it is small)."""
+    """The Postman collection, generated from the OpenAPI document once per process."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -90,6 +120,4 @@ class PostmanCollectionView(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
-        schema = SchemaGenerator().get_schema(request=None, public=True)
-        base_url = request.build_absolute_uri("/").rstrip("/") or settings.MKTX_PUBLIC_URL
-        return Response(postman_collection(schema, base_url))
+        return Response(cached_postman_collection())
