@@ -202,9 +202,11 @@ def test_a_token_without_exp_is_401(owner):
     _assert_unauthorized(_get(token))
 
 
-def test_an_external_iam_token_for_a_known_merchant_is_accepted(merchant):
-    # given a token from another IAM: its user is not stored here
-    token = _hs_token({"merchant_id": str(merchant.id), "user_id": str(uuid.uuid4()), "role": "agent"})
+def test_an_external_iam_token_for_a_known_merchant_is_accepted(settings, merchant):
+    # given a token from another IAM, which has its own key: its user is not stored here
+    settings.JWT_VERIFYING_KEY = "external-iam-shared-secret-0123456789abcdef"
+    claims = {"merchant_id": str(merchant.id), "user_id": str(uuid.uuid4()), "role": "agent"}
+    token = _hs_token(claims, key=settings.JWT_VERIFYING_KEY)
     # when / then
     response = _get(token)
     assert response.status_code == 200

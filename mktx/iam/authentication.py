@@ -10,7 +10,7 @@ from rest_framework.request import Request
 
 from mktx.api.errors import Unauthorized
 from mktx.iam.models import Merchant, Role, User
-from mktx.iam.tokens import decode_access_token
+from mktx.iam.tokens import VerifiedToken, verify_access_token
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,25 @@ def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID | None:
         raise Unauthorized(f"Token claim {name} is not a UUID") from None
 
 
-def principal_from_claims(claims: dict[str, Any]) -> User | ExternalPrincipal:
+def principal_from_claims(token: VerifiedToken) -> User | ExternalPrincipal:
+    """The stored user a token names, or an external IAM's principal.
+
+    A token issued here must name a stored, active user of its merchant: a user that was deleted or deactivated
+    loses access at once, not when the token expires. Only a token of an external IAM (see `verify_access_token`)
+    may name a principal not stored here, and then with the token's role.
+    """
+    claims = token.claims
     merchant_id = _uuid_claim(claims, "merchant_id")
     if merchant_id is None:
         raise Unauthorized("Token has no merchant_id claim")
     user_id = _uuid_claim(claims, "user_id")
-    if user_id is not None:
-        user = User.objects.select_related("merchant").filter(pk=user_id).first()
-        if user is not None:
-            if user.merchant_id != merchant_id or not user.is_active or not user.merchant.is_active:  # type: ignore[union-attr]
-                raise Unauthorized("Token does not match an active user")
-            return user
+    user = User.objects.select_related("merchant").filter(pk=user_id).first() if user_id is not None else None
+    if user is not None:
+        if user.merchant_id != merchant_id or not user.is_active or not user.merchant.is_active:  # type: ignore[union-attr]
+            raise Unauthorized("Token does not match an active user")
+        return user
+    if token.issued_here:
+        raise Unauthorized("Token does not match an active user")
     if not Merchant.objects.filter(pk=merchant_id, is_active=True).exists():
         raise Unauthorized("Token names an unknown merchant")
     role = claims.get("role", Role.AGENT)
@@ -62,7 +70,7 @@ def principal_from_claims(claims: dict[str, Any]) -> User | ExternalPrincipal:
 
 
 class MerchantJWTAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <JWT>`, issued here or by an external IAM sharing the key."""
+    """`Authorization: Bearer <JWT>`, issued here or by an external IAM whose key is `JWT_VERIFYING_KEY`."""
 
     def authenticate(self, request: Request) -> tuple[User | ExternalPrincipal, dict[str, Any]] | None:
         header = get_authorization_header(request).split()
@@ -75,8 +83,8 @@ class MerchantJWTAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise AuthenticationFailed("Invalid token") from None
         try:
-            claims = decode_access_token(raw)
-            return principal_from_claims(claims), claims
+            token = verify_access_token(raw)
+            return principal_from_claims(token), token.claims
         except Unauthorized as exc:
             raise AuthenticationFailed(exc.message) from None
 

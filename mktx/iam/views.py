@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 
 from mktx.api.errors import Unauthorized
 from mktx.api.throttling import LoginRateThrottle
+from mktx.iam.login_guard import login_email_wait, login_failure_record
 from mktx.iam.models import User
 from mktx.iam.serializers import LoginInput, RefreshInput, TokenPairOutput
 from mktx.iam.tokens import tokens_for_user, tokens_refresh
@@ -28,8 +30,13 @@ class LoginView(_PublicAuthView):
     def post(self, request: Request) -> Response:
         data = LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, email=data.validated_data["email"], password=data.validated_data["password"])
+        email = data.validated_data["email"]
+        wait = login_email_wait(email)
+        if wait is not None:  # refused before the password is checked: see login_guard
+            raise Throttled(wait=wait)
+        user = authenticate(request, email=email, password=data.validated_data["password"])
         if not isinstance(user, User) or user.merchant_id is None or not user.merchant.is_active:  # type: ignore[union-attr]
+            login_failure_record(email)
             raise Unauthorized("Invalid email or password")
         User.objects.filter(pk=user.pk).update(last_login=timezone.now())
         return Response(tokens_for_user(user))

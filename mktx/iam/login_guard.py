@@ -1,0 +1,42 @@
+"""Password-guessing limits shared by the API login and the back-office login.
+
+Two limits, both fixed windows in the shared cache: attempts per client address (`MKTX_LOGIN_RATE_LIMIT`, the same
+counter as the API's `LoginRateThrottle`) and failed attempts per email (`MKTX_LOGIN_FAILURE_LIMIT` in
+`MKTX_LOGIN_FAILURE_WINDOW` seconds). An email over its limit is refused before its password is checked, so a
+guesser learns nothing more until the window ends; a success does not reset the count (an attacker holding one
+password cannot clear the lockout of the account they are guessing), and other emails are not affected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from mktx.api.throttling import client_address, failure_limited, failure_record, hit
+from mktx.iam.models import normalize_email
+
+
+def _email_key(email: str) -> str:
+    # hashed: the cache holds no email addresses, and any input makes a short, safe key
+    return "login-email:" + hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
+
+
+def login_email_wait(email: str) -> float | None:
+    """Seconds until `email` may try a password again, or None when it may now."""
+    return failure_limited(
+        _email_key(email), limit=settings.MKTX_LOGIN_FAILURE_LIMIT, period=settings.MKTX_LOGIN_FAILURE_WINDOW
+    )
+
+
+def login_failure_record(email: str) -> None:
+    failure_record(_email_key(email), period=settings.MKTX_LOGIN_FAILURE_WINDOW)
+
+
+def login_address_wait(request: HttpRequest) -> float | None:
+    """Count one attempt from the request's client address; seconds to wait when it is over the limit."""
+    limit, period = settings.MKTX_LOGIN_RATE_LIMIT
+    allowed, state = hit(f"login:{client_address(request)}", limit=limit, period=period)
+    return None if allowed else max(1.0, state.reset - time.time())
