@@ -17,6 +17,7 @@ from contacts.models import (
     Segment,
     Tag,
 )
+from contacts.services.contacts import contact_erase
 from contacts.services.segments import segment_contacts
 from mktx.api.errors import ApiError
 
@@ -69,6 +70,14 @@ class ContactAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [ContactTagInline]
     show_full_result_count = False
+
+    # Deleting a contact here is an erasure, as through the API: the raw webhook events are redacted too.
+    def delete_model(self, request: HttpRequest, obj: Contact) -> None:
+        contact_erase(contact=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        for contact in queryset.select_related("account"):
+            contact_erase(contact=contact)
 
 
 class MessageInline(ReadOnlyMixin, admin.TabularInline):

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.apps import apps
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from contacts.erasure import ErasedContact, erasure_hooks_run
 from contacts.models import Contact, ContactSource, ContactTag, Tag
 from contacts.validation import merge_attributes, normalize_tag, normalize_tags, validate_attribute_changes
 from mktx.accounts.models import Account
@@ -143,48 +143,17 @@ def contact_update(*, contact: Contact, changes: dict[str, Any]) -> Contact:
     return contact
 
 
-ERASED = "[erased]"
-
-
-def _redact_event(payload: dict[str, Any], x_user_id: str) -> dict[str, Any]:
-    for event in payload.get("direct_message_events") or []:
-        create = event.get("message_create") or {}
-        if x_user_id in (create.get("sender_id"), (create.get("target") or {}).get("recipient_id")):
-            data = create.setdefault("message_data", {})
-            data["text"] = ERASED
-            for key in ("attachment", "quick_reply_response", "entities"):
-                data.pop(key, None)
-    for event in payload.get("follow_events") or []:
-        for side in ("source", "target"):
-            user = event.get(side) or {}
-            if user.get("id") == x_user_id:
-                event[side] = {"id": x_user_id, "name": ERASED, "screen_name": ERASED}
-    users = payload.get("users") or {}
-    if x_user_id in users:
-        users[x_user_id] = {"id": x_user_id, "name": ERASED, "screen_name": ERASED}
-    return payload
-
-
-def _redact_inbound_events(*, account: Account, x_user_id: str) -> int:
-    """Redact the user from the stored raw webhook events of this account.
-
-    The event log belongs to the inbound edge, which the apps never import (ARCHITECTURE.md); erasure reaches its
-    table by model name instead, so a reader sees here everything an erasure touches."""
-    inbound_event = apps.get_model("webhooks_app", "InboundEvent")
-    events = inbound_event.objects.filter(for_user_id=account.twitter_user_id, payload__icontains=x_user_id)
-    redacted = 0
-    for event in events.only("pk", "payload").iterator(chunk_size=500):
-        inbound_event.objects.filter(pk=event.pk).update(payload=_redact_event(event.payload, x_user_id))
-        redacted += 1
-    return redacted
-
-
 @transaction.atomic
 def contact_erase(*, contact: Contact) -> None:
-    """GDPR erasure: the contact, its tags, conversations, messages and consent records, and its words in the raw
-    webhook events. Campaign deliveries are anonymised by the campaign app, not dropped."""
-    account = contact.account
-    x_user_id = contact.twitter_user_id
+    """GDPR erasure: the contact, its tags, conversations, messages and consent records, and what other apps keep
+    about it through their erasure hooks (contacts/erasure.py: the raw webhook events). Campaign deliveries are
+    anonymised by the campaign app, not dropped. Every back-office path that deletes a contact comes here."""
+    erased = ErasedContact(
+        contact_id=contact.pk,
+        merchant_id=contact.merchant_id,
+        account_x_user_id=contact.account.twitter_user_id,
+        x_user_id=contact.twitter_user_id,
+    )
     contact.delete()
-    redacted = _redact_inbound_events(account=account, x_user_id=x_user_id)
-    logger.info("contact %s erased; %s raw events redacted", contact.pk, redacted)
+    done = erasure_hooks_run(erased)
+    logger.info("contact %s erased; %s", erased.contact_id, done)
