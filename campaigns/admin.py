@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -9,12 +10,82 @@ from django.http import HttpRequest
 from campaigns import lifecycle
 from campaigns.metrics import counts_of, estimated_completion, with_rates
 from campaigns.models import Campaign, CampaignRun, Delivery, Template
+from campaigns.services import template_delete, template_update
 from campaigns.templating import render
+from contacts.models import Segment
 from mktx.api.errors import ApiError
+
+# --- writes through the services ------------------------------------------------------------------------------------
+# The admin saves nothing itself: a change form calls the service the API uses while it validates, so the service's
+# refusal shows as a form error and the admin's own save has nothing left to write. (Django's change view runs in one
+# transaction; the service's own atomic block undoes its writes when it refuses.)
+
+
+def _form_field(exc: ApiError, fields: dict[str, str]) -> str | None:
+    """The form field an API error names (`segmentIds[2]` is `segments`), or None for the whole form."""
+    named = str(exc.details.get("field", ""))
+    for api_name, form_name in fields.items():
+        if named == api_name or named.startswith((f"{api_name}.", f"{api_name}[")):
+            return form_name
+    return None
+
+
+class ServiceForm(forms.ModelForm):
+    """A change form whose changed fields go to `write(instance, changes)` (API names) instead of `save()`."""
+
+    api_names: dict[str, str] = {}  # form field -> API field
+
+    def write(self, changes: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def api_value(self, name: str, value: Any) -> Any:
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or self.cleaned_data
+        if self.errors or self.instance._state.adding:
+            return cleaned
+        changes = {
+            self.api_names[name]: self.api_value(name, cleaned.get(name))
+            for name in self.changed_data
+            if name in self.api_names
+        }
+        if changes:
+            try:
+                self.write(changes)
+            except ApiError as exc:
+                self.add_error(_form_field(exc, {v: k for k, v in self.api_names.items()}), exc.message)
+        return cleaned
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """Saving is done by the form's service call: nothing is written here, not even the many-to-many fields."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created through the API, which owns the merchant and the checks
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj.refresh_from_db()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+
+class TemplateForm(ServiceForm):
+    api_names = {n: n for n in ("name", "type", "content", "variables", "options", "card")}
+
+    class Meta:
+        model = Template
+        fields = ("name", "type", "content", "variables", "options", "card")
+
+    def write(self, changes: dict[str, Any]) -> None:
+        template_update(template=Template.objects.get(pk=self.instance.pk), changes=changes)
 
 
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):
+class TemplateAdmin(ServiceAdmin):
+    form = TemplateForm
     list_display = ("name", "type", "merchant", "updated_at")
     list_filter = ("type", "merchant")
     list_select_related = ("merchant",)
@@ -29,6 +100,21 @@ class TemplateAdmin(admin.ModelAdmin):
             return render(template, variables=values).text
         except ApiError as exc:
             return f"cannot render: {exc.message}"
+
+    # Deleting goes through template_delete, which refuses while an active campaign uses the template.
+    def has_delete_permission(self, request: HttpRequest, obj: Template | None = None) -> bool:
+        in_use = obj is not None and obj.campaigns.filter(status__in=lifecycle.CANCELLABLE).exists()
+        return not in_use and super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Template) -> None:
+        template_delete(template=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
+        for template in queryset:
+            try:
+                template_delete(template=template)
+            except ApiError as exc:
+                self.message_user(request, f"{template.name}: {exc.message}", messages.WARNING)
 
 
 class RunInline(admin.TabularInline):
@@ -60,8 +146,44 @@ def _each(action: Any, verb: str) -> Any:
     return admin.action(description=f"{verb} selected campaigns")(run)
 
 
+CAMPAIGN_INPUTS = {
+    "name": "name",
+    "type": "type",
+    "template": "templateId",
+    "segments": "segmentIds",
+    "variables": "variables",
+    "schedule": "schedule",
+}
+
+
+class CampaignForm(ServiceForm):
+    api_names = CAMPAIGN_INPUTS
+
+    class Meta:
+        model = Campaign
+        fields = tuple(CAMPAIGN_INPUTS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        merchant_id = self.instance.merchant_id
+        for name, model in (("template", Template), ("segments", Segment)):
+            if name in self.fields:  # read-only fields are not in the form
+                self.fields[name].queryset = model.objects.filter(merchant_id=merchant_id)  # type: ignore[attr-defined]
+
+    def api_value(self, name: str, value: Any) -> Any:
+        if name == "template":
+            return str(value.pk) if value is not None else None
+        if name == "segments":
+            return [str(segment.pk) for segment in value or []]
+        return value
+
+    def write(self, changes: dict[str, Any]) -> None:
+        lifecycle.campaign_update(campaign=Campaign.objects.get(pk=self.instance.pk), changes=changes)
+
+
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ServiceAdmin):
+    form = CampaignForm
     list_display = ("name", "type", "status", "progress", "merchant", "template", "next_run_at", "created_at")
     list_filter = ("status", "type", "merchant")
     list_select_related = ("merchant", "template")
@@ -90,6 +212,15 @@ class CampaignAdmin(admin.ModelAdmin):
         _each(lifecycle.campaign_resume, "Resume"),
         _each(lifecycle.campaign_cancel, "Cancel"),
     ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        # What campaign_update would refuse is not offered: only a draft or scheduled campaign is edited.
+        if obj is not None and obj.status not in lifecycle.EDITABLE:
+            return (*self.readonly_fields, *CAMPAIGN_INPUTS)
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return False  # no service deletes a campaign (its deliveries are the record): cancel it instead
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         pending = Count("deliveries", filter=Q(deliveries__status__in=["pending", "sending"]))
