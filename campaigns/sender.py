@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from campaigns.links import links_track
+from campaigns.media import RunMedia
 from campaigns.models import (
     AccountPacing,
     Campaign,
@@ -181,7 +182,7 @@ def delivery_send(delivery: Delivery, now: datetime) -> str:
             content=text,
             origin=MessageOrigin.CAMPAIGN,
             message_type=campaign.template.type,
-            attachments=[Attachment(rendered.image_url)] if rendered.image_url else [],
+            attachments=[Attachment(rendered.image_url, uploads=RunMedia(delivery.run))] if rendered.image_url else [],
             marketing=True,
             idempotency_key=_key(delivery.pk, delivery.attempts),
             metadata={"campaignId": str(campaign.pk), "deliveryId": delivery.pk, "run": delivery.run.number},

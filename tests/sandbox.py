@@ -57,6 +57,12 @@ class SandboxControl:
     def dms(self, **query: str) -> list[dict[str, Any]]:
         return requests.get(self.url + "/_sandbox/dms", params=query, timeout=30).json()
 
+    def media(self) -> list[dict[str, Any]]:
+        return requests.get(self.url + "/_sandbox/media", timeout=30).json()
+
+    def expire_media(self, media_id: str | None = None) -> dict[str, Any]:
+        return self._post("/_sandbox/media/expire", {"mediaId": media_id})
+
     def deliveries(self, wait: float = 5.0) -> list[dict[str, Any]]:
         response = requests.get(self.url + "/_sandbox/deliveries", params={"wait": wait}, timeout=wait + 30)
         return response.json()

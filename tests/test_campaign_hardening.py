@@ -4,12 +4,15 @@ out-of-range schedule datetimes answered 400."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import time_machine
 
-from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.models import Campaign, CampaignRun, Delivery, Template
+from campaigns.sender import sender_step
 from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
 from tests.factories import MerchantFactory, UserFactory
 from tests.test_campaigns import BASE, act, create, segment, template
@@ -297,3 +300,96 @@ def test_a_missed_first_occurrence_is_skipped_and_the_recurrence_keeps_its_times
     campaign.refresh_from_db()
     assert (campaign.status, campaign.run_count) == ("completed", 1)  # the last occurrence, on its day
     assert CampaignRun.objects.get(campaign=campaign).started_at == first + timedelta(days=2)
+
+
+# --- 4b. the card image fetched and uploaded once per run -----------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
+
+
+class _CardImages:
+    """An image server that counts the fetches."""
+
+    def __init__(self) -> None:
+        self.fetches = 0
+        images = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                images.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(PNG)))
+                self.end_headers()
+                self.wfile.write(PNG)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sale.png"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def card_image(settings):
+    settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = True
+    server = _CardImages()
+    yield server
+    server.server.shutdown()
+
+
+def card_campaign(api, image_url):
+    card = {
+        "imageUrl": "https://cdn.example.com/sale.png",
+        "buttons": [{"label": "Shop", "url": "https://shop.example"}],
+    }
+    body = {"name": "Card", "type": "card", "content": "Our sale", "variables": [], "card": card}
+    response = api.post(f"{BASE}/templates", body, format="json")
+    assert response.status_code == 200, response.json()
+    template_id = response.json()["data"]["id"]
+    # the API takes only https image URLs; the test's image server speaks plain http
+    Template.objects.filter(pk=template_id).update(card={**card, "imageUrl": image_url})
+    return create(api, [segment(api, "Fans", "fans")], template_id, variables={})
+
+
+def test_a_card_image_is_fetched_and_uploaded_once_per_run_not_per_recipient(
+    api, sandbox, shop, crowd, clock, fast, card_image
+):
+    data = card_campaign(api, card_image.url)
+    assert act(api, data["id"], "start").status_code == 200
+    drain(clock)
+    dms = sandbox.dms(senderId=shop["id"])
+    assert len(dms) == 3
+    (upload,) = sandbox.media()
+    assert upload["ownerId"] == shop["id"]
+    assert [dm["mediaIds"] for dm in dms] == [[upload["id"]]] * 3
+    assert card_image.fetches == 1
+    assert set(Delivery.objects.filter(campaign_id=data["id"]).values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_media_id_x_no_longer_accepts_is_uploaded_again_once(api, sandbox, shop, crowd, clock, fast, card_image):
+    data = card_campaign(api, card_image.url)
+    assert act(api, data["id"], "start").status_code == 200
+    sender_step()  # the first recipient, with the first upload
+    assert len(sandbox.dms(senderId=shop["id"])) == 1
+    sandbox.expire_media()  # as X does after 24 hours
+    drain(clock)
+    dms = sandbox.dms(senderId=shop["id"])
+    assert len(dms) == 3
+    first, second = (m["id"] for m in sandbox.media())
+    assert [dm["mediaIds"] for dm in dms] == [[first], [second], [second]]
+    assert card_image.fetches == 2
+    assert set(Delivery.objects.filter(campaign_id=data["id"]).values_list("status", flat=True)) == {"sent"}
+
+
+def test_each_run_of_a_recurrence_uploads_its_card_image_once(api, sandbox, shop, crowd, clock, fast, card_image):
+    data = card_campaign(api, card_image.url)
+    api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"recurrence": DAILY}}, format="json")
+    act(api, data["id"], "start")
+    drain(clock, until=START + timedelta(hours=1))
+    clock.move_to(Campaign.objects.get(pk=data["id"]).next_run_at + timedelta(seconds=1))
+    drain(clock, until=START + timedelta(days=1, hours=1))
+    assert CampaignRun.objects.filter(campaign_id=data["id"]).count() == 2
+    assert len(sandbox.dms(senderId=shop["id"])) == 6
+    assert len(sandbox.media()) == 2 and card_image.fetches == 2

@@ -22,6 +22,7 @@ class ControlMixin:
     webhooks: dict[str, Webhook]
     subscriptions: set[tuple[str, str]]
     deliveries: list[Delivery]
+    media: dict[str, dict[str, Any]]
     app_id: str
 
     if TYPE_CHECKING:
@@ -191,6 +192,30 @@ class ControlMixin:
             }
             for d in found
         ]
+
+    def list_media(self) -> list[dict[str, Any]]:
+        """Every upload, oldest first: how many times the service fetched and uploaded an image."""
+        with self.lock:
+            items = sorted(self.media.items(), key=lambda item: int(item[0]))
+        return [
+            {
+                "id": m,
+                "ownerId": v["owner"],
+                "size": v["size"],
+                "contentType": v["contentType"],
+                "expired": v["expires"] < time.time(),
+            }
+            for m, v in items
+        ]
+
+    def expire_media(self, media_id: str | None) -> dict[str, Any]:
+        """As X does after 24 hours: the media id (or every one) is refused by a DM from now on."""
+        with self.lock:
+            expired = [m for m in self.media if media_id in (None, "", m)]
+            for m in expired:
+                self.media[m]["expires"] = 0
+            self._save()
+        return {"expired": expired}
 
     def list_deliveries(self) -> list[dict[str, Any]]:
         with self.lock:

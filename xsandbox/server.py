@@ -182,6 +182,15 @@ def _c_deliveries(sb: Sandbox, call: Call) -> Result:
     return _ok(sb.list_deliveries())
 
 
+def _c_media(sb: Sandbox, call: Call) -> Result:
+    return _ok(sb.list_media())
+
+
+def _c_media_expire(sb: Sandbox, call: Call) -> Result:
+    body = call.json()
+    return _ok(sb.expire_media(str(body.get("mediaId") or "") if isinstance(body, dict) else None))
+
+
 def _c_faults(sb: Sandbox, call: Call) -> Result:
     return _ok(sb.add_fault(call.json()), 201)
 
@@ -231,6 +240,8 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     ("POST", re.compile(r"/_sandbox/revoke"), NONE, _c_revoke),
     ("GET", re.compile(r"/_sandbox/dms"), NONE, _c_dms),
     ("GET", re.compile(r"/_sandbox/deliveries"), NONE, _c_deliveries),
+    ("GET", re.compile(r"/_sandbox/media"), NONE, _c_media),
+    ("POST", re.compile(r"/_sandbox/media/expire"), NONE, _c_media_expire),
     ("POST", re.compile(r"/_sandbox/faults"), NONE, _c_faults),
     ("POST", re.compile(r"/_sandbox/limits"), NONE, _c_limits),
     ("POST", re.compile(r"/_sandbox/reset"), NONE, _c_reset),

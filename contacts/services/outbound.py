@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -22,7 +22,7 @@ from mktx.accounts.models import Account, AccountStatus
 from mktx.accounts.services import AccountCredentialsUnreadable, account_client, account_revoked
 from mktx.api.errors import ApiError, ErrorCode, InvalidInput, RateLimited, TwitterApiError
 from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
-from mktx.xapi.errors import api_error_for
+from mktx.xapi.errors import XBadRequest, api_error_for
 
 logger = logging.getLogger("mktx.outbound")
 
@@ -42,10 +42,20 @@ class SendSkipped(ApiError):
         self.reason = reason
 
 
+class UploadedMedia(Protocol):
+    """Media ids already uploaded to X for an image URL, per sending account, reused by later sends (a campaign
+    run's card image: fetched and uploaded once, not once per recipient)."""
+
+    def get(self, account_id: Any, url: str) -> str | None: ...
+
+    def put(self, account_id: Any, url: str, media_id: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Attachment:
     url: str
     type: str = "image"
+    uploads: UploadedMedia | None = None
 
 
 def quota_state(account_id: Any, now: datetime | None = None) -> tuple[int, datetime | None]:
@@ -176,6 +186,29 @@ def _api_error_for_send(exc: XError) -> ApiError:
     return api_error_for(exc, action="Sending the DM")
 
 
+def _reusable_media(account: Account, attachments: list[Attachment]) -> str | None:
+    first = attachments[0] if attachments else None
+    return first.uploads.get(account.pk, first.url) if first is not None and first.uploads is not None else None
+
+
+def _upload(client: Any, account: Account, attachment: Attachment, image: FetchedImage) -> str:
+    media_id = str(client.upload_media(image.data, image.content_type, image.filename))
+    if attachment.uploads is not None:
+        attachment.uploads.put(account.pk, attachment.url, media_id)
+    return media_id
+
+
+def _refetch(message: Message, attachment: Attachment) -> FetchedImage:
+    """The image again, after the message was stored: a fetch that fails now leaves the message `failed`."""
+    try:
+        return fetch_image(attachment.url, "attachments[0].url")
+    except ApiError as exc:
+        Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+            status=MessageStatus.FAILED, error_code="MediaUnavailable", error_detail=exc.message[:500]
+        )
+        raise
+
+
 def message_send(
     *,
     conversation: Conversation,
@@ -202,7 +235,8 @@ def message_send(
         raise InvalidInput("content", "a message needs content or an attachment")
     if len(attachments) > 1:
         raise InvalidInput("attachments", "X allows one attachment per DM")
-    images: list[FetchedImage] = [fetch_image(a.url, f"attachments[{i}].url") for i, a in enumerate(attachments)]
+    reused = _reusable_media(account, attachments)
+    images = [] if reused else [fetch_image(a.url, f"attachments[{i}].url") for i, a in enumerate(attachments)]
     try:
         client = account_client(account)  # before anything is stored: unreadable tokens stop the account
     except AccountCredentialsUnreadable as exc:
@@ -223,10 +257,15 @@ def message_send(
         metadata=metadata,
     )
     try:
-        media_id = None
-        if images:
-            media_id = client.upload_media(images[0].data, images[0].content_type, images[0].filename)
-        sent = client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id)
+        media_id = reused or (_upload(client, account, attachments[0], images[0]) if images else None)
+        try:
+            sent = client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id)
+        except XBadRequest:
+            if not reused:
+                raise
+            # X no longer takes the reused media id (it keeps one 24 hours): fetch and upload again, once
+            media_id = _upload(client, account, attachments[0], _refetch(message, attachments[0]))
+            sent = client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id)
     except XError as exc:
         _mark_failed(message, exc)
         logger.warning("DM %s to %s failed: %s", message.pk, contact.twitter_user_id, exc.message)
