@@ -85,7 +85,7 @@ def guarded(url: str, what: str, default: T, call: Callable[[], T]) -> T:
         return default
     try:
         result = call()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except (redis.RedisError, OSError) as exc:  # refused, silent, loading, out of memory: all fail open
         _failed(url, what, exc)
         return default
     with _lock:

@@ -48,9 +48,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+_accepted = [0]
+
+
 @contextlib.contextmanager
 def _silent_server() -> Iterator[int]:
-    """A port that accepts connections and never answers on them."""
+    """A port that accepts connections and never answers on them (`_accepted` counts them)."""
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 0))
@@ -63,6 +66,7 @@ def _silent_server() -> Iterator[int]:
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 held.append(server.accept()[0])
+                _accepted[0] += 1
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -166,6 +170,24 @@ def test_with_redis_down_api_requests_are_served_within_the_bound(redis_down, ow
         response, elapsed = _timed(lambda: client.get(ACCOUNTS))
         assert response.status_code == 200
         assert elapsed < BOUND
+
+
+def test_a_silent_redis_is_not_tried_again_on_every_request(settings, owner):
+    settings.MKTX_REDIS_RETRY_SECONDS = 60
+    redis_breaker_reset()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer " + access_token(owner))
+    with _silent_server() as port:
+        _point_redis_at(settings, f"redis://127.0.0.1:{port}/0")
+        before = _accepted[0]
+        started = time.monotonic()
+        for _ in range(10):
+            assert client.get(ACCOUNTS).status_code == 200
+        elapsed = time.monotonic() - started
+        time.sleep(0.1)  # let the server thread count what reached it
+        assert _accepted[0] - before == 1  # the first request found Redis silent; the breaker spared the others
+    assert elapsed < BOUND
+    redis_breaker_reset()
 
 
 def test_with_redis_down_a_login_succeeds_within_the_bound(redis_down, owner):

@@ -107,6 +107,10 @@ class _WindowThrottle(BaseThrottle):
     def key_for(self, request: Request) -> str | None:
         raise NotImplementedError
 
+    def get_ident(self, request: Request) -> str:
+        # DRF's reads X-Forwarded-For as the client sends it; the project has one reading of the client address
+        return client_address(request)
+
     def allow_request(self, request: Request, view: Any) -> bool:
         key = self.key_for(request)
         if key is None:
