@@ -89,11 +89,12 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
     return None
 
 
-def pick_address(host: str, port: int, *, allow_private: bool) -> str:
+def pick_address(host: str, port: int, *, allow_private: bool, within: float = CONNECT_TIMEOUT) -> str:
     """The address to connect to: the first answer, provided every answer is allowed (a name that also points
-    inside is refused whole). `allow_private` relaxes only the address rule, never the pinning."""
+    inside is refused whole). `allow_private` relaxes only the address rule, never the pinning. The lookup may take
+    `within` seconds."""
     try:
-        answers = [ipaddress.ip_address(host)] if _is_literal(host) else _parse(resolve(host, port))
+        answers = [ipaddress.ip_address(host)] if _is_literal(host) else _parse(_resolve_within(host, port, within))
     except (OSError, UnicodeError, ValueError) as exc:
         raise EgressFailed(f"cannot resolve {host!r}: {exc}") from None
     if not answers:
@@ -102,6 +103,27 @@ def pick_address(host: str, port: int, *, allow_private: bool) -> str:
     if denied and not allow_private:
         raise EgressFailed(f"{host!r} resolves to a non-public address {denied[0]}")
     return str(answers[0])
+
+
+def _resolve_within(host: str, port: int, seconds: float) -> list[str]:
+    # getaddrinfo cannot be interrupted, so it runs in a thread the request stops waiting for at the deadline (the
+    # thread ends when the system resolver gives up).
+    outcome: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(resolve(host, port))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=lookup, name="egress-resolve", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"resolving took more than {seconds:g} s")
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return list(outcome[0])
 
 
 def _is_literal(host: str) -> bool:
@@ -234,7 +256,7 @@ def guarded_request(
     seconds = settings.MKTX_MEDIA_FETCH_DEADLINE if deadline_seconds is None else deadline_seconds
     deadline = _Deadline(seconds)
     try:
-        address = pick_address(parts.hostname, port, allow_private=allow_private)
+        address = pick_address(parts.hostname, port, allow_private=allow_private, within=deadline.remaining())
         pool = _pool(parts.scheme, parts.hostname, port, _Pinned(address, deadline), deadline)
         try:
             status, response_headers, data = _send(pool, method, url, parts, headers, body, max_bytes)

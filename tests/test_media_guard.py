@@ -358,6 +358,15 @@ def test_a_dripping_server_is_cut_off_at_the_deadline(images, path, settings):
     assert images.requests and images.requests[0][0] == path
 
 
+def test_a_slow_name_lookup_counts_against_the_deadline(monkeypatch, connections, settings):
+    settings.MKTX_MEDIA_FETCH_DEADLINE = 0.3
+    monkeypatch.setattr(egress, "resolve", lambda host, port: time.sleep(2) or [PUBLIC])
+    started = time.monotonic()
+    assert refusal("http://images.test/ok.png") == CANNOT_FETCH
+    assert time.monotonic() - started < 1
+    assert connections == []
+
+
 def test_a_body_over_the_cap_without_a_declared_length_is_refused(images, settings):
     settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = True
     assert refusal(images.url + "/huge-unsized.png") == CANNOT_FETCH
