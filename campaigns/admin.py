@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -13,63 +12,9 @@ from campaigns.models import Campaign, CampaignRun, Delivery, Template
 from campaigns.services import template_delete, template_update
 from campaigns.templating import render
 from contacts.models import Segment
+from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES
 from mktx.api.errors import ApiError
-
-# --- writes through the services ------------------------------------------------------------------------------------
-# The admin saves nothing itself: a change form calls the service the API uses while it validates, so the service's
-# refusal shows as a form error and the admin's own save has nothing left to write. (Django's change view runs in one
-# transaction; the service's own atomic block undoes its writes when it refuses.)
-
-
-def _form_field(exc: ApiError, fields: dict[str, str]) -> str | None:
-    """The form field an API error names (`segmentIds[2]` is `segments`), or None for the whole form."""
-    named = str(exc.details.get("field", ""))
-    for api_name, form_name in fields.items():
-        if named == api_name or named.startswith((f"{api_name}.", f"{api_name}[")):
-            return form_name
-    return None
-
-
-class ServiceForm(forms.ModelForm):
-    """A change form whose changed fields go to `write(instance, changes)` (API names) instead of `save()`."""
-
-    api_names: dict[str, str] = {}  # form field -> API field
-
-    def write(self, changes: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def api_value(self, name: str, value: Any) -> Any:
-        return value
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or self.cleaned_data
-        if self.errors or self.instance._state.adding:
-            return cleaned
-        changes = {
-            self.api_names[name]: self.api_value(name, cleaned.get(name))
-            for name in self.changed_data
-            if name in self.api_names
-        }
-        if changes:
-            try:
-                self.write(changes)
-            except ApiError as exc:
-                self.add_error(_form_field(exc, {v: k for k, v in self.api_names.items()}), exc.message)
-        return cleaned
-
-
-class ServiceAdmin(admin.ModelAdmin):
-    """Saving is done by the form's service call: nothing is written here, not even the many-to-many fields."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # created through the API, which owns the merchant and the checks
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        obj.refresh_from_db()
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        for formset in formsets:
-            self.save_formset(request, form, formset, change=change)
+from mktx.service_admin import ServiceAdmin, ServiceForm
 
 
 class TemplateForm(ServiceForm):
@@ -103,7 +48,7 @@ class TemplateAdmin(ServiceAdmin):
 
     # Deleting goes through template_delete, which refuses while an active campaign uses the template.
     def has_delete_permission(self, request: HttpRequest, obj: Template | None = None) -> bool:
-        in_use = obj is not None and obj.campaigns.filter(status__in=lifecycle.CANCELLABLE).exists()
+        in_use = obj is not None and obj.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).exists()
         return not in_use and super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Template) -> None:

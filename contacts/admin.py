@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -18,8 +20,9 @@ from contacts.models import (
     Tag,
 )
 from contacts.services.contacts import contact_erase
-from contacts.services.segments import segment_contacts
+from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES, segment_contacts, segment_delete, segment_update
 from mktx.api.errors import ApiError
+from mktx.service_admin import ServiceAdmin, ServiceForm
 
 
 class ReadOnlyMixin:
@@ -142,8 +145,25 @@ class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+class SegmentForm(ServiceForm):
+    api_names = {"name": "name", "conditions": "conditions"}
+
+    class Meta:
+        model = Segment
+        fields = ("name", "conditions")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "conditions" in self.fields:
+            self.fields["conditions"].required = False  # [] is a segment of every contact, not a missing value
+
+    def write(self, changes: dict[str, Any]) -> None:
+        segment_update(segment=Segment.objects.get(pk=self.instance.pk), changes=changes)
+
+
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ServiceAdmin):
+    form = SegmentForm
     list_display = ("name", "merchant", "contact_count", "counted_at", "updated_at")
     list_filter = ("merchant",)
     list_select_related = ("merchant",)
@@ -170,6 +190,21 @@ class SegmentAdmin(admin.ModelAdmin):
             ((reverse("admin:contacts_contact_change", args=[c.pk]), c.username, c.display_name) for c in contacts),
         )
         return format_html("<ul>{}</ul>", rows) if contacts else "none"
+
+    # Deleting goes through segment_delete, which refuses while an active campaign sends to the segment.
+    def has_delete_permission(self, request: HttpRequest, obj: Segment | None = None) -> bool:
+        in_use = obj is not None and obj.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).exists()
+        return not in_use and super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Segment) -> None:
+        segment_delete(segment=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        for segment in queryset:
+            try:
+                segment_delete(segment=segment)
+            except ApiError as exc:
+                self.message_user(request, f"{segment.name}: {exc.message}", messages.WARNING)
 
 
 @admin.register(AttributeIndex)

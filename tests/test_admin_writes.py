@@ -282,3 +282,36 @@ def test_a_template_used_by_a_running_campaign_is_not_deleted_in_the_admin(staff
         {"action": "delete_selected", "_selected_action": [str(template.pk)], "post": "yes"},
     )
     assert Template.objects.filter(pk=template.pk).exists()
+
+
+# --- segments: segment_update and segment_delete --------------------------------------------------------------------
+
+
+def _change_segment(staff: Client, segment: Segment, **fields):
+    data = {"name": segment.name, "conditions": json.dumps(segment.conditions), **fields}
+    return staff.post(f"/admin/contacts/segment/{segment.pk}/change/", data)
+
+
+def test_a_segment_change_is_validated_and_counted_by_the_service(staff, account):
+    ContactFactory.create(account=account, merchant=account.merchant, username="ann")
+    segment = Segment.objects.create(merchant=account.merchant, name="nobody", conditions=[], contact_count=0)
+    bad = json.dumps([{"field": "tags", "operator": "explodes", "value": "vip"}])
+    response = _change_segment(staff, segment, conditions=bad)
+    assert response.status_code == 200 and "conditions" in response.context["adminform"].form.errors
+    segment.refresh_from_db()
+    assert segment.conditions == []
+
+    assert _change_segment(staff, segment, name="  everyone  ").status_code == 302
+    segment.refresh_from_db()
+    assert (segment.name, segment.contact_count) == ("everyone", 1)  # named and counted by segment_update
+
+
+def test_a_segment_used_by_a_running_campaign_is_not_deleted_in_the_admin(staff, merchant, setup):
+    template, _, segment = setup
+    _campaign(merchant, template, segment, "running")
+    assert staff.post(f"/admin/contacts/segment/{segment.pk}/delete/", {"post": "yes"}).status_code == 403
+    staff.post(
+        "/admin/contacts/segment/",
+        {"action": "delete_selected", "_selected_action": [str(segment.pk)], "post": "yes"},
+    )
+    assert Segment.objects.filter(pk=segment.pk).exists()

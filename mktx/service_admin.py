@@ -1,0 +1,67 @@
+"""Admin change forms that write through the services the API uses (ARCHITECTURE.md: admin actions and forms call
+the same service as the views).
+
+The admin saves nothing itself: a change form calls the service while it validates, so the service's refusal shows
+as a form error and the admin's own save has nothing left to write. Django's change view runs in one transaction, and
+a service that refuses undoes its own writes in its atomic block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from mktx.api.errors import ApiError
+
+
+def _form_field(exc: ApiError, fields: dict[str, str]) -> str | None:
+    """The form field an API error names (`segmentIds[2]` is `segments`), or None for the whole form."""
+    named = str(exc.details.get("field", ""))
+    for api_name, form_name in fields.items():
+        if named == api_name or named.startswith((f"{api_name}.", f"{api_name}[")):
+            return form_name
+    return None
+
+
+class ServiceForm(forms.ModelForm):
+    """A change form whose changed fields go, under their API names, to `write(changes)`: the service call."""
+
+    api_names: dict[str, str] = {}  # form field -> API field
+
+    def write(self, changes: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def api_value(self, name: str, value: Any) -> Any:
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or self.cleaned_data
+        if self.errors or self.instance._state.adding:
+            return cleaned
+        changes = {
+            self.api_names[name]: self.api_value(name, cleaned.get(name))
+            for name in self.changed_data
+            if name in self.api_names
+        }
+        if changes:
+            try:
+                self.write(changes)
+            except ApiError as exc:
+                self.add_error(_form_field(exc, {v: k for k, v in self.api_names.items()}), exc.message)
+        return cleaned
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """Saving is done by the form's service call: nothing is written here, not even the many-to-many fields."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created through the API, which owns the merchant and the checks
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj.refresh_from_db()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
