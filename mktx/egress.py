@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import certifi
 from django.conf import settings
+from requests.utils import requote_uri
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError
@@ -247,25 +248,26 @@ def guarded_request(
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
+        host = (parts.hostname or "").encode("idna").decode("ascii")  # one spelling for DNS, Host and SNI
+    except (ValueError, UnicodeError):
         raise EgressFailed("not a URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not host:
         raise EgressFailed("not an http(s) URL")
     if allow_private is None:
         allow_private = settings.MKTX_ATTACHMENT_ALLOW_PRIVATE
     seconds = settings.MKTX_MEDIA_FETCH_DEADLINE if deadline_seconds is None else deadline_seconds
     deadline = _Deadline(seconds)
     try:
-        address = pick_address(parts.hostname, port, allow_private=allow_private, within=deadline.remaining())
-        pool = _pool(parts.scheme, parts.hostname, port, _Pinned(address, deadline), deadline)
+        address = pick_address(host, port, allow_private=allow_private, within=deadline.remaining())
+        pool = _pool(parts.scheme, host, port, _Pinned(address, deadline), deadline)
         try:
-            status, response_headers, data = _send(pool, method, url, parts, headers, body, max_bytes)
+            status, response_headers, data = _send(pool, method, parts, headers, body, max_bytes)
         finally:
             pool.close()
         if deadline.expired:
             raise EgressFailed(f"the deadline of {seconds:g} s passed")
         return EgressResponse(status, response_headers, data, address)
-    except (HTTPError, HTTPException, OSError) as exc:
+    except (HTTPError, HTTPException, OSError, ValueError) as exc:  # ValueError: what http.client says of a bad URL
         reason = f"the deadline of {seconds:g} s passed" if deadline.expired else f"{type(exc).__name__}: {exc}"
         raise EgressFailed(reason) from None
     finally:
@@ -283,13 +285,13 @@ def _pool(scheme: str, host: str, port: int, pinned: _Pinned, deadline: _Deadlin
 def _send(
     pool: HTTPConnectionPool,
     method: str,
-    url: str,
     parts: Any,
     headers: Mapping[str, str] | None,
     body: bytes | None,
     max_bytes: int,
 ) -> tuple[int, Mapping[str, str], bytes]:
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # Percent-encoded as requests would (a space or non-ASCII letter is sent, not refused by http.client).
+    path = requote_uri((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
     sent = {"Accept-Encoding": "identity", **(headers or {})}
     response = pool.urlopen(
         method,

@@ -187,6 +187,12 @@ def test_a_malformed_url_is_refused_with_the_same_text(url, connections):
     assert connections == []
 
 
+def test_a_path_with_spaces_or_letters_beyond_ascii_is_sent_percent_encoded(images, settings):
+    settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = True
+    assert refusal(images.url + "/summer sale/é.png") == CANNOT_FETCH  # a 404, not a crash
+    assert images.requests[0][0] == "/summer%20sale/%C3%A9.png"
+
+
 def test_redirects_are_not_followed(images, connections, settings):
     settings.MKTX_ATTACHMENT_ALLOW_PRIVATE = True
     assert refusal(images.url + "/moved.png") == CANNOT_FETCH
