@@ -19,7 +19,7 @@ from contacts.models import (
     Segment,
     Tag,
 )
-from contacts.services.contacts import contact_erase
+from contacts.services.contacts import contact_erase, contact_update
 from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES, segment_contacts, segment_delete, segment_update
 from mktx.api.errors import ApiError
 from mktx.service_admin import ServiceAdmin, ServiceForm
@@ -39,8 +39,28 @@ class ContactTagInline(admin.TabularInline):
     autocomplete_fields = ("tag",)
 
 
+class ContactForm(ServiceForm):
+    """Staff edit what the API lets a merchant edit, through contact_update: the display name (which then stops
+    following X's) and the attributes (validated; a key removed here is deleted)."""
+
+    api_names = {"display_name": "display_name", "attributes": "attributes"}
+
+    class Meta:
+        model = Contact
+        fields = ("display_name", "attributes")
+
+    def api_value(self, name: str, value: Any) -> Any:
+        if name == "attributes" and isinstance(value, dict):
+            return {**dict.fromkeys(set(self.instance.attributes) - set(value)), **value}
+        return value
+
+    def write(self, changes: dict[str, Any]) -> None:
+        contact_update(contact=Contact.objects.get(pk=self.instance.pk), changes=changes)
+
+
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ServiceAdmin):
+    form = ContactForm
     list_display = (
         "username",
         "display_name",
@@ -59,12 +79,18 @@ class ContactAdmin(admin.ModelAdmin):
         "merchant",
         "account",
         "twitter_user_id",
+        "username",  # X's, synced from its payloads, as are the profile image and following
+        "display_name_overridden",
+        "profile_image_url",
+        "following",
         "source",
         "opted_out",
         "opted_out_at",
         "conversation_count",
         "messages_sent",
         "messages_received",
+        "response_time_total",
+        "response_time_count",
         "first_interaction_at",
         "last_interaction_at",
         "created_at",

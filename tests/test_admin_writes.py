@@ -315,3 +315,47 @@ def test_a_segment_used_by_a_running_campaign_is_not_deleted_in_the_admin(staff,
         {"action": "delete_selected", "_selected_action": [str(segment.pk)], "post": "yes"},
     )
     assert Segment.objects.filter(pk=segment.pk).exists()
+
+
+# --- contacts: edits through contact_update -------------------------------------------------------------------------
+
+
+def _change_contact(staff: Client, contact: Contact, **fields):
+    data = {
+        "display_name": contact.display_name,
+        "attributes": json.dumps(contact.attributes),
+        "contact_tags-TOTAL_FORMS": "0",
+        "contact_tags-INITIAL_FORMS": "0",
+        "contact_tags-MIN_NUM_FORMS": "0",
+        "contact_tags-MAX_NUM_FORMS": "1000",
+        **fields,
+    }
+    return staff.post(f"/admin/contacts/contact/{contact.pk}/change/", data)
+
+
+def test_a_contact_edited_in_the_admin_goes_through_contact_update(staff, account):
+    john = ContactFactory.create(
+        account=account, merchant=account.merchant, display_name="John", attributes={"tier": "gold", "city": "Oslo"}
+    )
+    response = _change_contact(staff, john, display_name="Johnny", attributes=json.dumps({"tier": "silver"}))
+    assert response.status_code == 302
+    john.refresh_from_db()
+    assert (john.display_name, john.display_name_overridden) == ("Johnny", True)  # no longer follows X's name
+    assert john.attributes == {"tier": "silver"}  # the key removed in the form is deleted
+
+
+def test_a_contact_edit_the_service_refuses_is_a_form_error(staff, account):
+    john = ContactFactory.create(account=account, merchant=account.merchant, attributes={"tier": "gold"})
+    response = _change_contact(staff, john, attributes=json.dumps({"9 bad key": "x"}))
+    assert response.status_code == 200 and "attributes" in response.context["adminform"].form.errors
+    page = _change_contact(staff, john, display_name="   ")
+    assert page.status_code == 200 and page.context["adminform"].form.errors
+    john.refresh_from_db()
+    assert john.attributes == {"tier": "gold"} and not john.display_name_overridden
+
+
+def test_xs_fields_of_a_contact_are_read_only_in_the_admin(staff, account):
+    john = ContactFactory.create(account=account, merchant=account.merchant, username="john", following=False)
+    _change_contact(staff, john, username="someone_else", following="on")
+    john.refresh_from_db()
+    assert (john.username, john.following) == ("john", False)
