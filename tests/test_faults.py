@@ -250,6 +250,14 @@ def test_with_redis_down_readiness_says_degraded_counts_and_hides_the_error(redi
     assert "Error" not in text and "refused" not in text.lower() and "127.0.0.1" not in text
 
 
+def test_with_the_task_broker_on_the_down_redis_readiness_is_degraded_not_failed(redis_down, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "redis": settings.REDIS_URL}  # production: one Redis for both
+    response, elapsed = _timed(lambda: Client().get("/readyz"))
+    assert elapsed < BOUND
+    assert response.status_code == 200
+    assert response.json()["data"]["checks"] == {"database": "ok", "redis": "degraded", "broker": "degraded"}
+
+
 def test_redis_is_used_again_when_it_comes_back(settings, real_redis_url):
     # given: Redis down at an address, the limiter failing open
     settings.MKTX_REDIS_RETRY_SECONDS = 1
