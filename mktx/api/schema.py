@@ -1,10 +1,18 @@
 """OpenAPI: the envelope around every documented response, the shared error responses, and a Postman collection
-generated from the same schema."""
+generated from the same schema; both built once per process (they change only with the code)."""
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
+
+from django.conf import settings
+from django.utils import translation
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 ENVELOPE_ERRORS = {
     "400": "Validation failed (`VALIDATION_ERROR`, the field in `details.field`)",
@@ -198,3 +206,50 @@ def postman_collection(schema: dict[str, Any], base_url: str) -> dict[str, Any]:
         "variable": [{"key": "baseUrl", "value": base_url}, {"key": "accessToken", "value": ""}],
         "item": [{"name": tag, "item": items} for tag, items in sorted(folders.items())],
     }
+
+
+# --- built once per process -------------------------------------------------------------------------------------------
+
+# Generating the document walks every view and serializer (about a second): anonymous callers must not be able to
+# make each worker do it on every request. It depends only on the code, the API version and the language, so it is
+# generated without the request; the collection also depends on MKTX_PUBLIC_URL.
+_built: dict[tuple[Any, ...], dict[str, Any]] = {}
+_lock = threading.RLock()  # one build at a time (a second thread waits for it); the collection nests the schema
+
+
+def _once(key: tuple[Any, ...], build: Any) -> dict[str, Any]:
+    with _lock:
+        if key not in _built:
+            _built[key] = build()
+        return _built[key]
+
+
+def cached_schema(version: str | None = None) -> dict[str, Any]:
+    """The public OpenAPI document (treat as read-only: it is shared)."""
+    return _once(
+        ("schema", version, translation.get_language()),
+        lambda: SchemaGenerator(api_version=version).get_schema(request=None, public=True),
+    )
+
+
+def cached_postman_collection() -> dict[str, Any]:
+    """The Postman collection, its `baseUrl` the public URL (never the caller's Host header)."""
+    base_url = settings.MKTX_PUBLIC_URL
+    return _once(
+        ("postman", base_url, translation.get_language()),
+        lambda: postman_collection(cached_schema(), base_url),
+    )
+
+
+def schema_cache_clear() -> None:
+    with _lock:
+        _built.clear()
+
+
+class CachedSpectacularAPIView(SpectacularAPIView):
+    """drf-spectacular's schema view, answering from `cached_schema` (JSON or YAML as negotiated)."""
+
+    def _get_schema_response(self, request: Request) -> Response:
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        filename = self._get_filename(request, version)
+        return Response(data=cached_schema(version), headers={"Content-Disposition": f'inline; filename="{filename}"'})
