@@ -6,10 +6,12 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
+from django.contrib.auth.password_validation import password_validators_help_text_html, validate_password
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from mktx.iam.models import Merchant, User
+from mktx.iam.models import Merchant, User, normalize_email
 
 
 class UserInline(admin.TabularInline):
@@ -37,12 +39,33 @@ class MerchantAdmin(admin.ModelAdmin):
         return int(obj._user_count)
 
 
-class UserCreationForm(forms.ModelForm):
-    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+class NormalisedEmailMixin(forms.ModelForm):
+    """Emails are stored as login looks them up (mktx.iam.models.normalize_email), so `Ann@X` and `ann@x` are one
+    user: the admin must not create the other one, which could never log in."""
+
+    def clean_email(self) -> str:
+        email = normalize_email(self.cleaned_data["email"])
+        if User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("A user with this email already exists.")
+        return email
+
+
+class UserCreationForm(NormalisedEmailMixin):
+    password = forms.CharField(widget=forms.PasswordInput, strip=False, help_text=password_validators_help_text_html())
 
     class Meta:
         model = User
         fields = ("email", "name", "merchant", "role", "is_staff")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or self.cleaned_data
+        password = cleaned.get("password")
+        if password:
+            try:  # the validators the API and create_merchant apply (AUTH_PASSWORD_VALIDATORS)
+                validate_password(password, User(email=cleaned.get("email", ""), name=cleaned.get("name", "")))
+            except ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
 
     def save(self, commit: bool = True) -> User:
         user: User = super().save(commit=False)
@@ -52,7 +75,7 @@ class UserCreationForm(forms.ModelForm):
         return user
 
 
-class UserChangeForm(forms.ModelForm):
+class UserChangeForm(NormalisedEmailMixin):
     password = ReadOnlyPasswordHashField(label="Password")
 
     class Meta:
