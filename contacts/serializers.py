@@ -195,8 +195,10 @@ class MessageOutput(CamelModelSerializer):
 
 
 class ConversationDetailOutput(ConversationOutput):
-    messages = serializers.SerializerMethodField(help_text="The newest `messagesTake` messages, oldest first")
-    messages_total = serializers.SerializerMethodField(help_text="How many messages the conversation has")
+    # Declared for the schema only (to_representation below writes the output): neither read-only, so that the
+    # schema does not call them required, since `includeMessages=false` leaves both out.
+    messages = MessageOutput(many=True, required=False, help_text="The newest `messagesTake` messages, oldest first")
+    messages_total = serializers.IntegerField(required=False, help_text="How many messages the conversation has")
 
     class Meta(ConversationOutput.Meta):
         fields = [*ConversationOutput.Meta.fields, "messages", "messages_total"]

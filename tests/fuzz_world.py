@@ -4,13 +4,18 @@ the service itself (the real WSGI application, middleware included) with that me
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from contacts.models import Conversation
 from mktx.iam.models import Role
 from tests.campaign_helpers import connect, customer
 from tests.factories import MerchantFactory, UserFactory, access_token
@@ -21,14 +26,29 @@ MAX_EXAMPLES = 25
 SEED = 20261201
 
 
+# Body keys that hold ids, and the kind of thing each names.
+BODY_IDS = {
+    "templateId": "templates",
+    "segmentIds": "segments",
+    "contactId": "contacts",
+    "contactIds": "contacts",
+    "userId": "users",
+}
+
+
 @dataclass
 class FuzzWorld:
     token: str
     ids: dict[str, list[str]] = field(default_factory=dict)  # path parameter kind -> real values
+    expendable: dict[str, list[str]] = field(default_factory=dict)  # the same, for deletes and cancels
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def body_values(self, key: str) -> list[Any]:
+        ids = self.ids.get(BODY_IDS[key], [])
+        return [ids] if key.endswith("Ids") and ids else ids
 
 
 def _data(response: Any) -> Any:
@@ -46,11 +66,22 @@ def build_world(sandbox: Any, settings: Any) -> FuzzWorld:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 
-    shop = connect(api, sandbox)
+    kept = _things(api, sandbox, "goodgo_shop", ["ann_buyer", "bob_buyer", "cid_buyer"])
+    # Deletes and cancels get things of their own: the operations fuzzed after them keep theirs.
+    expendable = _things(api, sandbox, "second_shop", ["dee_buyer", "eve_buyer"])
+    for ids in (kept, expendable):
+        ids["users"] = [str(owner.id)]
+        ids["tag_name"] = ["vip", "wholesale"]
+    return FuzzWorld(token=token, ids=kept, expendable=expendable)
+
+
+def _things(api: APIClient, sandbox: Any, shop_name: str, customers: list[str]) -> dict[str, list[str]]:
+    """A connected account with customers (contacts and conversations made by the inbound path), a template, a
+    segment and a draft campaign on them, by kind."""
+    shop = connect(api, sandbox, shop_name)
+    tags = [("vip",), ("vip", "wholesale"), ()]
     people = [
-        customer(sandbox, shop, "ann_buyer", "vip", city="Lisbon", purchaseCount=7),
-        customer(sandbox, shop, "bob_buyer", "vip", "wholesale", city="Porto"),
-        customer(sandbox, shop, "cid_buyer"),
+        customer(sandbox, shop, name, *tags[n % 3], city="Lisbon", purchaseCount=n) for n, name in enumerate(customers)
     ]
     template = _data(
         api.post(
@@ -79,29 +110,58 @@ def build_world(sandbox: Any, settings: Any) -> FuzzWorld:
             format="json",
         )
     )
-    conversations = _data(api.get("/api/v1/mkt-x/conversations"))
-    ids = {
+    contacts = [person["contact"] for person in people]
+    return {
         "accounts": [str(shop["account"].id)],
-        "contacts": [str(person["contact"].id) for person in people],
-        "conversations": [str(conversation["id"]) for conversation in conversations],
+        "contacts": [str(contact.id) for contact in contacts],
+        "conversations": [
+            str(pk) for pk in Conversation.objects.filter(contact__in=contacts).values_list("pk", flat=True)
+        ],
         "templates": [template["id"]],
         "segments": [segment["id"]],
         "campaigns": [campaign["id"]],
-        "tag_name": ["vip", "wholesale"],
     }
-    return FuzzWorld(token=token, ids=ids)
 
 
-def _real_ids(world: FuzzWorld, path: str, name: str) -> list[str]:
+def _real_ids(world: FuzzWorld, method: str, path: str, name: str) -> list[str]:
+    destructive = (method.upper() == "DELETE" and path.endswith("/{id}")) or path.endswith("/cancel")
+    ids = world.expendable if destructive else world.ids
     if name == "id":
         resource = path.split("/api/v1/mkt-x/", 1)[-1].split("/", 1)[0]
-        return world.ids.get(resource, [])
-    return world.ids.get(name, [])
+        return ids.get(resource, [])
+    return ids.get(name, [])
+
+
+def served_schema(config: Any = None) -> Any:
+    """The OpenAPI schema as the service serves it, through the real WSGI application."""
+    from mktx.wsgi import application
+
+    return schemathesis.openapi.from_wsgi(SCHEMA_URL, application, config=config)
+
+
+def wsgi_get(url: str, user: Any) -> Any:
+    """A GET through the real WSGI application as `user`, answering the werkzeug response schemathesis validates."""
+    from werkzeug.test import Client
+
+    from mktx.wsgi import application
+
+    return Client(application).get(url, headers={"Authorization": f"Bearer {access_token(user)}"})
+
+
+@contextmanager
+def connection_kept() -> Iterator[None]:
+    """As Django's own test client does: the end of a request through the real WSGI application must not close
+    the connection that holds the test's transaction."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        for signal in (request_started, request_finished):
+            signal.connect(close_old_connections)
 
 
 def fuzz_schema_for(world: FuzzWorld) -> Any:
-    from mktx.wsgi import application
-
     config = schemathesis.Config.from_dict(
         {
             "seed": SEED,
@@ -109,18 +169,37 @@ def fuzz_schema_for(world: FuzzWorld) -> Any:
             "auth": {"openapi": {"bearerAuth": {"bearer": world.token}}},
         }
     )
-    schema = schemathesis.openapi.from_wsgi(SCHEMA_URL, application, config=config)
+    schema = served_schema(config)
 
     @schema.hook
     def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
-        """Each path parameter is either what schemathesis generated or one of the world's real values, so the
+        """Each path parameter is one of the world's real values or what schemathesis generated, so that the
         operations on one thing are fuzzed past their 404."""
         if not path_parameters:
             return st.just(path_parameters)
         path = context.operation.path
-        choices = {
-            name: st.sampled_from([value, *_real_ids(world, path, name)]) for name, value in path_parameters.items()
-        }
-        return st.fixed_dictionaries(choices)
+        return st.fixed_dictionaries(
+            {
+                name: _real_or(value, _real_ids(world, context.operation.method, path, name))
+                for name, value in path_parameters.items()
+            }
+        )
+
+    @schema.hook
+    def flatmap_body(context: Any, body: Any) -> Any:
+        """The same for the ids a body refers to (a campaign's template and segments, a test send's contacts...)."""
+        if not isinstance(body, dict) or not any(key in BODY_IDS for key in body):
+            return st.just(body)
+        return st.fixed_dictionaries(
+            {
+                key: _real_or(value, world.body_values(key)) if key in BODY_IDS else st.just(value)
+                for key, value in body.items()
+            }
+        )
 
     return schema
+
+
+def _real_or(generated: Any, real: list[Any]) -> Any:
+    # Real values first: Hypothesis leans to the first choices, and the generated one is still tried.
+    return st.sampled_from([*real, generated]) if real else st.just(generated)

@@ -12,12 +12,18 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from contacts.services.contacts import contact_tags_add
-from tests.factories import AccountFactory, ContactFactory
-from tests.fuzz_world import SCHEMA_URL, FuzzWorld, build_world, fuzz_schema_for
+from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MessageFactory
+from tests.fuzz_world import (
+    SCHEMA_URL,
+    FuzzWorld,
+    build_world,
+    connection_kept,
+    fuzz_schema_for,
+    served_schema,
+    wsgi_get,
+)
 
-# Committed data and autocommit requests, as in production: a database error in one request must not poison the
-# transaction every later request of the run would share.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 
@@ -42,6 +48,9 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# Committed data and autocommit requests, as in production: a database error in one request must not poison the
+# transaction every later request of the run would share.
+@pytest.mark.django_db(transaction=True)
 @schema.parametrize()
 def test_it_answers_every_operation_without_a_server_error_and_as_documented(case: Any, world: FuzzWorld) -> None:
     case.call_and_validate(headers=world.headers, checks=CHECKS)
@@ -75,3 +84,49 @@ def test_it_documents_the_success_status_that_creates_and_tag_removal_answer(api
     for (method, path), status in answered.items():
         assert status == 200, (method, path, status)
         assert _documented_statuses(schema, method, base + path) == {"200"}, (method, path)
+
+
+def test_it_documents_profile_image_urls_that_x_left_empty(merchant: Any, owner: Any) -> None:
+    # given: an account and a contact whose X profiles have no image
+    account = AccountFactory.create(merchant=merchant, profile_image_url="")
+    contact = ContactFactory.create(account=account, merchant=merchant, profile_image_url="")
+    ConversationFactory.create(contact=contact)
+    base = "/api/v1/mkt-x"
+
+    with connection_kept():
+        schema = served_schema()
+        for label, url in [
+            ("GET /api/v1/mkt-x/accounts/{id}", f"{base}/accounts/{account.id}"),
+            ("GET /api/v1/mkt-x/contacts", f"{base}/contacts"),
+            ("GET /api/v1/mkt-x/contacts/{id}", f"{base}/contacts/{contact.id}"),
+            ("GET /api/v1/mkt-x/conversations", f"{base}/conversations"),
+        ]:
+            # when
+            response = wsgi_get(url, owner)
+
+            # then: the empty URL is what the schema allows
+            assert response.status_code == 200, (label, response.get_data(as_text=True))
+            assert '"profileImageUrl":""' in response.get_data(as_text=True), label
+            schema.find_operation_by_label(label).validate_response(response)
+
+
+def test_it_documents_the_conversation_detail_with_and_without_its_messages(merchant: Any, owner: Any) -> None:
+    # given: a conversation with messages
+    account = AccountFactory.create(merchant=merchant)
+    conversation = ConversationFactory.create(contact=ContactFactory.create(account=account, merchant=merchant))
+    MessageFactory.create_batch(3, conversation=conversation)
+    url = f"/api/v1/mkt-x/conversations/{conversation.id}"
+
+    with connection_kept():
+        operation = served_schema().find_operation_by_label("GET /api/v1/mkt-x/conversations/{id}")
+        # when
+        paged = wsgi_get(f"{url}?messagesTake=2", owner)
+        bare = wsgi_get(f"{url}?includeMessages=false", owner)
+
+    # then: both shapes are what the schema says, the count as an integer
+    assert paged.status_code == 200 and bare.status_code == 200
+    assert paged.get_json()["data"]["messagesTotal"] == 3
+    assert len(paged.get_json()["data"]["messages"]) == 2
+    assert "messages" not in bare.get_json()["data"]
+    operation.validate_response(paged)
+    operation.validate_response(bare)
