@@ -102,6 +102,12 @@ def test_gunicorn_refuses_to_load_the_app_without_the_keys():
     assert _run(["-c", "import mktx.wsgi"], {}).returncode == 0
 
 
+def test_the_task_cluster_refuses_to_start_without_the_keys():
+    refused = _run(["manage.py", "qcluster"], {"FIELD_ENCRYPTION_KEYS": None})
+    assert refused.returncode != 0
+    assert "mktx.E003" in refused.stderr
+
+
 def test_development_needs_none_of_the_production_keys():
     unset = {"JWT_SIGNING_KEY": None, "FIELD_ENCRYPTION_KEYS": None, "DJANGO_ALLOWED_HOSTS": None}
     result = _run(["manage.py", "check"], {"DEBUG": "1", **unset})
