@@ -77,8 +77,8 @@ def check_production_keys(app_configs: Any, **kwargs: Any) -> list[Error]:
 
 
 def refuse_to_start_on_errors() -> None:
-    """gunicorn runs no system checks: the WSGI/ASGI modules call this so that a server never starts on an error
-    that `manage.py runserver` or `qcluster` would refuse."""
+    """gunicorn runs no system checks: the WSGI/ASGI modules call this so that a server does not start on the
+    security errors (keys, hosts) on which `manage.py runserver` and `qcluster` refuse to start."""
     errors: list[CheckMessage] = [m for m in run_checks(tags=[Tags.security]) if m.is_serious()]
     if errors:
         raise ImproperlyConfigured("System check errors:\n" + "\n".join(str(m) for m in errors))
