@@ -4,6 +4,7 @@ campaign or template change goes through `campaign_update` / `template_update` a
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def _person(account, name: str) -> tuple[Contact, Conversation, InboundEvent]:
     return contact, conversation, raw
 
 
-def _assert_erased(contact_id: object, conversation: Conversation, raw: InboundEvent, name: str) -> None:
+def _assert_erased(contact_id: uuid.UUID | None, conversation: Conversation, raw: InboundEvent, name: str) -> None:
     assert contact_id is not None
     assert not Contact.objects.filter(pk=contact_id).exists()
     assert not Conversation.objects.filter(pk=conversation.pk).exists()
@@ -110,7 +111,12 @@ def test_the_inbound_edge_registers_its_redaction_as_an_erasure_hook():
 def test_the_erasure_calls_every_registered_hook_with_who_was_erased(account, monkeypatch):
     # given a hook of our own beside the inbound edge's
     seen: list[ErasedContact] = []
-    monkeypatch.setattr(erasure, "_hooks", {**erasure.erasure_hooks(), "test": lambda e: seen.append(e) or 1})
+
+    def hook(erased: ErasedContact) -> int:
+        seen.append(erased)
+        return 1
+
+    monkeypatch.setattr(erasure, "_hooks", {**erasure.erasure_hooks(), "test": hook})
     john, conversation, raw = _person(account, "John Doe")
     expected = ErasedContact(john.pk, account.merchant_id, account.twitter_user_id, john.twitter_user_id)
     # when
