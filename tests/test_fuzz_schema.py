@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 import schemathesis
 from django.test import Client
@@ -130,3 +131,39 @@ def test_it_documents_the_conversation_detail_with_and_without_its_messages(merc
     assert "messages" not in bare.get_json()["data"]
     operation.validate_response(paged)
     operation.validate_response(bare)
+
+
+REFERENCE_SEGMENT = {
+    "name": "VIP Customers",
+    "conditions": [
+        {"field": "tags", "operator": "contains", "value": "vip"},
+        {"field": "attributes.purchaseCount", "operator": "greaterThan", "value": 5},
+        {"field": "lastInteractionAt", "operator": "after", "value": "2026-01-01T00:00:00Z"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        [{"field": "tags", "operator": "contains", "value": "vip", "weight": 2}],
+        [{"field": "shoeSize", "operator": "equals", "value": 1}],
+        [{"field": "tags", "operator": "sortOf", "value": "vip"}],
+        [{"match": "some", "conditions": [{"field": "tags", "operator": "exists"}]}],
+        {"field": "tags", "operator": "exists"},
+    ],
+)
+def test_it_documents_the_segment_conditions_the_api_accepts(api: Any, conditions: Any) -> None:
+    # given: the documented shape of a segment's conditions
+    schema = Client().get(SCHEMA_URL, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    documented = schema["components"]["schemas"]["SegmentInputRequest"]["properties"]["conditions"]
+    validator = jsonschema.Draft4Validator(documented, format_checker=jsonschema.FormatChecker())
+
+    # when / then: the reference's example fits it and is accepted ...
+    assert validator.is_valid(REFERENCE_SEGMENT["conditions"])
+    assert api.post("/api/v1/mkt-x/segments", REFERENCE_SEGMENT, format="json").status_code == 200
+    # ... and what the API refuses, the schema refuses too
+    assert not validator.is_valid(conditions)
+    refused = api.post("/api/v1/mkt-x/segments", {"name": "S", "conditions": conditions}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["details"]["field"].startswith("conditions")

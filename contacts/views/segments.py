@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from contacts.models import Segment
+from contacts.segment_schema import ConditionsField
 from contacts.serializers import ContactOutput
 from contacts.services import segments as services
 from mktx.api.params import query_int
@@ -24,6 +25,7 @@ TAGS = ["segments"]
 class SegmentOutput(CamelModelSerializer):
     merchant_id = serializers.UUIDField(read_only=True)
     contact_count_at = serializers.DateTimeField(source="counted_at", read_only=True, help_text="When it was counted")
+    conditions = ConditionsField(read_only=True)
 
     class Meta:
         model = Segment
@@ -42,12 +44,12 @@ class SegmentOutput(CamelModelSerializer):
 
 class SegmentInput(StrictFieldsMixin, CamelSerializer):
     name = serializers.CharField(max_length=200)
-    conditions = serializers.JSONField()
+    conditions = ConditionsField()
 
 
 class SegmentUpdateInput(StrictFieldsMixin, CamelSerializer):
     name = serializers.CharField(max_length=200, required=False)
-    conditions = serializers.JSONField(required=False)
+    conditions = ConditionsField(required=False)
 
 
 @extend_schema_view(
