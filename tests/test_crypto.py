@@ -105,6 +105,15 @@ def test_a_reply_from_an_account_whose_tokens_cannot_be_decrypted_marks_it_error
     assert account.status_reason == UNREADABLE_CREDENTIALS
     assert "reconnect" in api.get(f"/api/v1/mkt-x/accounts/{account.pk}").json()["data"]["statusReason"]
 
+    # and connecting it again (its tokens now under the current key) lets it send
+    tokens = {k: shop[k] for k in ("oauthToken", "oauthTokenSecret")}
+    assert api.post("/api/v1/mkt-x/accounts", tokens, format="json").status_code == 200
+    account.refresh_from_db()
+    assert (account.status, account.status_reason) == (AccountStatus.ACTIVE, "")
+    again = api.post(f"/api/v1/mkt-x/conversations/{conversation.id}/messages", {"content": "Shipped"}, format="json")
+    assert again.status_code == 200, again.json()
+    assert len(sandbox.dms(senderId=shop["id"])) == 1
+
 
 def test_an_account_whose_tokens_cannot_be_decrypted_can_still_be_disconnected(api, sandbox, shop, settings):
     settings.FIELD_ENCRYPTION_KEYS = [NEW]
