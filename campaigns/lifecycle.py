@@ -266,14 +266,29 @@ def audience_freeze(*, campaign: Campaign, run: CampaignRun) -> int:
 
 def run_freeze(*, run_id: Any) -> int | None:
     """The freeze of a large audience, in a worker: once (the run row is locked and checked)."""
-    with transaction.atomic():
-        run = CampaignRun.objects.select_for_update().select_related("campaign").filter(pk=run_id).first()
-        if run is None or run.audience_frozen_at is not None or run.status != "running":
-            return None
-        count = audience_freeze(campaign=run.campaign, run=run)
-        _kick_sender()
+    try:
+        with transaction.atomic():
+            run = CampaignRun.objects.select_for_update().select_related("campaign").filter(pk=run_id).first()
+            if run is None or run.audience_frozen_at is not None or run.status != "running":
+                return None
+            count = audience_freeze(campaign=run.campaign, run=run)
+            _kick_sender()
+    except Exception as exc:  # else the sweep would queue the same failing freeze every minute, forever
+        logger.exception("run %s: the audience could not be frozen", run_id)
+        _run_failed(run_id, _failure_reason(exc))
+        return None
     logger.info("campaign %s run %s: %s recipients frozen", run.campaign_id, run.number, count)
     return count
+
+
+def _run_failed(run_id: Any, reason: str) -> None:
+    now = timezone.now()
+    campaign_id = CampaignRun.objects.filter(pk=run_id).values_list("campaign_id", flat=True).first()
+    with transaction.atomic():
+        CampaignRun.objects.filter(pk=run_id, status="running").update(status="cancelled", finished_at=now)
+        Campaign.objects.filter(pk=campaign_id, status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]).update(
+            status=CampaignStatus.FAILED, status_reason=reason[:500], finished_at=now, next_run_at=None, updated_at=now
+        )
 
 
 def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
@@ -397,6 +412,13 @@ def _skip(campaign: Campaign, plan: CatchUp, now: datetime) -> bool:
     return plan.due
 
 
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.details.get('field', '')}: {exc.message}"
+    # the exception's text may describe internals: the log has it, the merchant reads its kind
+    return f"the occurrence could not be started ({type(exc).__name__}); support has the details"
+
+
 def campaign_fire_or_fail(*, campaign_id: Any, now: datetime | None = None) -> bool:
     """`campaign_fire` with its failure kept to this campaign: the sweep and the sender loop fire every merchant's
     campaigns, so one that raises (a row an older version wrote, a query the database refuses) must not stop the
@@ -406,13 +428,13 @@ def campaign_fire_or_fail(*, campaign_id: Any, now: datetime | None = None) -> b
         with transaction.atomic():
             return campaign_fire(campaign_id=campaign_id, now=now)
     except Exception as exc:
-        if isinstance(exc, ApiError):
-            reason = f"{exc.details.get('field', '')}: {exc.message}"
-        else:  # the exception's text may describe internals: the log has it, the merchant gets its kind
-            reason = f"the occurrence could not be started ({type(exc).__name__}); support has the details"
         logger.exception("campaign %s could not fire", campaign_id)
         failed = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SCHEDULED).update(
-            status=CampaignStatus.FAILED, status_reason=reason[:500], finished_at=now, next_run_at=None, updated_at=now
+            status=CampaignStatus.FAILED,
+            status_reason=_failure_reason(exc)[:500],
+            finished_at=now,
+            next_run_at=None,
+            updated_at=now,
         )
         if failed:
             from django_q.models import Schedule as QSchedule

@@ -13,6 +13,7 @@ import time_machine
 
 from campaigns.models import Campaign, CampaignRun, Delivery, Template
 from campaigns.sender import sender_step
+from contacts.models import Segment
 from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
 from tests.factories import MerchantFactory, UserFactory
 from tests.test_campaigns import BASE, act, create, segment, template
@@ -148,6 +149,25 @@ def test_a_campaign_whose_fire_raises_unexpectedly_fails_with_the_reason_and_the
     failed = Campaign.objects.get(pk=bad["id"])
     assert failed.status == "failed" and failed.status_reason
     assert not Delivery.objects.filter(campaign_id=bad["id"]).exists()
+
+
+def test_a_large_audience_whose_freeze_fails_fails_its_campaign_instead_of_being_retried_forever(
+    api, sandbox, shop, crowd, clock, fast, settings
+):
+    from campaigns.tasks import freeze_run
+
+    settings.MKTX_INLINE_FREEZE_LIMIT = 1  # frozen by a worker
+    fans = segment(api, "Fans", "fans")
+    data = create(api, [fans], template(api))
+    assert act(api, data["id"], "start").json()["data"]["status"] == "running"
+    Segment.objects.filter(pk=fans).update(conditions={"written": "by an older version"})
+    run = CampaignRun.objects.get(campaign_id=data["id"])
+    freeze_run(run.pk)
+    run.refresh_from_db()
+    campaign = Campaign.objects.get(pk=data["id"])
+    assert (campaign.status, run.status) == ("failed", "cancelled")
+    assert campaign.status_reason.startswith("conditions:")
+    assert not Delivery.objects.filter(run=run).exists()
 
 
 # --- 7. impossible and out-of-range schedule datetimes ----------------------------------------------------------------
