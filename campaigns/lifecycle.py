@@ -284,6 +284,8 @@ def run_freeze(*, run_id: Any) -> int | None:
 def _run_failed(run_id: Any, reason: str) -> None:
     now = timezone.now()
     campaign_id = CampaignRun.objects.filter(pk=run_id).values_list("campaign_id", flat=True).first()
+    if campaign_id is None:
+        return
     with transaction.atomic():
         CampaignRun.objects.filter(pk=run_id, status="running").update(status="cancelled", finished_at=now)
         Campaign.objects.filter(pk=campaign_id, status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]).update(
