@@ -138,7 +138,8 @@ def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
         if "variables" in changes:
             campaign.variables = _variables(changes["variables"])
         if "schedule" in changes:
-            merged = {**campaign.schedule, **(changes["schedule"] or {})} if changes["schedule"] else None
+            given = changes["schedule"]
+            merged = {**campaign.schedule, **given} if isinstance(given, dict) and given else given or None
             parsed = parse_schedule(merged)
             if campaign.started_at is None:  # a recurrence under way keeps its anchor, however old its startAt
                 _check_recurrence_start(parsed)

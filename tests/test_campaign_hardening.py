@@ -201,6 +201,14 @@ def test_it_answers_400_for_an_impossible_schedule_time_on_update(api, crowd, va
     assert Campaign.objects.get(pk=data["id"]).schedule == data["schedule"]
 
 
+@pytest.mark.parametrize("value", ["tomorrow", ["2027-01-01T00:00:00Z"], 5])
+def test_a_schedule_that_is_not_an_object_is_400_on_update(api, crowd, value):
+    data = create(api, [segment(api, "Fans", "fans")], template(api))
+    response = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": value}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["details"]["field"] == "schedule"
+
+
 @pytest.mark.parametrize("value", ["2024-02-30", "0001-01-01", "9999-12-31"])
 def test_it_answers_400_for_an_impossible_or_out_of_range_recurrence_end(api, crowd, value):
     body = {
