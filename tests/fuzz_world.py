@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import hypothesis
 import schemathesis
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
@@ -203,3 +204,39 @@ def fuzz_schema_for(world: FuzzWorld) -> Any:
 def _real_or(generated: Any, real: list[Any]) -> Any:
     # Real values first: Hypothesis leans to the first choices, and the generated one is still tried.
     return st.sampled_from([*real, generated]) if real else st.just(generated)
+
+
+# Bounded like the per-operation run: a few scenarios of a few steps each, the same every run.
+STATEFUL_SETTINGS = hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    stateful_step_count=8,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+
+
+def stateful_workflow(world: FuzzWorld, checks: list[Any]) -> Any:
+    """The state machine schemathesis builds from the links between operations, calling as the world's owner."""
+    machine = fuzz_schema_for(world).as_state_machine()
+
+    class Workflow(machine):  # type: ignore[misc, valid-type]
+        """Each scenario starts from the same world: its writes are rolled back when it ends, or Hypothesis would
+        see the same choices lead elsewhere on a replay (and the later scenarios would find the world deleted)."""
+
+        def setup(self) -> None:
+            self.scenario = transaction.atomic()
+            self.scenario.__enter__()
+
+        def teardown(self) -> None:
+            transaction.set_rollback(True)
+            self.scenario.__exit__(None, None, None)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": world.headers}
+
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            case.validate_response(response, checks=checks, transport_kwargs=kwargs)
+
+    return Workflow

@@ -16,11 +16,13 @@ from contacts.services.contacts import contact_tags_add
 from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MessageFactory
 from tests.fuzz_world import (
     SCHEMA_URL,
+    STATEFUL_SETTINGS,
     FuzzWorld,
     build_world,
     connection_kept,
     fuzz_schema_for,
     served_schema,
+    stateful_workflow,
     wsgi_get,
 )
 
@@ -167,3 +169,13 @@ def test_it_documents_the_segment_conditions_the_api_accepts(api: Any, condition
     refused = api.post("/api/v1/mkt-x/segments", {"name": "S", "conditions": conditions}, format="json")
     assert refused.status_code == 400
     assert refused.json()["details"]["field"].startswith("conditions")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_workflows_that_chain_one_answer_into_the_next_call(world: FuzzWorld) -> None:
+    """Schemathesis' stateful phase: the links it infers between operations (a created template's id into its
+    preview, update and delete...) are followed, with the same checks."""
+    workflow = stateful_workflow(world, CHECKS)
+
+    with connection_kept():  # each scenario runs in a transaction that the end of a request must not close
+        workflow.run(settings=STATEFUL_SETTINGS)
