@@ -149,6 +149,15 @@ def wsgi_get(url: str, user: Any) -> Any:
     return Client(application).get(url, headers={"Authorization": f"Bearer {access_token(user)}"})
 
 
+def wsgi_post(url: str, body: dict[str, Any]) -> Any:
+    """An anonymous JSON POST through the real WSGI application (login, refresh)."""
+    from werkzeug.test import Client
+
+    from mktx.wsgi import application
+
+    return Client(application).post(url, json=body)
+
+
 @contextmanager
 def connection_kept() -> Iterator[None]:
     """As Django's own test client does: the end of a request through the real WSGI application must not close

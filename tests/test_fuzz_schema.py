@@ -24,6 +24,7 @@ from tests.fuzz_world import (
     served_schema,
     stateful_workflow,
     wsgi_get,
+    wsgi_post,
 )
 
 pytestmark = pytest.mark.django_db
@@ -179,3 +180,23 @@ def test_it_answers_workflows_that_chain_one_answer_into_the_next_call(world: Fu
 
     with connection_kept():  # each scenario runs in a transaction that the end of a request must not close
         workflow.run(settings=STATEFUL_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/login", {"email": "user1@shop.test", "password": "not-the-password"}),
+        ("/api/v1/auth/refresh", {"refreshToken": "not-a-token"}),
+    ],
+)
+def test_it_documents_the_401_of_a_refused_login_or_refresh(owner: Any, path: str, body: dict[str, Any]) -> None:
+    with connection_kept():
+        operation = served_schema().find_operation_by_label(f"POST {path}")
+        # when
+        refused = wsgi_post(path, body)
+
+    # then: the 401 and its envelope are in the schema
+    assert refused.status_code == 401
+    assert refused.get_json()["code"] == "UNAUTHORIZED"
+    assert "401" in operation.definition.raw["responses"]
+    operation.validate_response(refused)
