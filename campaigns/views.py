@@ -15,6 +15,7 @@ from campaigns.models import Template, TemplateType
 from campaigns.serializers import PreviewInput, PreviewOutput, TemplateInput, TemplateOutput, TemplateUpdateInput
 from campaigns.templating import render
 from contacts.models import Contact
+from mktx.api.error_schema import error_response
 from mktx.api.errors import InvalidInput
 from mktx.api.params import query_choice
 from mktx.api.permissions import ALL_ROLES
@@ -32,7 +33,14 @@ TAGS = ["templates"]
     retrieve=extend_schema(summary="Get template", tags=TAGS),
     create=extend_schema(summary="Create template", tags=TAGS, request=TemplateInput, responses={200: TemplateOutput}),
     update=extend_schema(summary="Update template", tags=TAGS, request=TemplateUpdateInput, responses=TemplateOutput),
-    destroy=extend_schema(summary="Delete template", tags=TAGS, responses={200: None}),
+    destroy=extend_schema(
+        summary="Delete template",
+        tags=TAGS,
+        responses={
+            200: None,
+            409: error_response("A scheduled, running or paused campaign uses it (`RESOURCE_IN_USE`)"),
+        },
+    ),
 )
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, MerchantViewSet):
     serializer_class = TemplateOutput

@@ -140,13 +140,17 @@ def served_schema(config: Any = None) -> Any:
     return schemathesis.openapi.from_wsgi(SCHEMA_URL, application, config=config)
 
 
-def wsgi_get(url: str, user: Any) -> Any:
-    """A GET through the real WSGI application as `user`, answering the werkzeug response schemathesis validates."""
+def wsgi_call(method: str, url: str, user: Any) -> Any:
+    """A call through the real WSGI application as `user`, answering the werkzeug response schemathesis validates."""
     from werkzeug.test import Client
 
     from mktx.wsgi import application
 
-    return Client(application).get(url, headers={"Authorization": f"Bearer {access_token(user)}"})
+    return Client(application).open(url, method=method, headers={"Authorization": f"Bearer {access_token(user)}"})
+
+
+def wsgi_get(url: str, user: Any) -> Any:
+    return wsgi_call("GET", url, user)
 
 
 def wsgi_post(url: str, body: dict[str, Any]) -> Any:

@@ -12,6 +12,8 @@ from django.test import Client
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from campaigns.models import Campaign, Template
+from contacts.models import Segment
 from contacts.services.contacts import contact_tags_add
 from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MessageFactory
 from tests.fuzz_world import (
@@ -23,6 +25,7 @@ from tests.fuzz_world import (
     fuzz_schema_for,
     served_schema,
     stateful_workflow,
+    wsgi_call,
     wsgi_get,
     wsgi_post,
 )
@@ -200,3 +203,24 @@ def test_it_documents_the_401_of_a_refused_login_or_refresh(owner: Any, path: st
     assert refused.get_json()["code"] == "UNAUTHORIZED"
     assert "401" in operation.definition.raw["responses"]
     operation.validate_response(refused)
+
+
+def test_it_documents_the_409_of_deleting_a_template_or_segment_a_campaign_uses(merchant: Any, owner: Any) -> None:
+    # given: a scheduled campaign on a template and a segment
+    template = Template.objects.create(merchant=merchant, name="t", content="hi")
+    segment = Segment.objects.create(merchant=merchant, name="s", conditions=[])
+    campaign = Campaign.objects.create(merchant=merchant, name="c", template=template, status="scheduled")
+    campaign.segments.add(segment)
+
+    with connection_kept():
+        schema = served_schema()
+        for kind, pk in (("templates", template.pk), ("segments", segment.pk)):
+            # when
+            refused = wsgi_call("DELETE", f"/api/v1/mkt-x/{kind}/{pk}", owner)
+
+            # then: the 409 and its envelope are in the schema
+            assert refused.status_code == 409, kind
+            assert refused.get_json()["code"] == "RESOURCE_IN_USE"
+            operation = schema.find_operation_by_label(f"DELETE /api/v1/mkt-x/{kind}/{{id}}")
+            assert "409" in operation.definition.raw["responses"], kind
+            operation.validate_response(refused)

@@ -14,6 +14,7 @@ from contacts.models import Segment
 from contacts.segment_schema import ConditionsField
 from contacts.serializers import ContactOutput
 from contacts.services import segments as services
+from mktx.api.error_schema import error_response
 from mktx.api.params import query_int
 from mktx.api.permissions import ALL_ROLES
 from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
@@ -57,7 +58,14 @@ class SegmentUpdateInput(StrictFieldsMixin, CamelSerializer):
     retrieve=extend_schema(summary="Get segment", tags=TAGS),
     create=extend_schema(summary="Create segment", tags=TAGS, request=SegmentInput, responses={200: SegmentOutput}),
     update=extend_schema(summary="Update segment", tags=TAGS, request=SegmentUpdateInput, responses=SegmentOutput),
-    destroy=extend_schema(summary="Delete segment", tags=TAGS, responses={200: None}),
+    destroy=extend_schema(
+        summary="Delete segment",
+        tags=TAGS,
+        responses={
+            200: None,
+            409: error_response("A scheduled, running or paused campaign uses it (`RESOURCE_IN_USE`)"),
+        },
+    ),
 )
 class SegmentViewSet(mixins.ListModelMixin, MerchantViewSet):
     serializer_class = SegmentOutput

@@ -4,13 +4,14 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mktx.api.error_schema import error_response
 from mktx.api.errors import Unauthorized
 from mktx.api.throttling import LoginRateThrottle
 from mktx.iam.login_guard import login_email_wait, login_failure_record
@@ -23,10 +24,7 @@ TAGS = ["auth"]
 
 def auth_responses(refused: str) -> dict[int, Any]:
     # Public operations get no 401 from the envelope hook (mktx/api/schema.py), but these two answer one.
-    error = OpenApiResponse(
-        response={"$ref": "#/components/schemas/ErrorEnvelope"}, description=f"{refused} (`UNAUTHORIZED`)"
-    )
-    return {200: TokenPairOutput, 401: error}
+    return {200: TokenPairOutput, 401: error_response(f"{refused} (`UNAUTHORIZED`)")}
 
 
 class _PublicAuthView(APIView):
