@@ -190,7 +190,8 @@ def test_a_silent_redis_is_not_tried_again_on_every_request(settings, owner):
     redis_breaker_reset()
 
 
-def test_with_redis_down_a_login_succeeds_within_the_bound(redis_down, owner):
+def test_with_redis_down_a_login_succeeds_within_the_bound(redis_down, owner, caplog):
+    caplog.set_level("WARNING", logger="mktx.redis")
     response, elapsed = _timed(
         lambda: APIClient().post(LOGIN, {"email": owner.email, "password": PASSWORD}, format="json")
     )
@@ -200,6 +201,7 @@ def test_with_redis_down_a_login_succeeds_within_the_bound(redis_down, owner):
     wrong, elapsed = _timed(lambda: APIClient().post(LOGIN, {"email": owner.email, "password": "no"}, format="json"))
     assert wrong.status_code == 401
     assert elapsed < BOUND
+    assert any("Redis unavailable" in r.getMessage() for r in caplog.records)  # the failing open is logged
 
 
 def test_with_redis_down_a_signed_webhook_is_stored_acknowledged_and_drained_later(
