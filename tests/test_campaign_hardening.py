@@ -267,8 +267,18 @@ def test_a_recurrence_whose_start_passed_while_a_draft_is_not_started(api, crowd
     assert Campaign.objects.get(pk=data["id"]).status == "draft"
 
 
+def admin_page(owner, campaign_id):
+    from django.test import Client
+
+    owner.is_staff = owner.is_superuser = True
+    owner.save()
+    staff = Client()
+    staff.force_login(owner)
+    return staff.get(f"/admin/campaigns/campaign/{campaign_id}/change/").content.decode()
+
+
 def test_after_an_outage_a_recurrence_skips_to_the_next_occurrence_and_records_the_skipped(
-    api, sandbox, shop, crowd, clock, fast
+    api, owner, sandbox, shop, crowd, clock, fast
 ):
     # given a daily recurrence whose first occurrence was sent
     first = START + timedelta(hours=1)
@@ -290,6 +300,7 @@ def test_after_an_outage_a_recurrence_skips_to_the_next_occurrence_and_records_t
     assert detail["skippedOccurrences"] == 3
     assert detail["lastSkippedAt"] == (first + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert detail["nextRunAt"] == (first + timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "Skipped occurrences" in admin_page(owner, data["id"])
     # and the next one goes at its time, once
     clock.move_to(first + timedelta(days=4, seconds=1))
     drain(clock, until=first + timedelta(days=4, hours=1))
