@@ -140,13 +140,14 @@ def served_schema(config: Any = None) -> Any:
     return schemathesis.openapi.from_wsgi(SCHEMA_URL, application, config=config)
 
 
-def wsgi_call(method: str, url: str, user: Any) -> Any:
+def wsgi_call(method: str, url: str, user: Any, json: Any = None) -> Any:
     """A call through the real WSGI application as `user`, answering the werkzeug response schemathesis validates."""
     from werkzeug.test import Client
 
     from mktx.wsgi import application
 
-    return Client(application).open(url, method=method, headers={"Authorization": f"Bearer {access_token(user)}"})
+    headers = {"Authorization": f"Bearer {access_token(user)}"}
+    return Client(application).open(url, method=method, headers=headers, json=json)
 
 
 def wsgi_get(url: str, user: Any) -> Any:

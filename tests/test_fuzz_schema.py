@@ -9,13 +9,15 @@ import jsonschema
 import pytest
 import schemathesis
 from django.test import Client
+from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from campaigns.models import Campaign, Template
-from contacts.models import Segment
+from contacts.models import Conversation, Segment
 from contacts.services.contacts import contact_tags_add
-from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MessageFactory
+from tests.campaign_helpers import connect, customer
+from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MessageFactory, access_token
 from tests.fuzz_world import (
     SCHEMA_URL,
     STATEFUL_SETTINGS,
@@ -223,4 +225,38 @@ def test_it_documents_the_409_of_deleting_a_template_or_segment_a_campaign_uses(
             assert refused.get_json()["code"] == "RESOURCE_IN_USE"
             operation = schema.find_operation_by_label(f"DELETE /api/v1/mkt-x/{kind}/{{id}}")
             assert "409" in operation.definition.raw["responses"], kind
+            operation.validate_response(refused)
+
+
+def test_it_documents_the_502_of_an_x_failure_on_the_operations_that_call_x(owner: Any, sandbox: Any) -> None:
+    # given: a connected shop with a customer, and X failing its next calls
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(owner)}")
+    shop = connect(client, sandbox)
+    person = customer(sandbox, shop, "ann_buyer")
+    conversation = Conversation.objects.get(contact=person["contact"])
+    newcomer = sandbox.user("new_shop")
+    calls = [
+        ("POST", "/api/v1/mkt-x/accounts", {k: newcomer[k] for k in ("oauthToken", "oauthTokenSecret")}),
+        ("POST", "/api/v1/mkt-x/conversations/{id}/messages", {"content": "Hello"}),
+        ("DELETE", "/api/v1/mkt-x/accounts/{id}", None),
+    ]
+    ids = {
+        "/api/v1/mkt-x/conversations/{id}/messages": conversation.id,
+        "/api/v1/mkt-x/accounts/{id}": shop["account"].id,
+    }
+
+    with connection_kept():
+        schema = served_schema()
+        for method, path, body in calls:
+            sandbox.fault(pathPrefix="/2/", status=500, times=10)
+            # when
+            refused = wsgi_call(method, path.replace("{id}", str(ids.get(path, ""))), owner, json=body)
+            sandbox.server.sandbox.faults.clear()
+
+            # then: the 502 and its envelope are in the schema
+            assert refused.status_code == 502, (path, refused.get_json())
+            assert refused.get_json()["code"] == "TWITTER_API_ERROR"
+            operation = schema.find_operation_by_label(f"{method} {path}")
+            assert "502" in operation.definition.raw["responses"], path
             operation.validate_response(refused)

@@ -23,6 +23,7 @@ from contacts.serializers import (
 )
 from contacts.services.conversations import conversation_assign, conversation_close, conversation_reopen
 from contacts.services.outbound import Attachment, message_send
+from mktx.api.error_schema import x_errors
 from mktx.api.params import query_bool, query_choice, query_int, query_uuid
 from mktx.api.permissions import ALL_ROLES
 from mktx.api.viewsets import MerchantViewSet
@@ -91,7 +92,9 @@ class ConversationViewSet(mixins.ListModelMixin, MerchantViewSet):
             data.pop("messagesTotal", None)
         return Response(data)
 
-    @extend_schema(summary="Send message", tags=TAGS, request=SendMessageInput, responses=MessageOutput)
+    @extend_schema(
+        summary="Send message", tags=TAGS, request=SendMessageInput, responses={200: MessageOutput, **x_errors()}
+    )
     @action(detail=True, methods=["post"], url_path="messages")
     def messages(self, request: Request, pk: str | None = None) -> Response:
         conversation = self.get_object()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from mktx.accounts.serializers import (
     AccountOutput,
     AccountSettingsInput,
 )
+from mktx.api.error_schema import error_response, x_errors
 from mktx.api.viewsets import MerchantViewSet
 
 TAGS = ["accounts"]
@@ -30,12 +31,16 @@ TAGS = ["accounts"]
         summary="Connect an X account",
         tags=TAGS,
         request=AccountConnectInput,
-        responses={200: AccountOutput, 409: OpenApiResponse(description="Account already connected")},
+        responses={
+            200: AccountOutput,
+            409: error_response("The X account is connected already (`DUPLICATE_RESOURCE`)"),
+            **x_errors(),
+        },
     ),
     update=extend_schema(
         summary="Update account settings", tags=TAGS, request=AccountSettingsInput, responses=AccountDetailOutput
     ),
-    destroy=extend_schema(summary="Disconnect an account", tags=TAGS, responses={200: None}),
+    destroy=extend_schema(summary="Disconnect an account", tags=TAGS, responses={200: None, **x_errors()}),
 )
 class AccountViewSet(mixins.ListModelMixin, MerchantViewSet):
     serializer_class = AccountOutput

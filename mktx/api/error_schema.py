@@ -10,3 +10,12 @@ ERROR_ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
 
 def error_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(response=ERROR_ENVELOPE, description=description)
+
+
+def x_errors() -> dict[int, OpenApiResponse]:
+    """What an operation that calls X answers when X fails (mktx/xapi/errors.py `api_error_for`); X's rate limit
+    is the shared 429."""
+    return {
+        502: error_response("X refused or failed the call (`TWITTER_API_ERROR`; X's status in `details.xStatus`)"),
+        503: error_response("X could not be reached in time (`TWITTER_API_ERROR`)"),
+    }
