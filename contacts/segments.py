@@ -255,7 +255,7 @@ class Compiler:
         if not isinstance(field, str):
             raise InvalidInput(f"{path}.field", "is required")
         kind, column = self._field(field, f"{path}.field")
-        if operator not in OPS_BY_KIND[kind]:
+        if not isinstance(operator, str) or operator not in OPS_BY_KIND[kind]:
             allowed = ", ".join(sorted(OPS_BY_KIND[kind]))
             raise InvalidInput(f"{path}.operator", f"{operator!r} is not an operator for {field}; use one of {allowed}")
         needs_value = operator not in ("exists", "notExists")

@@ -74,6 +74,8 @@ SEGMENT_VALUES = {
         "conditions[0].conditions[0].value[1]",
     ),
     "NUL in a field name": (condition("attributes.ti\u0000er", "equals", "x"), "conditions[0].field"),
+    "an object as the operator": ([{"field": "username", "operator": {}, "value": "x"}], "conditions[0].operator"),
+    "a list as the operator": ([{"field": "tags", "operator": ["in"], "value": ["x"]}], "conditions[0].operator"),
 }
 
 
