@@ -25,6 +25,7 @@ from contacts.models import Contact, Segment
 from contacts.segments import compile_conditions
 from contacts.selectors import contacts_of
 from mktx.api.errors import ApiError, InvalidInput, NotFoundError
+from mktx.queue import task_enqueue
 
 logger = logging.getLogger("mktx.campaigns")
 
@@ -308,13 +309,8 @@ def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
     if estimate <= settings.MKTX_INLINE_FREEZE_LIMIT:
         audience_freeze(campaign=campaign, run=run)
     else:  # a large audience is frozen by a worker, not inside the API request
-
-        def enqueue() -> None:
-            from django_q.tasks import async_task
-
-            async_task("campaigns.tasks.freeze_run", run.pk, task_name="campaign-freeze")
-
-        transaction.on_commit(enqueue)
+        # a freeze that could not be queued is found by the minute sweep (campaigns.tasks.sweep_campaigns)
+        transaction.on_commit(lambda: task_enqueue("campaigns.tasks.freeze_run", run.pk, task_name="campaign-freeze"))
     upcoming = occurrence(schedule, first, index + 1)
     Campaign.objects.filter(pk=campaign.pk).update(
         run_count=number, started_at=first, next_run_at=upcoming, status_reason=""

@@ -8,15 +8,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from campaigns.models import CampaignStatus, Delivery, DeliveryStatus
+from mktx.queue import task_enqueue
 
 
 def kick_sender() -> None:
     """Queue sender loops (each takes a lane or exits at once)."""
-    from django_q.tasks import async_task
-
     lanes = 1 if settings.MKTX_SENDER_BUDGET_SECONDS == 0 else settings.MKTX_SENDER_LANES
-    for _ in range(lanes):
-        async_task("campaigns.tasks.run_sender", task_name="campaign-sender")
+    for _ in range(lanes):  # one that could not be queued: the minute sweep wakes the sender
+        if not task_enqueue("campaigns.tasks.run_sender", task_name="campaign-sender"):
+            return
 
 
 def run_sender() -> str:
@@ -47,15 +47,13 @@ def sweep_campaigns() -> str:
 
     now = timezone.now()
     fired = campaigns_fire_due(now)
-    from django_q.tasks import async_task
-
     from campaigns.models import CampaignRun
 
     lost = CampaignRun.objects.filter(
         status="running", audience_frozen_at__isnull=True, started_at__lt=now - timedelta(minutes=5)
     ).values_list("pk", flat=True)
     for run_id in lost[:10]:  # a freeze task lost with its worker
-        async_task("campaigns.tasks.freeze_run", run_id, task_name="campaign-freeze")
+        task_enqueue("campaigns.tasks.freeze_run", run_id, task_name="campaign-freeze")
     waiting = Delivery.objects.filter(
         status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING],
         campaign__status=CampaignStatus.RUNNING,

@@ -24,6 +24,7 @@ from contacts.models import (
 from contacts.services.contacts import contact_erase, contact_tag_remove, contact_tags_add, contact_update
 from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES, segment_contacts, segment_delete, segment_update
 from mktx.api.errors import ApiError, NotFoundError
+from mktx.queue import task_enqueue
 from mktx.service_admin import ServiceAdmin, ServiceForm
 
 
@@ -280,7 +281,7 @@ class AttributeIndexAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Sync the attribute indexes now (drop unused keys' indexes, build the most used)")
     def sync_now(self, request: HttpRequest, queryset: QuerySet[AttributeIndex]) -> None:
-        from django_q.tasks import async_task
-
-        async_task("contacts.tasks.sync_attribute_indexes", task_name="attribute-indexes")
-        self.message_user(request, "Attribute index sync queued.")
+        if task_enqueue("contacts.tasks.sync_attribute_indexes", task_name="attribute-indexes"):
+            self.message_user(request, "Attribute index sync queued.")
+        else:
+            self.message_user(request, "The task queue is down: try again later.", level=messages.ERROR)

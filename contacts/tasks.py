@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from contacts.models import Conversation, MessageOrigin
-from contacts.services.outbound import message_send
-from mktx.api.errors import ApiError
+from contacts.services.outbound import system_message_send
 
 logger = logging.getLogger("mktx.contacts")
 
 
 def send_system_message(conversation_id: str, text: str, idempotency_key: str) -> str:
-    """A consent confirmation or an away message. The idempotency key makes a second run a no-op."""
-    conversation = Conversation.objects.select_related("account", "contact").filter(pk=conversation_id).first()
-    if conversation is None:
-        return "conversation gone"
-    try:
-        message = message_send(
-            conversation=conversation, content=text, origin=MessageOrigin.SYSTEM, idempotency_key=idempotency_key
-        )
-    except ApiError as exc:  # stored as failed where it got that far; nothing to retry blindly
-        logger.warning("system message %s not sent: %s", idempotency_key, exc.message)
-        return f"not sent: {exc.message}"
-    return str(message.status)
+    return system_message_send(conversation_id=conversation_id, text=text, idempotency_key=idempotency_key)
 
 
 def ensure_segment_indexes(conditions: list[object]) -> list[str]:

@@ -46,7 +46,12 @@ def redis_client_options(timeout: float) -> dict[str, Any]:
 
 def shared_redis() -> Any:
     """The process's Redis client for REDIS_URL (callers check that it is set)."""
-    return _client(settings.REDIS_URL, settings.MKTX_REDIS_TIMEOUT)
+    return redis_client(settings.REDIS_URL)
+
+
+def redis_client(url: str) -> Any:
+    """The process's client for a Redis URL, with the short timeouts (`guarded` keys its breaker on the URL)."""
+    return _client(url, settings.MKTX_REDIS_TIMEOUT)
 
 
 def redis_key(name: str) -> str:

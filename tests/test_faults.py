@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -288,6 +288,52 @@ def test_redis_is_used_again_when_it_comes_back(settings, real_redis_url):
         assert ready["checks"]["redis"] == "ok"
         assert ready["status"] == "ready"
     redis_breaker_reset()
+
+
+@pytest.fixture
+def production_queue(monkeypatch) -> Iterator[Callable[[str], None]]:
+    """django-q as in production: tasks are queued, not run here, on a Redis broker at the URL given."""
+    from django_q.conf import Conf
+
+    from mktx import queue
+
+    def point(url: str) -> None:
+        monkeypatch.setattr(Conf, "SYNC", False)
+        monkeypatch.setattr(Conf, "ORM", None)
+        monkeypatch.setattr(Conf, "REDIS", url)
+        queue._producer.cache_clear()
+
+    yield point
+    queue._producer.cache_clear()
+
+
+def test_with_the_broker_down_queueing_a_task_fails_open_within_the_bound(
+    redis_down, settings, production_queue, caplog
+):
+    from campaigns.tasks import kick_sender
+    from mktx.queue import task_enqueue
+
+    production_queue(settings.REDIS_URL)
+    queued, elapsed = _timed(lambda: task_enqueue("campaigns.tasks.run_sender", task_name="campaign-sender"))
+    assert queued is False and elapsed < BOUND
+    assert "could not queue campaign-sender" in caplog.text
+    _, elapsed = _timed(kick_sender)  # what the API calls after a campaign start: no exception, no wait
+    assert elapsed < BOUND
+
+
+def test_with_the_broker_up_a_task_is_queued_on_it(settings, production_queue, real_redis_url):
+    from django_q.conf import Conf
+
+    from mktx.queue import task_enqueue
+
+    redis_breaker_reset()
+    production_queue(real_redis_url)
+    key = f"django_q:{Conf.CLUSTER_NAME}:q"
+    client = redis.Redis.from_url(real_redis_url)
+    before = client.llen(key)
+    assert task_enqueue("campaigns.tasks.run_sender", task_name="campaign-sender") is True
+    assert client.llen(key) == before + 1
+    client.rpop(key)  # no worker runs in the tests: take it back
 
 
 # --- the database ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -17,6 +16,7 @@ from django.utils import timezone
 
 from mktx.accounts.models import Account
 from mktx.accounts.selectors import active_account_for_x_user
+from mktx.queue import task_enqueue
 from mktx.redis import redis_call, redis_key
 from webhooks_app.events import RevokeEvent
 from webhooks_app.handlers import HANDLERS
@@ -65,14 +65,6 @@ def _insert_new(raw_events: list[RawEvent], raw: str | None) -> None:
         )
 
 
-@functools.cache
-def _broker() -> Any:
-    """One task broker per process: django-q would otherwise open a new broker connection for every task."""
-    from django_q.brokers import get_broker
-
-    return get_broker()
-
-
 def _flag_add() -> bool | None:
     """Set the drain flag unless it is set; None when Redis is down. Redis directly when there is one: this runs
     on every delivery."""
@@ -112,13 +104,8 @@ def _kick() -> None:
     _last_kick = now
     if not _flag_add():  # set by another drain's owner, or Redis is down: the sweep drains
         return
-    from django_q.tasks import async_task
-
-    try:
-        async_task("webhooks_app.tasks.drain_inbound_events", task_name="inbound-drain", broker=_broker())
-    except Exception:  # the broker is down: the event is stored, and the sweep picks it up
-        logger.warning("could not queue the inbound drain; the sweep will process the stored events", exc_info=True)
-        _flag_clear()
+    if not task_enqueue("webhooks_app.tasks.drain_inbound_events", task_name="inbound-drain"):
+        _flag_clear()  # the broker is down: the event is stored, and the sweep picks it up
 
 
 def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from contacts.models import ConsentAction, ConsentEvent, Contact, Conversation, Message
 from mktx.accounts.models import Account
+from mktx.queue import task_enqueue
 
 OPT_OUT_KEYWORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 OPT_IN_KEYWORDS = frozenset({"start", "unstop"})
@@ -54,8 +55,11 @@ def consent_confirm_later(*, event: ConsentEvent, conversation: Conversation) ->
 
 def send_system_message_later(*, conversation_id: Any, text: str, key: str) -> None:
     def enqueue() -> None:
-        from django_q.tasks import async_task
+        if not task_enqueue(
+            "contacts.tasks.send_system_message", str(conversation_id), text, key, task_name="system-message"
+        ):  # the broker is down: this already runs in a worker (inbound processing), so send it here
+            from contacts.services.outbound import system_message_send
 
-        async_task("contacts.tasks.send_system_message", str(conversation_id), text, key, task_name="system-message")
+            system_message_send(conversation_id=conversation_id, text=text, idempotency_key=key)
 
     transaction.on_commit(enqueue)

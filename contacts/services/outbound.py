@@ -274,3 +274,18 @@ def message_send(
         raise _api_error_for_send(exc) from exc
     message_mark_sent(message=message, dm_event_id=sent.dm_event_id, at=timezone.now())
     return message
+
+
+def system_message_send(*, conversation_id: Any, text: str, idempotency_key: str) -> str:
+    """A consent confirmation or an away message. The idempotency key makes a second run a no-op."""
+    conversation = Conversation.objects.select_related("account", "contact").filter(pk=conversation_id).first()
+    if conversation is None:
+        return "conversation gone"
+    try:
+        message = message_send(
+            conversation=conversation, content=text, origin=MessageOrigin.SYSTEM, idempotency_key=idempotency_key
+        )
+    except ApiError as exc:  # stored as failed where it got that far; nothing to retry blindly
+        logger.warning("system message %s not sent: %s", idempotency_key, exc.message)
+        return f"not sent: {exc.message}"
+    return str(message.status)

@@ -15,6 +15,7 @@ from contacts.segments import compile_conditions, numeric_attribute_keys
 from contacts.selectors import contacts_of
 from contacts.services import attribute_indexes
 from mktx.api.errors import InvalidInput, ResourceInUse
+from mktx.queue import task_enqueue
 
 COUNT_FRESH_FOR = timedelta(seconds=60)
 # campaign states in which templates and segments are in use (the campaigns app reads this too)
@@ -72,12 +73,8 @@ def _indexes_later(conditions: Any, *, before: Any = ()) -> None:
     else:
         return
 
-    def enqueue() -> None:
-        from django_q.tasks import async_task
-
-        async_task(task, *args, task_name="segment-indexes")
-
-    transaction.on_commit(enqueue)
+    # not queued (broker down): the next segment save, or `manage.py attribute_indexes`, builds them
+    transaction.on_commit(lambda: task_enqueue(task, *args, task_name="segment-indexes"))
 
 
 @transaction.atomic  # with its count: a segment whose count fails is not left saved
