@@ -74,6 +74,11 @@ def test_check_deploy_with_production_settings_prints_no_warning():
     assert "WARNING" not in result.stdout + result.stderr
 
 
+def test_check_deploy_warns_when_private_addresses_may_be_fetched():
+    result = _run(["manage.py", "check", "--deploy"], {"MKTX_ATTACHMENT_ALLOW_PRIVATE": "1"})
+    assert "mktx.W004" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "names"),
     [

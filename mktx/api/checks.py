@@ -25,6 +25,13 @@ def check_production_secrets(app_configs: Any, **kwargs: Any) -> list[Error | Wa
         )
     if not settings.IS_POSTGRES:
         problems.append(Warning("DATABASE_URL is not PostgreSQL; SQLite is for development", id="mktx.W003"))
+    if settings.MKTX_ATTACHMENT_ALLOW_PRIVATE:
+        problems.append(
+            Warning(
+                "MKTX_ATTACHMENT_ALLOW_PRIVATE is on: any user can make the service fetch internal addresses",
+                id="mktx.W004",
+            )
+        )
     return problems
 
 
