@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from campaigns.models import Template, TemplateType
+from campaigns.schedule_schema import ScheduleField
 from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
 
 
@@ -63,7 +64,7 @@ class CampaignInput(StrictFieldsMixin, CamelSerializer):
     type = serializers.ChoiceField(choices=["promotional", "transactional", "engagement"])
     template_id = serializers.UUIDField()
     segment_ids = serializers.ListField(child=serializers.UUIDField(), allow_empty=True)
-    schedule = serializers.JSONField(required=False, help_text="{startAt, endAt, recurrence}")
+    schedule = ScheduleField(required=False)
     variables = serializers.JSONField(required=False, help_text="values for the template's placeholders")
 
 
@@ -72,7 +73,7 @@ class CampaignUpdateInput(StrictFieldsMixin, CamelSerializer):
     type = serializers.ChoiceField(choices=["promotional", "transactional", "engagement"], required=False)
     template_id = serializers.UUIDField(required=False)
     segment_ids = serializers.ListField(child=serializers.UUIDField(), required=False)
-    schedule = serializers.JSONField(required=False)
+    schedule = ScheduleField(required=False)
     variables = serializers.JSONField(required=False)
 
 
@@ -94,7 +95,7 @@ class CampaignOutput(CamelSerializer):
     status_reason = serializers.CharField(help_text="Why a campaign failed")
     template_id = serializers.UUIDField(allow_null=True)
     segment_ids = serializers.ListField(child=serializers.UUIDField())
-    schedule = serializers.JSONField()
+    schedule = ScheduleField()
     variables = serializers.JSONField()
     metrics = MetricsCounts()
     run_count = serializers.IntegerField()

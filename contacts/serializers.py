@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from contacts.field_schema import AttributeChangesField, TagsField
 from contacts.models import Contact, Conversation, Message
 from contacts.selectors import contact_engagement
 from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin, UrlOrEmptyField
@@ -91,15 +92,15 @@ class ContactDetailOutput(ContactOutput):
 
 class ContactUpdateInput(StrictFieldsMixin, CamelSerializer):
     display_name = serializers.CharField(required=False, max_length=100)
-    attributes = serializers.JSONField(required=False)
+    attributes = AttributeChangesField(required=False)
 
 
 class TagsInput(StrictFieldsMixin, CamelSerializer):
-    tags = serializers.JSONField()
+    tags = TagsField()
 
 
 class AttributesInput(StrictFieldsMixin, CamelSerializer):
-    attributes = serializers.JSONField()
+    attributes = AttributeChangesField()
 
 
 class ContactSummaryOutput(CamelModelSerializer):

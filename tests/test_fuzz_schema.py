@@ -12,6 +12,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.converter import to_json_schema
 
 from campaigns.models import Campaign, Template
 from contacts.models import Conversation, Segment
@@ -163,9 +164,7 @@ REFERENCE_SEGMENT = {
 )
 def test_it_documents_the_segment_conditions_the_api_accepts(api: Any, conditions: Any) -> None:
     # given: the documented shape of a segment's conditions
-    schema = Client().get(SCHEMA_URL, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
-    documented = schema["components"]["schemas"]["SegmentInputRequest"]["properties"]["conditions"]
-    validator = jsonschema.Draft4Validator(documented, format_checker=jsonschema.FormatChecker())
+    validator = _documented("SegmentInputRequest", "conditions")
 
     # when / then: the reference's example fits it and is accepted ...
     assert validator.is_valid(REFERENCE_SEGMENT["conditions"])
@@ -260,3 +259,62 @@ def test_it_documents_the_502_of_an_x_failure_on_the_operations_that_call_x(owne
             operation = schema.find_operation_by_label(f"{method} {path}")
             assert "502" in operation.definition.raw["responses"], path
             operation.validate_response(refused)
+
+
+def _documented(component: str, prop: str) -> jsonschema.Draft4Validator:
+    schema = Client().get(SCHEMA_URL, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    documented = schema["components"]["schemas"][component]["properties"][prop]
+    # as schemathesis reads it: OpenAPI 3.0's `nullable` made JSON Schema
+    return jsonschema.Draft4Validator(
+        to_json_schema(documented, nullable_keyword="nullable"), format_checker=jsonschema.FormatChecker()
+    )
+
+
+@pytest.mark.parametrize(
+    ("component", "prop", "good", "bad"),
+    [
+        (
+            "CampaignInputRequest",
+            "schedule",
+            {"startAt": "2026-01-20T10:00:00Z", "endAt": None, "recurrence": None},
+            {"startAt": None, "every": "day"},
+        ),
+        (
+            "CampaignInputRequest",
+            "schedule",
+            {"recurrence": {"frequency": "weekly", "interval": 2, "until": "2027-03-31"}},
+            {"recurrence": {"frequency": "hourly"}},
+        ),
+        ("TagsInputRequest", "tags", ["vip", "premium"], []),
+        (
+            "AttributesInputRequest",
+            "attributes",
+            {"purchaseCount": 6, "lastPurchaseDate": "2026-01-18", "tier": "gold"},
+            {"city": ["Lisbon"]},
+        ),
+    ],
+)
+def test_it_documents_schedules_tags_and_attributes_as_the_api_checks_them(
+    api: Any, merchant: Any, component: str, prop: str, good: Any, bad: Any
+) -> None:
+    # given: a contact, a template and the documented shape of the property
+    contact = ContactFactory.create(account=AccountFactory.create(merchant=merchant), merchant=merchant)
+    template = Template.objects.create(merchant=merchant, name="t", content="hi")
+    validator = _documented(component, prop)
+    base = "/api/v1/mkt-x"
+
+    def call(value: Any) -> Any:
+        if prop == "schedule":
+            body = {"name": "C", "type": "promotional", "templateId": str(template.id), "segmentIds": [], prop: value}
+            return api.post(f"{base}/campaigns", body, format="json")
+        if prop == "tags":
+            return api.post(f"{base}/contacts/{contact.id}/tags", {prop: value}, format="json")
+        return api.put(f"{base}/contacts/{contact.id}/attributes", {prop: value}, format="json")
+
+    # when / then: what the schema allows is accepted, and what the API refuses the schema refuses too
+    assert validator.is_valid(good)
+    assert call(good).status_code == 200
+    assert not validator.is_valid(bad)
+    refused = call(bad)
+    assert refused.status_code == 400
+    assert refused.json()["details"]["field"].startswith(prop)

@@ -1,0 +1,40 @@
+"""The OpenAPI shape of a campaign's `schedule`, from campaigns/schedule.py's rules: what `parse_schedule` accepts
+and what `Schedule.as_json` answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from campaigns.schedule import EARLIEST, FREQUENCIES, LATEST, MAX_INTERVAL
+
+_YEARS = f"from {EARLIEST.year} to {LATEST.year - 1}"
+
+SCHEDULE: dict[str, Any] = {
+    "type": "object",
+    "nullable": True,
+    "additionalProperties": False,
+    "properties": {
+        "startAt": {"type": "string", "format": "date-time", "nullable": True, "description": f"With a zone; {_YEARS}"},
+        "endAt": {"type": "string", "format": "date-time", "nullable": True, "description": "After startAt"},
+        "recurrence": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": False,
+            "required": ["frequency"],
+            "properties": {
+                "frequency": {"type": "string", "enum": list(FREQUENCIES)},
+                "interval": {"type": "integer", "minimum": 1, "maximum": MAX_INTERVAL, "default": 1},
+                "until": {"type": "string", "format": "date", "nullable": True, "description": "Not before startAt"},
+            },
+        },
+    },
+    "example": {"startAt": "2026-01-20T10:00:00Z", "endAt": None, "recurrence": None},
+}
+
+
+@extend_schema_field(SCHEDULE)
+class ScheduleField(serializers.JSONField):
+    """Checked by campaigns.schedule.parse_schedule (naming the field at fault)."""
