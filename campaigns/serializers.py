@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from campaigns.models import Template, TemplateType
 from campaigns.schedule_schema import ScheduleField
+from campaigns.template_schema import CardField, OptionsField, VariablesField
 from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
 
 
@@ -31,18 +32,18 @@ class TemplateInput(StrictFieldsMixin, CamelSerializer):
     name = serializers.CharField(max_length=200)
     type = serializers.ChoiceField(choices=TemplateType.values, default=TemplateType.TEXT)
     content = serializers.CharField(trim_whitespace=False)
-    variables = serializers.JSONField(required=False, help_text='the placeholders used, e.g. ["name"]')
-    options = serializers.JSONField(required=False, help_text="quick_reply: [{label, description?, metadata?}]")
-    card = serializers.JSONField(required=False, help_text="card: {imageUrl, buttons: [{label, url}]}")
+    variables = VariablesField(required=False)
+    options = OptionsField(required=False)
+    card = CardField(required=False)
 
 
 class TemplateUpdateInput(StrictFieldsMixin, CamelSerializer):
     name = serializers.CharField(max_length=200, required=False)
     type = serializers.ChoiceField(choices=TemplateType.values, required=False)
     content = serializers.CharField(trim_whitespace=False, required=False)
-    variables = serializers.JSONField(required=False)
-    options = serializers.JSONField(required=False)
-    card = serializers.JSONField(required=False)
+    variables = VariablesField(required=False)
+    options = OptionsField(required=False)
+    card = CardField(required=False)
 
 
 class PreviewInput(StrictFieldsMixin, CamelSerializer):

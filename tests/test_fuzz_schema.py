@@ -292,9 +292,17 @@ def _documented(component: str, prop: str) -> jsonschema.Draft4Validator:
             {"purchaseCount": 6, "lastPurchaseDate": "2026-01-18", "tier": "gold"},
             {"city": ["Lisbon"]},
         ),
+        ("TemplateInputRequest", "variables", ["code"], "code"),
+        ("TemplateInputRequest", "options", [{"label": "Yes", "metadata": "y"}], [{"label": "Yes", "colour": "red"}]),
+        (
+            "TemplateInputRequest",
+            "card",
+            {"imageUrl": "https://example.com/a.png", "buttons": []},
+            {"imageUrl": "http://x"},
+        ),
     ],
 )
-def test_it_documents_schedules_tags_and_attributes_as_the_api_checks_them(
+def test_it_documents_schedules_tags_attributes_and_template_parts_as_the_api_checks_them(
     api: Any, merchant: Any, component: str, prop: str, good: Any, bad: Any
 ) -> None:
     # given: a contact, a template and the documented shape of the property
@@ -309,6 +317,10 @@ def test_it_documents_schedules_tags_and_attributes_as_the_api_checks_them(
             return api.post(f"{base}/campaigns", body, format="json")
         if prop == "tags":
             return api.post(f"{base}/contacts/{contact.id}/tags", {prop: value}, format="json")
+        if component == "TemplateInputRequest":
+            kind = {"options": "quick_reply", "card": "card"}.get(prop, "text")
+            body = {"name": "T", "type": kind, "content": "Use {{code}}", "variables": ["code"], prop: value}
+            return api.post(f"{base}/templates", body, format="json")
         return api.put(f"{base}/contacts/{contact.id}/attributes", {prop: value}, format="json")
 
     # when / then: what the schema allows is accepted, and what the API refuses the schema refuses too
