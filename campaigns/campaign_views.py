@@ -24,6 +24,7 @@ from campaigns.serializers import (
     CampaignUpdateInput,
     DeliveryOutput,
     TestSendInput,
+    TestSendOutput,
 )
 from campaigns.testsend import campaign_test_send
 from contacts.serializers import iso
@@ -157,7 +158,7 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
         run = query_int(request, "run", default=0, minimum=0)
         return Response(campaign_metrics(self.get_object(), run_number=run or None))
 
-    @extend_schema(summary="Send test campaign", tags=TAGS, request=TestSendInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="Send test campaign", tags=TAGS, request=TestSendInput, responses=TestSendOutput)
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         campaign = self.get_object()

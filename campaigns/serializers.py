@@ -115,6 +115,21 @@ class TestSendInput(StrictFieldsMixin, CamelSerializer):
     variables = serializers.DictField(required=False, default=dict)
 
 
+class TestSendResult(CamelSerializer):
+    """Documents campaigns.testsend.campaign_test_send's results (written there, not by this serializer)."""
+
+    contact_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["sent", "skipped", "failed"])
+    message_id = serializers.UUIDField(required=False, help_text="When sent")
+    dm_event_id = serializers.CharField(required=False, allow_null=True, help_text="X's DM event id, when sent")
+    reason = serializers.CharField(required=False, help_text="When skipped (opted_out, ...) or failed (an error code)")
+    detail = serializers.CharField(required=False)
+
+
+class TestSendOutput(CamelSerializer):
+    results = TestSendResult(many=True, help_text="One a contact, in the order asked")
+
+
 class DeliveryOutput(CamelSerializer):
     id = serializers.CharField()
     run = serializers.IntegerField()

@@ -330,3 +330,33 @@ def test_it_documents_schedules_tags_attributes_and_template_parts_as_the_api_ch
     refused = call(bad)
     assert refused.status_code == 400
     assert refused.json()["details"]["field"].startswith(prop)
+
+
+def test_it_documents_the_results_of_a_test_send(owner: Any, sandbox: Any) -> None:
+    # given: a campaign of a connected shop and two of its customers, one opted out
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(owner)}")
+    shop = connect(client, sandbox)
+    ann, bob = customer(sandbox, shop, "ann_buyer"), customer(sandbox, shop, "bob_buyer")
+    bob["contact"].__class__.objects.filter(pk=bob["contact"].pk).update(opted_out=True)
+    template = client.post("/api/v1/mkt-x/templates", {"name": "T", "content": "Hi"}, format="json").json()["data"]
+    body = {"name": "C", "type": "promotional", "templateId": template["id"], "segmentIds": []}
+    campaign = client.post("/api/v1/mkt-x/campaigns", body, format="json").json()["data"]
+    contact_ids = [str(ann["contact"].id), str(bob["contact"].id)]
+
+    with connection_kept():
+        operation = served_schema().find_operation_by_label("POST /api/v1/mkt-x/campaigns/{id}/test")
+        # when
+        sent = wsgi_call(
+            "POST", f"/api/v1/mkt-x/campaigns/{campaign['id']}/test", owner, json={"contactIds": contact_ids}
+        )
+
+    # then: one result a contact, in the shape the schema documents
+    assert sent.status_code == 200, sent.get_json()
+    results = sent.get_json()["data"]["results"]
+    assert [r["status"] for r in results] == ["sent", "skipped"]
+    data = operation.definition.raw["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]
+    components = Client().get(SCHEMA_URL, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["components"]
+    documented = components["schemas"][data["$ref"].rsplit("/", 1)[-1]] if "$ref" in data else data
+    assert documented.get("required") == ["results"], documented
+    operation.validate_response(sent)
