@@ -7,7 +7,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins
 from rest_framework.decorators import action
@@ -20,6 +19,7 @@ from campaigns.metrics import campaign_metrics, estimated_completion, summary_me
 from campaigns.models import Campaign, CampaignStatus, CampaignType, Delivery, DeliveryStatus
 from campaigns.serializers import (
     CampaignInput,
+    CampaignMetricsOutput,
     CampaignOutput,
     CampaignUpdateInput,
     DeliveryOutput,
@@ -150,7 +150,7 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
     @extend_schema(
         summary="Get campaign metrics",
         tags=TAGS,
-        responses=OpenApiTypes.OBJECT,
+        responses=CampaignMetricsOutput,
         parameters=[OpenApiParameter("run", int, description="One occurrence of a recurring campaign")],
     )
     @action(detail=True, methods=["get"])

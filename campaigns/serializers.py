@@ -115,6 +115,48 @@ class TestSendInput(StrictFieldsMixin, CamelSerializer):
     variables = serializers.DictField(required=False, default=dict)
 
 
+# --- metrics (documents campaigns/metrics.py's campaign_metrics, which writes the answer) ---------------------------
+
+
+class MetricsRates(CamelSerializer):
+    total_sent = serializers.IntegerField(help_text="Deliveries X was asked to send (sent + failed)")
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    replied = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    open_rate = serializers.FloatField(help_text="Over delivered, two decimals")
+    click_rate = serializers.FloatField()
+    reply_rate = serializers.FloatField()
+    delivery_rate = serializers.FloatField(help_text="Delivered over totalSent")
+
+
+class MetricsBucket(CamelSerializer):
+    timestamp = serializers.DateTimeField(help_text="The hour (UTC)")
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    replied = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class MetricsRun(MetricsRates):
+    run = serializers.IntegerField()
+    status = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    audience = serializers.IntegerField()
+
+
+class CampaignMetricsOutput(MetricsRates):
+    audience = serializers.IntegerField(help_text="Deliveries of the runs counted")
+    timeline = MetricsBucket(many=True)
+    runs = MetricsRun(many=True)
+
+
 class TestSendResult(CamelSerializer):
     """Documents campaigns.testsend.campaign_test_send's results (written there, not by this serializer)."""
 

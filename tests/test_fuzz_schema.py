@@ -360,3 +360,23 @@ def test_it_documents_the_results_of_a_test_send(owner: Any, sandbox: Any) -> No
     documented = components["schemas"][data["$ref"].rsplit("/", 1)[-1]] if "$ref" in data else data
     assert documented.get("required") == ["results"], documented
     operation.validate_response(sent)
+
+
+def test_it_documents_campaign_metrics(merchant: Any, owner: Any) -> None:
+    # given: a campaign
+    template = Template.objects.create(merchant=merchant, name="t", content="hi")
+    campaign = Campaign.objects.create(merchant=merchant, name="c", template=template)
+
+    with connection_kept():
+        operation = served_schema().find_operation_by_label("GET /api/v1/mkt-x/campaigns/{id}/metrics")
+        # when
+        metrics = wsgi_get(f"/api/v1/mkt-x/campaigns/{campaign.id}/metrics", owner)
+
+    # then: the reference's counts, rates and timeline are documented, and the answer fits
+    assert metrics.status_code == 200
+    data = operation.definition.raw["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]
+    components = Client().get(SCHEMA_URL, HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["components"]
+    documented = components["schemas"][data["$ref"].rsplit("/", 1)[-1]] if "$ref" in data else data
+    reference = {"totalSent", "delivered", "opened", "clicked", "replied", "failed", "openRate", "clickRate"}
+    assert reference | {"replyRate", "deliveryRate", "timeline"} <= set(documented.get("required", [])), documented
+    operation.validate_response(metrics)
