@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 import requests
+import time_machine
 from django.conf import settings
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
@@ -79,6 +81,22 @@ def test_it_forgets_failures_when_the_window_ends(settings, owner):
     assert _login(owner.email, PASSWORD).status_code == 429
     time.sleep(1.05)
     assert _login(owner.email, PASSWORD).status_code == 200
+
+
+def test_the_failure_window_starts_at_the_first_failure_not_at_a_clock_boundary(settings, owner):
+    settings.MKTX_LOGIN_RATE_LIMIT = (1000, 60)
+    first = datetime(2026, 12, 1, 10, 14, 50, tzinfo=UTC)  # ten seconds before a quarter-hour boundary
+    with time_machine.travel(first, tick=False) as traveller:
+        for i in range(5):
+            assert _login(owner.email, f"before-{i}").status_code == 401
+        traveller.move_to(first + timedelta(seconds=20))  # past 10:15:00
+        for i in range(5):
+            assert _login(owner.email, f"after-{i}").status_code == 401
+        _assert_rate_limited(_login(owner.email, PASSWORD))
+        traveller.move_to(first + timedelta(seconds=settings.MKTX_LOGIN_FAILURE_WINDOW - 1))
+        _assert_rate_limited(_login(owner.email, PASSWORD))
+        traveller.move_to(first + timedelta(seconds=settings.MKTX_LOGIN_FAILURE_WINDOW + 1))
+        assert _login(owner.email, PASSWORD).status_code == 200
 
 
 def test_it_ignores_x_forwarded_for_without_trusted_proxies(settings, owner):

@@ -325,6 +325,16 @@ def test_login_refuses_deeply_nested_json(depth):
     assert_names(response, "email")
 
 
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_a_number_of_thousands_of_digits_is_named_and_says_nothing_of_python(sign):
+    body = '{"email": ' + sign + "9" * 5000 + ', "password": "x"}'
+
+    response = Client().post(LOGIN, body, content_type="application/json")
+
+    assert_names(response, "email")
+    assert "sys." not in response.content.decode()
+
+
 def test_deep_nesting_at_the_top_is_named_body():
     assert_names(Client().post(LOGIN, nested(10_000), content_type="application/json"), "body")
 

@@ -58,10 +58,12 @@ def _count(cache_key: str, ttl: int) -> int:
         return redis_call("rate-limit count", 1, incr)
     cache.add(cache_key, 0, timeout=ttl)
     try:
-        return int(cache.incr(cache_key))
+        count = int(cache.incr(cache_key))
     except ValueError:  # expired between add and incr
         cache.set(cache_key, 1, timeout=ttl)
         return 1
+    cache.touch(cache_key, ttl)  # the database cache's incr is a set with the default timeout (300 s)
+    return count
 
 
 def hit(key: str, *, limit: int, period: int, now: float | None = None) -> tuple[bool, RateLimitState]:
@@ -80,22 +82,39 @@ def _peek(cache_key: str) -> int:
     return int(cache.get(cache_key) or 0)
 
 
-def _window(period: int, now: float | None) -> int:
-    now = time.time() if now is None else now
-    return int(now // period) * period
+def _store(cache_key: str, value: int, ttl: int) -> None:
+    if settings.REDIS_URL:
+        redis_call("rate-limit write", None, lambda client: client.set(redis_key(cache_key), value, ex=ttl))
+    else:
+        cache.set(cache_key, value, timeout=ttl)
+
+
+def _failure_window(key: str, period: int, now: float) -> int | None:
+    """When `key`'s current failure window began (its first failure), or None when it has none open."""
+    since = _peek(f"failures:{key}:since")
+    return since if since and now < since + period else None
 
 
 def failure_limited(key: str, *, limit: int, period: int, now: float | None = None) -> float | None:
-    """Seconds until `key` may try again when it has `limit` recorded failures in this window, else None."""
-    window_start = _window(period, now)
-    if _peek(f"failures:{key}:{window_start}") < limit:
+    """Seconds until `key` may try again when it has `limit` failures in the `period` since its first, else None.
+
+    The window starts at the first failure (not at a clock boundary, which would let a guesser make 2 x limit
+    attempts across one), and the key is locked until `period` after that first failure."""
+    now = time.time() if now is None else now
+    since = _failure_window(key, period, now)
+    if since is None or _peek(f"failures:{key}:{since}") < limit:
         return None
-    return max(1.0, window_start + period - (time.time() if now is None else now))
+    return max(1.0, since + period - now)
 
 
 def failure_record(key: str, *, period: int, now: float | None = None) -> None:
-    """Count one failure (a wrong password) against `key` in this window."""
-    _count(f"failures:{key}:{_window(period, now)}", period + 5)
+    """Count one failure (a wrong password) against `key`, opening a window at the first."""
+    now = time.time() if now is None else now
+    since = _failure_window(key, period, now)
+    if since is None:
+        since = int(now)
+        _store(f"failures:{key}:since", since, period + 5)
+    _count(f"failures:{key}:{since}", period + 5)
 
 
 class _WindowThrottle(BaseThrottle):
