@@ -1,8 +1,8 @@
 """Password-guessing limits shared by the API login and the back-office login.
 
-Two limits, both fixed windows in the shared cache: attempts per client address (`MKTX_LOGIN_RATE_LIMIT`, the same
-counter as the API's `LoginRateThrottle`) and failed attempts per email (`MKTX_LOGIN_FAILURE_LIMIT` in
-`MKTX_LOGIN_FAILURE_WINDOW` seconds). An email over its limit is refused before its password is checked, so a
+Two limits in the shared cache: attempts per client address (`MKTX_LOGIN_RATE_LIMIT`, a fixed window, the same
+counter as the API's `LoginRateThrottle`) and failed attempts per email (`MKTX_LOGIN_FAILURE_LIMIT` in the
+`MKTX_LOGIN_FAILURE_WINDOW` seconds that start at the email's first failure). An email over its limit is refused before its password is checked, so a
 guesser learns nothing more until the window ends; a success does not reset the count (an attacker holding one
 password cannot clear the lockout of the account they are guessing), and other emails are not affected.
 """
