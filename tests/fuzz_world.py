@@ -229,7 +229,7 @@ STATEFUL_SETTINGS = hypothesis.settings(
     derandomize=True,
     database=None,
     deadline=None,
-    suppress_health_check=list(hypothesis.HealthCheck),
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 
 
