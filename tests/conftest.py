@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.test import APIClient
 
 from mktx.iam.models import Role, User
@@ -40,6 +41,16 @@ def client_for() -> Callable[[User], APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture
+def staff(owner) -> Client:
+    """The back office, logged in as the merchant's owner made a superuser."""
+    owner.is_staff = owner.is_superuser = True
+    owner.save()
+    client = Client()
+    client.force_login(owner)
+    return client
 
 
 @pytest.fixture

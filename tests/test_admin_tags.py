@@ -16,15 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(owner) -> Client:
-    owner.is_staff = owner.is_superuser = True
-    owner.save()
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
 def john(merchant) -> Contact:
     account = AccountFactory.create(merchant=merchant)
     return ContactFactory.create(account=account, merchant=merchant)

@@ -12,15 +12,6 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(owner) -> Client:
-    owner.is_staff = owner.is_superuser = True
-    owner.save()
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
 def _add(staff: Client, merchant, email: str, password: str):
     return staff.post(
         "/admin/iam/user/add/",

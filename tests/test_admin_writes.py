@@ -25,15 +25,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(owner) -> Client:
-    owner.is_staff = owner.is_superuser = True
-    owner.save()
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
 def account(merchant):
     return AccountFactory.create(merchant=merchant, twitter_user_id="4337869213")
 
