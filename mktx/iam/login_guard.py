@@ -2,9 +2,10 @@
 
 Two limits in the shared cache: attempts per client address (`MKTX_LOGIN_RATE_LIMIT`, a fixed window, the same
 counter as the API's `LoginRateThrottle`) and failed attempts per email (`MKTX_LOGIN_FAILURE_LIMIT` in the
-`MKTX_LOGIN_FAILURE_WINDOW` seconds that start at the email's first failure). An email over its limit is refused before its password is checked, so a
-guesser learns nothing more until the window ends; a success does not reset the count (an attacker holding one
-password cannot clear the lockout of the account they are guessing), and other emails are not affected.
+`MKTX_LOGIN_FAILURE_WINDOW` seconds that start at the email's first failure). An email over its limit is refused
+before its password is checked, so a guesser learns nothing more until the window ends; a success does not reset
+the count (an attacker holding one password cannot clear the lockout of the account they are guessing), and other
+emails are not affected.
 """
 
 from __future__ import annotations
