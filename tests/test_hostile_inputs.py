@@ -286,7 +286,7 @@ def campaign_parts(api, contacts_in_place):
     }
 
 
-def _schedule(key: str, value: str) -> dict:
+def _schedule(key: str, value: str | None) -> dict:
     schedule = {"startAt": "2030-01-20T10:00:00Z", "endAt": None, "recurrence": None}
     schedule[key] = value
     return schedule
