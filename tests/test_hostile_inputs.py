@@ -5,6 +5,7 @@ deliveries are never refused for their content, so a NUL is stored and processed
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.test import Client
@@ -333,6 +334,35 @@ def test_a_number_of_thousands_of_digits_is_named_and_says_nothing_of_python(sig
 
     assert_names(response, "email")
     assert "sys." not in response.content.decode()
+
+
+def test_an_unterminated_string_before_deep_nesting_is_refused_in_linear_time():
+    # an unclosed quote followed by many escaped quotes made the nesting scan quadratic (17 s for 64 KB)
+    body = '{"email": "' + '\\"' * 300_000 + "[" * 65
+
+    started = time.monotonic()
+    response = Client().post(LOGIN, body, content_type="application/json")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 400
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("charset", ["rot13", "zlib", "base64", "hex"])
+def test_a_charset_that_is_not_a_text_encoding_is_a_400_naming_the_content_type(charset):
+    body = json.dumps({"email": "a@b.test", "password": "x"}).encode()
+
+    response = Client().generic("POST", LOGIN, body, content_type=f"application/json; charset={charset}")
+
+    assert_names(response, "Content-Type")
+
+
+def test_json_in_utf_16_still_parses():
+    body = json.dumps({"email": "nobody@shop.test", "password": "wrong-one"}).encode("utf-16")
+
+    response = Client().generic("POST", LOGIN, body, content_type="application/json; charset=utf-16")
+
+    assert response.status_code == 401
 
 
 def test_deep_nesting_at_the_top_is_named_body():

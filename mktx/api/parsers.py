@@ -26,8 +26,16 @@ from mktx.api.errors import InvalidInput
 MAX_DEPTH = 64
 INT_BITS = 64
 _INT_MAX = 2 ** (INT_BITS - 1) - 1
-# a JSON string (escapes included) or one structural character: enough to measure nesting outside strings
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:]')
+# a JSON string (escapes included) or one structural character: enough to measure nesting outside strings. The
+# closing quote is optional and the repetitions possessive, so an unterminated string matches to the end at once:
+# a required quote made every later `"` of such a body scan to its end again (quadratic: 17 s for 64 KB).
+_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[\]{}:]')
+# RFC 8259: JSON exchanged between systems is UTF-8; its UTF-16/32 forms are harmless. Any other codec Python knows
+# (rot13, zlib, ...) is refused: some are not text at all, and zlib would inflate a small body in memory.
+JSON_ENCODINGS = frozenset(
+    {"utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
+    | {"ascii", "iso8859-1", "cp1252"}  # what old clients still label their (ASCII) JSON with
+)
 
 
 def _key(quoted: str) -> str:
@@ -125,7 +133,13 @@ class JSONParser(DRFJSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         encoding = (parser_context or {}).get("encoding") or "utf-8"
         try:
-            text = codecs.getreader(encoding)(stream).read()
+            codec = codecs.lookup(encoding).name
+        except LookupError:
+            codec = ""
+        if codec not in JSON_ENCODINGS:
+            raise InvalidInput("Content-Type", "JSON is read as UTF-8 (or UTF-16/32): leave out the charset")
+        try:
+            text = codecs.getreader(codec)(stream).read()
             return loads_checked(text)
         except ValueError as exc:  # UnicodeDecodeError included
             raise ParseError(f"JSON parse error - {exc}") from None
