@@ -38,8 +38,10 @@ CA_CERTS = certifi.where()  # the same trust store as `requests`; tests point it
 
 # Not globally routable, or routable only to a network of our own, beyond what `is_global` already says.
 _DENIED_V4 = tuple(ipaddress.ip_network(n) for n in ("0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24"))
-_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# 6to4 (2002::/16) reaches whatever IPv4 network a gateway of ours relays to, and the local-use NAT64 prefix
+# (64:ff9b:1::/48) embeds its IPv4 address wherever its operator chose: neither can be checked, both are refused.
+_DENIED_V6 = tuple(ipaddress.ip_network(n) for n in ("2002::/16", "64:ff9b:1::/48"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is the last 32 bits
 
 
 class EgressFailed(Exception):
@@ -69,6 +71,8 @@ def resolve(host: str, port: int) -> list[str]:
 def address_allowed(address: IPAddress) -> bool:
     """A globally routable unicast address that does not embed (or translate to) one that is not."""
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _DENIED_V6):
+            return False
         embedded = _embedded_v4(address)
         if embedded is not None:
             return address_allowed(embedded)
@@ -80,12 +84,10 @@ def address_allowed(address: IPAddress) -> bool:
 
 
 def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv4-mapped, 6to4 or NAT64 address reaches: the one that must be checked."""
+    """The IPv4 address an IPv4-mapped or well-known NAT64 address reaches: the one that must be checked."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
-    if address in _SIX_TO_FOUR:
-        return address.sixtofour
-    if any(address in network for network in _NAT64):
+    if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
