@@ -2,8 +2,9 @@
 the same service as the views).
 
 The admin saves nothing itself: a change form calls the service while it validates, so the service's refusal shows
-as a form error and the admin's own save has nothing left to write. Django's change view runs in one transaction, and
-a service that refuses undoes its own writes in its atomic block."""
+as a form error and the admin's own save has nothing left to write. A service that refuses undoes its own writes in its
+atomic block; one that succeeds while something else on the page is invalid (an inline row) is undone by the change
+view, which rolls back its transaction whenever it answers with the form again."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.db import router, transaction
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from mktx.api.errors import ApiError
 
@@ -23,6 +26,12 @@ def _form_field(exc: ApiError, fields: dict[str, str]) -> str | None:
         if named == api_name or named.startswith((f"{api_name}.", f"{api_name}[")):
             return form_name
     return None
+
+
+def _is_the_form_again(response: HttpResponse) -> bool:
+    """Whether a change view's answer to a POST is its form re-rendered with errors, not a save's redirect (or the
+    page a popup's save answers with)."""
+    return isinstance(response, TemplateResponse) and "adminform" in (response.context_data or {})
 
 
 class ServiceForm(forms.ModelForm):
@@ -55,6 +64,25 @@ class ServiceForm(forms.ModelForm):
 
 class ServiceAdmin(admin.ModelAdmin):
     """Saving is done by the form's service call: nothing is written here, not even the many-to-many fields."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Django's, which runs a POST in one atomic block, but rolled back when the answer is the form again: the
+        service has written the change while the form validated, and the page is refused for another reason (an
+        inline row, an error the form itself found after the service's call)."""
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        using = router.db_for_write(self.model)
+        with transaction.atomic(using=using):  # the block Django's opens is nested in this one, as a savepoint
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if _is_the_form_again(response):
+                transaction.set_rollback(True, using=using)
+            return response
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created through the API, which owns the merchant and the checks

@@ -15,9 +15,9 @@ from django.utils import timezone
 from campaigns.models import Campaign, Template
 from contacts import erasure
 from contacts.erasure import ErasedContact, erasure_hooks
-from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Segment
+from contacts.models import ConsentEvent, Contact, ContactTag, Conversation, Message, Segment, Tag
 from contacts.services.contacts import contact_erase, contact_tags_add
-from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MessageFactory
+from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MerchantFactory, MessageFactory
 from webhooks_app.models import InboundEvent
 from webhooks_app.redaction import raw_events_redact
 
@@ -224,8 +224,6 @@ def test_a_campaign_that_started_while_its_form_was_open_is_refused(staff, merch
 
 
 def test_another_merchants_template_is_not_offered(staff, merchant, setup):
-    from tests.factories import MerchantFactory
-
     template, _, segment = setup
     foreign = Template.objects.create(merchant=MerchantFactory.create(), name="Foreign", content="x")
     campaign = _campaign(merchant, template, segment, "draft")
@@ -349,6 +347,35 @@ def test_a_contact_edit_the_service_refuses_is_a_form_error(staff, account):
     assert page.status_code == 200 and page.context["adminform"].form.errors
     john.refresh_from_db()
     assert john.attributes == {"tier": "gold"} and not john.display_name_overridden
+
+
+def test_a_contact_edit_with_an_invalid_inline_row_writes_nothing(staff, account):
+    # given a valid change of the contact itself, beside a tag row naming another merchant's tag
+    john = ContactFactory.create(
+        account=account, merchant=account.merchant, display_name="John", attributes={"tier": "gold"}
+    )
+    foreign = Tag.objects.create(merchant=MerchantFactory.create(), name="rival-secret")
+    # when
+    response = _change_contact(
+        staff,
+        john,
+        display_name="Johnny",
+        attributes=json.dumps({"tier": "silver"}),
+        **{
+            "contact_tags-TOTAL_FORMS": "1",
+            "contact_tags-0-id": "",
+            "contact_tags-0-contact": str(john.pk),
+            "contact_tags-0-tag": str(foreign.pk),
+        },
+    )
+    # then the form comes back with the inline's error, and the service's write was undone with it
+    assert response.status_code == 200
+    assert not response.context["adminform"].form.errors
+    assert any(response.context["inline_admin_formsets"][0].formset.errors)
+    john.refresh_from_db()
+    assert (john.display_name, john.display_name_overridden) == ("John", False)
+    assert john.attributes == {"tier": "gold"}
+    assert not ContactTag.objects.filter(contact=john).exists()
 
 
 def test_xs_fields_of_a_contact_are_read_only_in_the_admin(staff, account):
