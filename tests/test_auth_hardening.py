@@ -99,6 +99,36 @@ def test_the_failure_window_starts_at_the_first_failure_not_at_a_clock_boundary(
         assert _login(owner.email, PASSWORD).status_code == 200
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_guesses_for_one_email_get_no_more_password_checks_than_the_limit(settings):
+    from mktx.iam.login_guard import login_attempt_begin
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and not settings.REDIS_URL:
+        pytest.skip("the database cache of the in-memory SQLite test database is not shared between threads")
+    settings.MKTX_LOGIN_FAILURE_LIMIT = 10
+    barrier = threading.Barrier(30)
+    allowed: list[bool] = []
+
+    def guess() -> None:
+        barrier.wait()
+        allowed.append(login_attempt_begin("victim@shop.test") is None)
+
+    threads = [threading.Thread(target=guess) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == 10
+
+
+def test_a_right_password_is_not_counted_as_a_failure(settings, owner):
+    settings.MKTX_LOGIN_FAILURE_LIMIT = 3
+    settings.MKTX_LOGIN_RATE_LIMIT = (1000, 60)
+    for _ in range(5):
+        assert _login(owner.email, PASSWORD).status_code == 200
+    assert [_login(owner.email, "nope-nope").status_code for _ in range(4)] == [401, 401, 401, 429]
+
+
 def test_it_ignores_x_forwarded_for_without_trusted_proxies(settings, owner):
     settings.MKTX_LOGIN_RATE_LIMIT = (3, 60)
     settings.MKTX_LOGIN_FAILURE_LIMIT = 1000

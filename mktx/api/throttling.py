@@ -7,6 +7,7 @@ Redis is down the limiter fails open (mktx/redis.py): the request is counted as 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -82,6 +83,14 @@ def _peek(cache_key: str) -> int:
     return int(cache.get(cache_key) or 0)
 
 
+def _add(cache_key: str, value: int, ttl: int) -> None:
+    """Set `cache_key` unless it is set (two first failures at once open one window, not two)."""
+    if settings.REDIS_URL:
+        redis_call("rate-limit write", None, lambda client: client.set(redis_key(cache_key), value, ex=ttl, nx=True))
+    else:
+        cache.add(cache_key, value, timeout=ttl)
+
+
 def _store(cache_key: str, value: int, ttl: int) -> None:
     if settings.REDIS_URL:
         redis_call("rate-limit write", None, lambda client: client.set(redis_key(cache_key), value, ex=ttl))
@@ -95,26 +104,45 @@ def _failure_window(key: str, period: int, now: float) -> int | None:
     return since if since and now < since + period else None
 
 
-def failure_limited(key: str, *, limit: int, period: int, now: float | None = None) -> float | None:
-    """Seconds until `key` may try again when it has `limit` failures in the `period` since its first, else None.
-
-    The window starts at the first failure (not at a clock boundary, which would let a guesser make 2 x limit
-    attempts across one), and the key is locked until `period` after that first failure."""
-    now = time.time() if now is None else now
+def _open_failure_window(key: str, period: int, now: float) -> int:
     since = _failure_window(key, period, now)
-    if since is None or _peek(f"failures:{key}:{since}") < limit:
+    if since is not None:
+        return since
+    if _peek(f"failures:{key}:since"):  # a window that has ended but whose key has not expired yet
+        _store(f"failures:{key}:since", int(now), period + 5)
+    else:
+        _add(f"failures:{key}:since", int(now), period + 5)
+    return _failure_window(key, period, now) or int(now)
+
+
+def failure_reserve(key: str, *, limit: int, period: int, now: float | None = None) -> float | None:
+    """Count one attempt against `key` as a failure *before* it is tried, atomically; answer the seconds to wait
+    when that makes more than `limit` in the window (the attempt must then not be tried), else None.
+
+    Counting first is what bounds concurrent attempts: checking and then counting after a slow password hash let a
+    burst of parallel guesses all pass the check. The window starts at the first failure (not at a clock boundary,
+    which would allow 2 x limit across one) and lasts `period`; `failure_refund` gives a successful attempt back.
+    """
+    now = time.time() if now is None else now
+    since = _open_failure_window(key, period, now)
+    if _count(f"failures:{key}:{since}", period + 5) <= limit:
         return None
     return max(1.0, since + period - now)
 
 
-def failure_record(key: str, *, period: int, now: float | None = None) -> None:
-    """Count one failure (a wrong password) against `key`, opening a window at the first."""
+def failure_refund(key: str, *, period: int, now: float | None = None) -> None:
+    """Give back the attempt `failure_reserve` counted, when it turned out not to be a failure."""
     now = time.time() if now is None else now
     since = _failure_window(key, period, now)
     if since is None:
-        since = int(now)
-        _store(f"failures:{key}:since", since, period + 5)
-    _count(f"failures:{key}:{since}", period + 5)
+        return
+    cache_key = f"failures:{key}:{since}"
+    if settings.REDIS_URL:
+        redis_call("rate-limit refund", None, lambda client: client.decr(redis_key(cache_key)))
+        return
+    with contextlib.suppress(ValueError):  # expired meanwhile: nothing to give back
+        cache.decr(cache_key)
+        cache.touch(cache_key, period + 5)
 
 
 class _WindowThrottle(BaseThrottle):

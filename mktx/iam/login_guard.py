@@ -16,7 +16,7 @@ import time
 from django.conf import settings
 from django.http import HttpRequest
 
-from mktx.api.throttling import client_address, failure_limited, failure_record, hit
+from mktx.api.throttling import client_address, failure_refund, failure_reserve, hit
 from mktx.iam.models import normalize_email
 
 
@@ -25,15 +25,16 @@ def _email_key(email: str) -> str:
     return "login-email:" + hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
 
 
-def login_email_wait(email: str) -> float | None:
-    """Seconds until `email` may try a password again, or None when it may now."""
-    return failure_limited(
+def login_attempt_begin(email: str) -> float | None:
+    """Count a password attempt for `email` before it is checked; seconds to wait (refuse it) when over the limit."""
+    return failure_reserve(
         _email_key(email), limit=settings.MKTX_LOGIN_FAILURE_LIMIT, period=settings.MKTX_LOGIN_FAILURE_WINDOW
     )
 
 
-def login_failure_record(email: str) -> None:
-    failure_record(_email_key(email), period=settings.MKTX_LOGIN_FAILURE_WINDOW)
+def login_attempt_succeeded(email: str) -> None:
+    """The attempt `login_attempt_begin` counted was the right password: it is not a failure."""
+    failure_refund(_email_key(email), period=settings.MKTX_LOGIN_FAILURE_WINDOW)
 
 
 def login_address_wait(request: HttpRequest) -> float | None:

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from mktx.api.error_schema import error_response
 from mktx.api.errors import Unauthorized
 from mktx.api.throttling import LoginRateThrottle
-from mktx.iam.login_guard import login_email_wait, login_failure_record
+from mktx.iam.login_guard import login_attempt_begin, login_attempt_succeeded
 from mktx.iam.models import User
 from mktx.iam.serializers import LoginInput, RefreshInput, TokenPairOutput
 from mktx.iam.tokens import tokens_for_user, tokens_refresh
@@ -41,13 +41,13 @@ class LoginView(_PublicAuthView):
         data = LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"]
-        wait = login_email_wait(email)
+        wait = login_attempt_begin(email)
         if wait is not None:  # refused before the password is checked: see login_guard
             raise Throttled(wait=wait)
         user = authenticate(request, email=email, password=data.validated_data["password"])
         if not isinstance(user, User) or user.merchant_id is None or not user.merchant.is_active:  # type: ignore[union-attr]
-            login_failure_record(email)
-            raise Unauthorized("Invalid email or password")
+            raise Unauthorized("Invalid email or password")  # counted as a failure by login_attempt_begin
+        login_attempt_succeeded(email)
         User.objects.filter(pk=user.pk).update(last_login=timezone.now())
         return Response(tokens_for_user(user))
 
