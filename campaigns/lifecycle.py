@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -275,6 +275,11 @@ def run_freeze(*, run_id: Any) -> int | None:
                 return None
             count = audience_freeze(campaign=run.campaign, run=run)
             _kick_sender()
+    except TRANSIENT_DATABASE_ERRORS:  # a deadlock, a timeout, a lost connection: the sweep queues it again
+        logger.warning(
+            "run %s: the freeze met a transient database error; it will be tried again", run_id, exc_info=True
+        )
+        return None
     except Exception as exc:  # else the sweep would queue the same failing freeze every minute, forever
         logger.exception("run %s: the audience could not be frozen", run_id)
         _run_failed(run_id, _failure_reason(exc))
@@ -411,6 +416,11 @@ def _skip(campaign: Campaign, plan: CatchUp, now: datetime) -> bool:
     return plan.due
 
 
+# What the database answers while it is busy or away (deadlock, lock or statement timeout, a dropped connection):
+# retried later, never the campaign's failure. The API answers the same errors 503.
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
 def _failure_reason(exc: Exception) -> str:
     if isinstance(exc, ApiError):
         return f"{exc.details.get('field', '')}: {exc.message}"
@@ -426,6 +436,11 @@ def campaign_fire_or_fail(*, campaign_id: Any, now: datetime | None = None) -> b
     try:
         with transaction.atomic():
             return campaign_fire(campaign_id=campaign_id, now=now)
+    except TRANSIENT_DATABASE_ERRORS:  # not the campaign's fault: it stays scheduled, the next sweep fires it
+        logger.warning(
+            "campaign %s: a transient database error; it will fire on the next sweep", campaign_id, exc_info=True
+        )
+        return False
     except Exception as exc:
         logger.exception("campaign %s could not fire", campaign_id)
         failed = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SCHEDULED).update(

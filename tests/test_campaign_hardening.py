@@ -151,6 +151,36 @@ def test_a_campaign_whose_fire_raises_unexpectedly_fails_with_the_reason_and_the
     assert not Delivery.objects.filter(campaign_id=bad["id"]).exists()
 
 
+def test_a_transient_database_error_on_firing_leaves_the_campaign_scheduled_for_the_next_sweep(
+    api, sandbox, shop, crowd, clock, fast, monkeypatch
+):
+    from django.db import OperationalError
+
+    from campaigns import lifecycle
+    from campaigns.sender import campaigns_fire_due
+
+    data = create(
+        api,
+        [segment(api, "Fans", "fans")],
+        template(api),
+        schedule={"startAt": (START + timedelta(minutes=5)).isoformat()},
+    )
+    assert act(api, data["id"], "start").json()["data"]["status"] == "scheduled"
+    real_fire = lifecycle.campaign_fire
+
+    def deadlocked(**kwargs):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(lifecycle, "campaign_fire", deadlocked)
+    clock.move_to(START + timedelta(minutes=6))
+    assert campaigns_fire_due(START + timedelta(minutes=6)) == 0
+    assert Campaign.objects.get(pk=data["id"]).status == "scheduled"
+    # when the database is itself again, the next sweep fires it
+    monkeypatch.setattr(lifecycle, "campaign_fire", real_fire)
+    assert campaigns_fire_due(START + timedelta(minutes=7)) == 1
+    assert Campaign.objects.get(pk=data["id"]).status == "running"
+
+
 def test_a_large_audience_whose_freeze_fails_fails_its_campaign_instead_of_being_retried_forever(
     api, sandbox, shop, crowd, clock, fast, settings
 ):
