@@ -20,8 +20,9 @@ def ensure_segment_indexes(conditions: list[object]) -> list[str]:
     return segment_indexes_ensure(conditions=conditions)
 
 
-def sync_attribute_indexes() -> dict[str, list[str]]:
-    """After a segment delete (or on demand): drop the indexes of keys no segment uses, fill the free places."""
+def sync_attribute_indexes() -> dict[str, object]:
+    """After a segment delete (or on demand): drop the indexes of keys no segment uses, fill the free places.
+    Returns at once (`busy`) when another sync runs: that one passes again for this one."""
     from dataclasses import asdict
 
     from contacts.services.attribute_indexes import attribute_indexes_sync

@@ -4,15 +4,18 @@ any more loses its index (issue 11 point 6)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import Client
 
-from contacts.models import AttributeIndex, Contact
-from contacts.services.attribute_indexes import INDEX_PREFIX, attribute_indexes_sync, index_name
+from contacts.models import AttributeIndex, Contact, Segment
+from contacts.services import attribute_indexes
+from contacts.services.attribute_indexes import INDEX_PREFIX, RERUN, SyncReport, attribute_indexes_sync, index_name
 from contacts.services.segments import (
     segment_contacts,
     segment_create,
@@ -159,6 +162,146 @@ def test_an_index_left_invalid_by_a_failed_build_is_rebuilt(merchant):
     with connection.cursor() as cursor:
         cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [index_name("spent")])
         assert cursor.fetchone() == (True,)
+
+
+class OtherSession:
+    """A second database session, as another task worker has: it holds or probes the sync's advisory lock."""
+
+    def __init__(self) -> None:
+        self.db = connections.create_connection(DEFAULT_DB_ALIAS)
+
+    def query(self, sql: str) -> object:
+        with self.db.cursor() as cursor:
+            cursor.execute(sql, [attribute_indexes._LOCK])
+            return cursor.fetchone()[0]
+
+    def lock(self) -> None:
+        self.query("SELECT pg_advisory_lock(%s)")
+
+    def unlock(self) -> None:
+        assert self.query("SELECT pg_advisory_unlock(%s)") is True
+
+    def lock_is_free(self) -> bool:
+        if not self.query("SELECT pg_try_advisory_lock(%s)"):
+            return False
+        self.unlock()
+        return True
+
+
+@pytest.fixture
+def other_session():
+    other = OtherSession()
+    yield other
+    other.db.close()  # ends the session, and so any lock it still holds
+
+
+def rerun_requested() -> bool:
+    return AttributeIndex.objects.filter(key=RERUN).exists()
+
+
+@postgresql_only
+def test_a_sync_while_another_holds_the_lock_returns_at_once_and_records_a_rerun_that_the_next_sync_makes(
+    merchant, other_session
+):
+    other_session.lock()  # another worker's sync, building an index on a large table
+    segment_create(merchant_id=merchant.pk, name="spenders", conditions=ranges("spent"))  # its sync: busy too
+
+    started = time.monotonic()
+    report = attribute_indexes_sync()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1
+    assert (report.busy, report.passes, report.built, report.indexed) == (True, 0, [], [])
+    assert built_indexes() == {}
+    assert rerun_requested()
+    assert not AttributeIndex.objects.get(key="spent").indexed  # noted by the save, not indexed yet
+
+    other_session.unlock()
+    report = attribute_indexes_sync()
+
+    assert (report.busy, report.built) == (False, ["spent"])
+    assert set(built_indexes()) == {index_name("spent")}
+    assert not rerun_requested()
+    assert other_session.lock_is_free()
+
+
+@postgresql_only
+def test_the_holder_passes_again_for_a_segment_saved_during_its_pass_before_it_releases_the_lock(
+    merchant, monkeypatch, other_session
+):
+    segment_create(merchant_id=merchant.pk, name="spenders", conditions=ranges("spent"))
+    elsewhere: list[SyncReport] = []
+    read_usage = attribute_indexes._usage
+
+    def usage_then_a_save_on_another_worker():
+        usage = read_usage()
+        if not elsewhere:  # the first pass has read the segments: a merchant saves one now, elsewhere
+
+            def other_worker() -> None:
+                try:
+                    segment_create(merchant_id=merchant.pk, name="buyers", conditions=ranges("purchaseCount"))
+                    started = time.monotonic()
+                    elsewhere.append(attribute_indexes_sync())
+                    assert time.monotonic() - started < 1
+                finally:
+                    connection.close()  # the thread's own session
+
+            worker = threading.Thread(target=other_worker)
+            worker.start()
+            worker.join(10)
+            assert len(elsewhere) == 1
+        return usage
+
+    monkeypatch.setattr(attribute_indexes, "_usage", usage_then_a_save_on_another_worker)
+    releases: list[None] = []
+    release = attribute_indexes._unlock
+    monkeypatch.setattr(attribute_indexes, "_unlock", lambda *args: releases.append(release(*args)))
+
+    report = attribute_indexes_sync()
+
+    assert len(releases) == 1  # both passes under the one lock: no other sync could start in between
+    assert (elsewhere[0].busy, elsewhere[0].built) == (True, [])
+    assert (report.passes, report.built, sorted(report.indexed)) == (2, ["purchaseCount"], ["purchaseCount", "spent"])
+    assert set(built_indexes()) == {index_name("spent"), index_name("purchaseCount")}
+    assert not rerun_requested()
+    assert other_session.lock_is_free()
+
+
+@postgresql_only
+def test_a_rerun_recorded_just_as_the_holder_releases_is_made_by_the_sync_that_recorded_it(
+    merchant, monkeypatch, other_session
+):
+    other_session.lock()
+    segment_create(merchant_id=merchant.pk, name="spenders", conditions=ranges("spent"))
+    record_rerun = attribute_indexes._request_rerun
+
+    def record_as_the_holder_releases() -> None:
+        record_rerun()
+        other_session.unlock()  # the holder had looked for a request before this one, and found none
+
+    monkeypatch.setattr(attribute_indexes, "_request_rerun", record_as_the_holder_releases)
+
+    report = attribute_indexes_sync()
+
+    assert (report.busy, report.passes, report.built) == (False, 1, ["spent"])
+    assert not rerun_requested()
+    assert other_session.lock_is_free()
+
+
+@postgresql_only
+def test_the_lock_is_released_when_a_build_fails(merchant, monkeypatch, other_session):
+    def fail(key: str, name: str) -> None:
+        raise RuntimeError("the build failed")
+
+    Segment.objects.create(merchant=merchant, name="spenders", conditions=ranges("spent"))  # saved, not synced
+    monkeypatch.setattr(attribute_indexes, "_build", fail)
+
+    with pytest.raises(RuntimeError):
+        attribute_indexes_sync()
+
+    assert other_session.lock_is_free()
+    monkeypatch.undo()
+    assert attribute_indexes_sync().built == ["spent"]
 
 
 def test_nothing_is_built_inside_a_transaction_or_off_postgresql():

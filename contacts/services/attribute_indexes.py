@@ -8,20 +8,31 @@ compared without an index, and a key that no saved segment uses any more loses i
 
 `attribute_indexes_sync` is the one place that decides: it recounts the keys of every saved segment, records them
 in `AttributeIndex` (visible in the admin), drops the indexes that fell out of the set and builds the ones that
-came in, CONCURRENTLY (no table lock, hence never inside a transaction). It is idempotent and serialised by an
-advisory lock; the segment services queue it after a save or delete, and `manage.py attribute_indexes` runs it.
+came in, CONCURRENTLY (no table lock, hence never inside a transaction). It is idempotent; the segment services
+queue it after a save or delete, and `manage.py attribute_indexes` runs it.
+
+One sync runs at a time (a session advisory lock), and a sync never waits for it: a build on a large table takes
+minutes, and a queued sync waiting on the lock would hold one of the few task workers (the campaign sender, the
+inbound drain) for as long. A sync that finds the lock taken records a rerun (the `RERUN` row of `AttributeIndex`,
+which no attribute key can spell) and returns at once; the holder takes that row before each pass, so a pass started
+after a request reads the segments as they were then, and it passes again while one was recorded during its pass.
+A request made just as the holder releases is not lost either: the requester tries the lock again after recording,
+and whoever releases looks for a request afterwards and, finding one, takes the lock again (or leaves it to the sync
+that now holds it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.utils import timezone
 
@@ -30,9 +41,11 @@ from contacts.segments import numeric_attribute_keys
 from contacts.validation import ATTRIBUTE_KEY
 
 INDEX_PREFIX = "contact_attr_num_"
-_LOCK = 0x6D6B7478_0006  # pg_advisory_lock key: one sync at a time, whichever process runs it
+_LOCK = 0x6D6B7478_0006  # advisory lock key: one sync at a time, whichever process runs it
+RERUN = "~rerun requested"  # the AttributeIndex row of a sync that found the lock taken (not an ATTRIBUTE_KEY)
 
 Progress = Callable[[str], None]
+logger = logging.getLogger("mktx.contacts")
 
 
 @dataclass
@@ -41,6 +54,8 @@ class SyncReport:
     built: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # index names
     waiting: list[str] = field(default_factory=list)  # keys in use beyond the cap: not indexed
+    busy: bool = False  # another sync held the lock: a rerun was recorded for it, nothing was done here
+    passes: int = 0  # passes made under the lock (more than one when reruns were requested meanwhile)
 
 
 def index_name(key: str) -> str:
@@ -92,7 +107,7 @@ def _build(key: str, name: str) -> None:
 
 
 def _record(merchants: Counter[str], segments: Counter[str], chosen: set[str]) -> None:
-    AttributeIndex.objects.exclude(key__in=list(segments)).delete()
+    AttributeIndex.objects.exclude(key__in=[*segments, RERUN]).delete()
     known = set(AttributeIndex.objects.values_list("key", flat=True))
     AttributeIndex.objects.bulk_create(
         [AttributeIndex(key=key) for key in segments if key not in known], ignore_conflicts=True
@@ -111,45 +126,103 @@ def _choose(merchants: Counter[str], segments: Counter[str], cap: int) -> list[s
     return ranked[:cap]
 
 
+def _try_lock(db: BaseDatabaseWrapper) -> Any | None:
+    """Take the sync lock without waiting; the session (driver connection) that holds it, or None when it is taken."""
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK])
+        row = cursor.fetchone()
+    return db.connection if row and row[0] else None
+
+
+def _unlock(db: BaseDatabaseWrapper, session: Any) -> None:
+    """Release the lock on the session that took it. A session-level lock belongs to its connection: if Django has
+    replaced that connection meanwhile, the lock ended with the old session; if releasing fails, closing the
+    connection ends the session and so releases the lock."""
+    if db.connection is not session:
+        return
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
+    except DatabaseError:
+        logger.warning("could not release the attribute index sync lock: closing the connection", exc_info=True)
+        db.close()
+
+
+def _request_rerun() -> None:
+    AttributeIndex.objects.bulk_create([AttributeIndex(key=RERUN)], ignore_conflicts=True)
+
+
+def _take_rerun() -> bool:
+    return AttributeIndex.objects.filter(key=RERUN).delete()[0] > 0
+
+
+def _rerun_requested() -> bool:
+    return AttributeIndex.objects.filter(key=RERUN).exists()
+
+
+def _sync_once(report: SyncReport, cap: int, say: Progress) -> None:
+    """One pass, under the lock: recount the keys of the saved segments, then drop and build to match."""
+    merchants, segments = _usage()
+    chosen = _choose(merchants, segments, cap)
+    _record(merchants, segments, set(chosen))
+    wanted = {index_name(key): key for key in chosen}
+    existing = _existing_indexes()
+    report.indexed, report.waiting = [], []  # as of the last pass; built and dropped add up over the passes
+    report.passes += 1
+    say(f"{len(segments)} keys compared as numbers by saved segments; indexing at most {cap}")
+    for name in sorted(set(existing) - set(wanted)):
+        say(f"dropping {name} (its key is no longer among the indexed)")
+        _drop(name)
+        report.dropped.append(name)
+    for name, key in wanted.items():
+        if existing.get(name) is False:
+            say(f"rebuilding {name} for {key!r} (left invalid by a failed build)")
+            _drop(name)
+        if not existing.get(name):
+            say(f"building {name} for {key!r} ({merchants[key]} merchants, {segments[key]} segments)")
+            _build(key, name)
+            report.built.append(key)
+        AttributeIndex.objects.filter(key=key, indexed=False).update(
+            indexed=True, index_name=name, indexed_at=timezone.now()
+        )
+        report.indexed.append(key)
+    report.waiting = sorted(set(segments) - set(chosen))
+    if report.waiting:
+        say(f"not indexed (beyond the cap of {cap}): {', '.join(report.waiting)}")
+
+
 def attribute_indexes_sync(*, progress: Progress | None = None) -> SyncReport:
     """Bring the expression indexes to the capped set the saved segments call for (see the module docstring).
-    A no-op off PostgreSQL or inside a transaction (CONCURRENTLY cannot run there)."""
+    A no-op off PostgreSQL or inside a transaction (CONCURRENTLY cannot run there). Never waits for another sync:
+    when one holds the lock, records a rerun for it and returns at once with `busy` set."""
     report = SyncReport()
     if not available():
         return report
     say = progress or (lambda line: None)
     cap = settings.MKTX_MAX_ATTRIBUTE_INDEXES
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [_LOCK])
-    try:
-        merchants, segments = _usage()
-        chosen = _choose(merchants, segments, cap)
-        _record(merchants, segments, set(chosen))
-        wanted = {index_name(key): key for key in chosen}
-        existing = _existing_indexes()
-        say(f"{len(segments)} keys compared as numbers by saved segments; indexing at most {cap}")
-        for name in sorted(set(existing) - set(wanted)):
-            say(f"dropping {name} (its key is no longer among the indexed)")
-            _drop(name)
-            report.dropped.append(name)
-        for name, key in wanted.items():
-            if existing.get(name) is False:
-                say(f"rebuilding {name} for {key!r} (left invalid by a failed build)")
-                _drop(name)
-            if not existing.get(name):
-                say(f"building {name} for {key!r} ({merchants[key]} merchants, {segments[key]} segments)")
-                _build(key, name)
-                report.built.append(key)
-            AttributeIndex.objects.filter(key=key, indexed=False).update(
-                indexed=True, index_name=name, indexed_at=timezone.now()
-            )
-            report.indexed.append(key)
-        report.waiting = sorted(set(segments) - set(chosen))
-        if report.waiting:
-            say(f"not indexed (beyond the cap of {cap}): {', '.join(report.waiting)}")
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
+    db = connections[DEFAULT_DB_ALIAS]  # `connection`, and the ORM's: the lock is taken and released on it
+    while True:
+        session = _try_lock(db)
+        if session is None:
+            _request_rerun()
+            session = _try_lock(db)  # the holder may have released before it could see the request
+            if session is None:
+                if report.passes:  # a later sync took the lock after the request: it makes the pass
+                    break
+                report.busy = True
+                say("another sync is running: it will pass again for this one")
+                return report
+        try:
+            while True:
+                _take_rerun()  # before the pass reads the segments: a request from now on is seen after it
+                _sync_once(report, cap, say)
+                if not _rerun_requested():
+                    break
+                say("a rerun was requested during the pass: passing again")
+        finally:
+            _unlock(db, session)
+        if not _rerun_requested():  # one recorded between the last look and the release: take the lock again
+            break
     say(f"done: {len(report.indexed)} indexed, {len(report.built)} built, {len(report.dropped)} dropped")
     return report
 
