@@ -57,10 +57,11 @@ def conversation_messages(conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
-def conversation_latest_messages(conversation: Conversation, *, take: int) -> tuple[list[Message], int]:
-    """The newest `take` messages, oldest first (as a chat reads), and how many the conversation has."""
-    newest = list(conversation.messages.order_by("-created_at", "-id")[:take])
-    total = len(newest) if len(newest) < take else conversation.messages.count()
+def conversation_latest_messages(conversation: Conversation, *, take: int, skip: int = 0) -> tuple[list[Message], int]:
+    """The newest `take` messages after passing over the `skip` newest, oldest first (as a chat reads), and how many
+    the conversation has."""
+    newest = list(conversation.messages.order_by("-created_at", "-id")[skip : skip + take])
+    total = len(newest) if skip == 0 and len(newest) < take else conversation.messages.count()
     return newest[::-1], total
 
 

@@ -69,3 +69,25 @@ def test_the_schema_documents_messages_take():
     detail = schema["paths"]["/api/v1/mkt-x/conversations/{id}"]["get"]
     take = next(p for p in detail["parameters"] if p["name"] == "messagesTake")
     assert take["schema"]["maximum"] == 200
+
+
+def test_messages_skip_reads_a_long_conversation_backwards_to_its_first_message(api, long_conversation):
+    conversation, ids = long_conversation
+    pages = [
+        api.get(f"{CONVERSATIONS}/{conversation.id}", {"messagesTake": "25", "messagesSkip": str(skip)}).json()["data"]
+        for skip in (0, 25, 50, 75)
+    ]
+    assert [m["id"] for m in pages[1]["messages"]] == ids[10:35]
+    assert [m["id"] for m in pages[2]["messages"]] == ids[:10]
+    assert pages[3]["messages"] == []
+    assert {page["messagesTotal"] for page in pages} == {60}
+    read_back = [m["id"] for page in reversed(pages) for m in page["messages"]]
+    assert read_back == ids
+
+
+@pytest.mark.parametrize("value", ["-1", "x"])
+def test_an_invalid_messages_skip_is_a_validation_error_naming_it(api, long_conversation, value):
+    conversation, _ = long_conversation
+    response = api.get(f"{CONVERSATIONS}/{conversation.id}", {"messagesSkip": value})
+    assert response.status_code == 400
+    assert response.json()["details"]["field"] == "messagesSkip"

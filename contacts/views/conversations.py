@@ -54,6 +54,11 @@ MESSAGES_TAKE, MESSAGES_TAKE_MAX = 50, 200  # a long conversation is read from i
                 {"type": "integer", "minimum": 1, "maximum": MESSAGES_TAKE_MAX, "default": MESSAGES_TAKE},
                 description="How many of the newest messages to include (oldest first); `messagesTotal` counts all",
             ),
+            OpenApiParameter(
+                "messagesSkip",
+                {"type": "integer", "minimum": 0, "default": 0},
+                description="How many of the newest messages to pass over first: reads a long conversation backwards",
+            ),
         ],
     ),
 )
@@ -83,9 +88,12 @@ class ConversationViewSet(mixins.ListModelMixin, MerchantViewSet):
         conversation = self.get_object()
         include = query_bool(request, "includeMessages", True)
         take = query_int(request, "messagesTake", default=MESSAGES_TAKE, minimum=1, maximum=MESSAGES_TAKE_MAX)
+        skip = query_int(request, "messagesSkip", default=0, minimum=0, maximum=10**9)
         context: dict[str, Any] = {}
         if include:
-            context["messages"], context["messages_total"] = conversation_latest_messages(conversation, take=take)
+            context["messages"], context["messages_total"] = conversation_latest_messages(
+                conversation, take=take, skip=skip
+            )
         data = ConversationDetailOutput(conversation, context=context).data
         if not include:
             data.pop("messages", None)
