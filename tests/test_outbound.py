@@ -330,3 +330,35 @@ def test_replaying_an_inbound_dm_stores_it_once(shop, john):
     )  # fmt: skip
     assert again is None
     assert Message.objects.count() == 1
+
+
+def test_with_the_task_broker_down_a_consent_confirmation_is_sent_inline(
+    sandbox, shop, john, monkeypatch, django_capture_on_commit_callbacks
+):
+    import socket
+
+    from django_q.conf import Conf
+
+    from contacts.services.consent import send_system_message_later
+    from mktx import queue
+    from mktx.redis import redis_breaker_reset
+
+    # given: django-q as in production, on a Redis broker that refuses connections
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", f"redis://127.0.0.1:{closed_port}/0")
+    queue._producer.cache_clear()
+    redis_breaker_reset()
+    try:
+        # when: the confirmation cannot be queued
+        with django_capture_on_commit_callbacks(execute=True):
+            send_system_message_later(conversation_id=john["conversation"].id, text="You are unsubscribed", key="k1")
+    finally:
+        queue._producer.cache_clear()
+        redis_breaker_reset()
+    # then: it was sent here, once
+    assert [dm["text"] for dm in sandbox.dms(senderId=shop["id"])] == ["You are unsubscribed"]
+    assert Message.objects.filter(origin="system", status="sent").count() == 1
