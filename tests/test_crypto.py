@@ -16,7 +16,8 @@ from contacts.services.contacts import XProfile
 from contacts.services.inbound import dm_record
 from mktx.accounts.crypto import UndecryptableToken, decrypt, encrypt
 from mktx.accounts.models import Account, AccountStatus
-from mktx.accounts.services import UNREADABLE_CREDENTIALS, webhook_url
+from mktx.accounts.services import UNREADABLE_CREDENTIALS
+from tests.campaign_helpers import connect
 
 pytestmark = pytest.mark.django_db
 
@@ -56,13 +57,7 @@ def test_a_single_passphrase_key_still_decrypts_what_it_encrypted_before(setting
 @pytest.fixture
 def shop(api, sandbox, settings):
     settings.FIELD_ENCRYPTION_KEYS = [OLD]
-    sandbox.register_webhook(webhook_url())
-    user = sandbox.user("goodgo_shop")
-    response = api.post(
-        "/api/v1/mkt-x/accounts", {k: user[k] for k in ("oauthToken", "oauthTokenSecret")}, format="json"
-    )
-    assert response.status_code == 200
-    return {**user, "account": Account.objects.get(pk=response.json()["data"]["id"])}
+    return connect(api, sandbox)
 
 
 def _conversation(sandbox, shop):

@@ -14,21 +14,15 @@ from contacts.services.contacts import XProfile
 from contacts.services.inbound import dm_record
 from contacts.services.outbound import message_send
 from mktx.accounts.models import Account
-from mktx.accounts.services import webhook_url
 from mktx.api.errors import ApiError
+from tests.campaign_helpers import connect
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def shop(api, sandbox):
-    sandbox.register_webhook(webhook_url())
-    user = sandbox.user("goodgo_shop")
-    response = api.post(
-        "/api/v1/mkt-x/accounts", {k: user[k] for k in ("oauthToken", "oauthTokenSecret")}, format="json"
-    )
-    assert response.status_code == 200
-    return {**user, "account": Account.objects.get(pk=response.json()["data"]["id"])}
+    return connect(api, sandbox)
 
 
 @pytest.fixture
