@@ -158,7 +158,7 @@ def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
                 if schedule.start_at is None or schedule.start_at <= timezone.now():
                     raise InvalidInput("schedule.startAt", "a scheduled campaign needs a start in the future")
                 campaign.next_run_at = schedule.start_at
-            _schedule_fire(campaign)
+            campaign_fire_schedule(campaign)
         campaign.save()
     return campaign
 
@@ -213,7 +213,7 @@ def _check_startable(campaign: Campaign, schedule: Schedule) -> None:
         raise InvalidInput("schedule.endAt", "is already past")
 
 
-def _schedule_fire(campaign: Campaign) -> None:
+def campaign_fire_schedule(campaign: Campaign) -> None:
     """A django-q2 one-off schedule fires the occurrence at its time (the minute sweep catches a missed one)."""
     from django_q.models import Schedule as QSchedule
 
@@ -345,7 +345,7 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
     with transaction.atomic():
         if schedule.start_at is not None and schedule.start_at > now:
             _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.SCHEDULED, next_run_at=schedule.start_at)
-            _schedule_fire(campaign)
+            campaign_fire_schedule(campaign)
             return campaign
         _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.RUNNING)
         _begin_run(campaign, schedule.start_at or now)
@@ -412,7 +412,7 @@ def _skip(campaign: Campaign, plan: CatchUp, now: datetime) -> bool:
     for name, value in fields.items():
         setattr(campaign, name, value)
     if not plan.due:
-        _schedule_fire(campaign)
+        campaign_fire_schedule(campaign)
     return plan.due
 
 

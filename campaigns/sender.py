@@ -287,7 +287,7 @@ def inactive_accounts_skip() -> int:
 def runs_complete(now: datetime) -> int:
     """Runs with nothing left to send are completed; their campaign goes on to its next occurrence (scheduled)
     or is completed."""
-    from campaigns.lifecycle import _schedule_fire
+    from campaigns.lifecycle import campaign_fire_schedule
 
     unfinished = Delivery.objects.filter(  # by (campaign, status): a probe, not a walk over the run's deliveries
         campaign=OuterRef("campaign"), run=OuterRef("pk"), status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
@@ -308,7 +308,7 @@ def runs_complete(now: datetime) -> int:
                 status=CampaignStatus.SCHEDULED, updated_at=now
             )
             if moved:
-                _schedule_fire(campaign)
+                campaign_fire_schedule(campaign)
         else:
             Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
                 status=CampaignStatus.COMPLETED, finished_at=now, updated_at=now

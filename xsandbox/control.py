@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from xsandbox import webhooks
-from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Problem, Token, User, Webhook, _iso
+from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Problem, Token, User, Webhook, iso_ms
 
 
 class ControlMixin:
@@ -187,7 +187,7 @@ class ControlMixin:
                 "senderId": d.sender_id,
                 "recipientId": d.recipient_id,
                 "text": d.text,
-                "createdAt": _iso(d.created_ms),
+                "createdAt": iso_ms(d.created_ms),
                 "mediaIds": d.media_ids,
             }
             for d in found

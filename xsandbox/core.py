@@ -14,7 +14,7 @@ from typing import Any
 
 from xsandbox import webhooks
 from xsandbox.control import ControlMixin
-from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Fault, Problem, Token, User, Webhook, _iso
+from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Fault, Problem, Token, User, Webhook, iso_ms
 
 TWITTER_EPOCH_MS = 1288834974657
 DM_WINDOW_15M = 15 * 60
@@ -304,7 +304,7 @@ class Sandbox(ControlMixin):
                 "text": d.text,
                 "sender_id": d.sender_id,
                 "dm_conversation_id": f"{low}-{high}",
-                "created_at": _iso(d.created_ms),
+                "created_at": iso_ms(d.created_ms),
                 **({"attachments": {"media_keys": [f"3_{m}" for m in d.media_ids]}} if d.media_ids else {}),
             }
             for d in events[: max(1, min(max_results, 100))]
@@ -325,7 +325,7 @@ class Sandbox(ControlMixin):
             passed, reason = webhooks.crc_check(url, self.consumer_secret)
             if not passed:
                 raise Problem(400, "Invalid Request", f"Webhook URL failed the CRC check: {reason}", code=214)
-        webhook = Webhook(id=self.next_id(), url=url, valid=True, created_at=_iso(int(time.time() * 1000)))
+        webhook = Webhook(id=self.next_id(), url=url, valid=True, created_at=iso_ms(int(time.time() * 1000)))
         with self.lock:
             self.webhooks[webhook.id] = webhook
             self._save()

@@ -91,5 +91,5 @@ class Delivery:
     at: float
 
 
-def _iso(ms: int) -> str:
+def iso_ms(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
