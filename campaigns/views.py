@@ -12,7 +12,13 @@ from rest_framework.response import Response
 
 from campaigns import services
 from campaigns.models import Template, TemplateType
-from campaigns.serializers import PreviewInput, PreviewOutput, TemplateInput, TemplateOutput, TemplateUpdateInput
+from campaigns.template_serializers import (
+    PreviewInput,
+    PreviewOutput,
+    TemplateInput,
+    TemplateOutput,
+    TemplateUpdateInput,
+)
 from campaigns.templating import render
 from contacts.models import Contact
 from mktx.api.error_schema import error_response
