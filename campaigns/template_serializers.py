@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from campaigns.models import Template, TemplateType
+from campaigns.placeholders import Source
 from campaigns.template_schema import CardField, OptionsField, VariablesField
 from mktx.api.serializers import CamelModelSerializer, CamelSerializer, StrictFieldsMixin
 
@@ -53,6 +54,16 @@ class PreviewInput(StrictFieldsMixin, CamelSerializer):
 
 
 class PreviewOutput(CamelSerializer):
-    rendered = serializers.CharField()
+    """Written from campaigns.templating.Rendered."""
+
+    rendered = serializers.CharField(source="text")
     options = serializers.ListField(child=serializers.DictField())
     image_url = serializers.CharField()
+    sources = serializers.DictField(
+        child=serializers.ChoiceField(choices=[source.value for source in Source]),
+        help_text=(
+            "Which source filled each placeholder, in order of use: `variables`, `attribute` (the contact's attribute "
+            "of the same key), `profile` (name, displayName, firstName, username), `contact` (an explicit contact.* "
+            "placeholder) or `default`. Without contactId only `variables` and `default`."
+        ),
+    )

@@ -1,8 +1,8 @@
 """Template placeholders `{{name}}` and `{{name|default}}`, and rendering for a contact.
 
-Explicit variables win over the contact's own values (`{{contact.displayName}}`, `{{contact.username}}`,
-`{{contact.attributes.KEY}}`), which win over the default. A placeholder with none of them is an error: a template is
-never sent with a raw `{{...}}` in it."""
+Each placeholder takes the first value of: the variables, the contact's attribute, the contact's profile (well-known
+keys), the default (campaigns/placeholders.py says which, and checks a whole audience). A placeholder with none of
+them is an error: a template is never sent with a raw `{{...}}` in it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from campaigns.placeholders import CONTACT_PREFIX, Source, fill, is_contact_placeholder
 from mktx.api.errors import InvalidInput
 
 MAX_TEXT = 10_000
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(?:\|([^{}]*))?\}\}")
-CONTACT_PREFIX = "contact."
-CONTACT_FIELDS = {"contact.displayName", "contact.username", "contact.twitterUserId"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,7 @@ class Rendered:
     options: list[dict[str, Any]] = field(default_factory=list)
     image_url: str = ""
     buttons: list[dict[str, str]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # placeholder -> Source that filled it, in order of use
 
 
 def texts_of(content: str, options: list[dict[str, Any]], card: dict[str, Any]) -> list[str]:
@@ -45,10 +45,6 @@ def placeholders(*texts: str) -> dict[str, str | None]:
     return found
 
 
-def is_contact_placeholder(name: str) -> bool:
-    return name in CONTACT_FIELDS or (name.startswith("contact.attributes.") and len(name) > len("contact.attributes."))
-
-
 def check_variables(declared: Any, used: dict[str, str | None]) -> list[str]:
     """`variables` must list exactly the placeholders used; the contact's own fields need not be listed."""
     if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
@@ -68,19 +64,6 @@ def check_variables(declared: Any, used: dict[str, str | None]) -> list[str]:
     return list(dict.fromkeys(declared))
 
 
-def contact_values(contact: Any) -> dict[str, Any]:
-    if contact is None:
-        return {}
-    values: dict[str, Any] = {
-        "contact.displayName": contact.display_name or None,
-        "contact.username": contact.username or None,
-        "contact.twitterUserId": contact.twitter_user_id,
-    }
-    for key, value in (contact.attributes or {}).items():
-        values[f"contact.attributes.{key}"] = value
-    return values
-
-
 def _format(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -89,31 +72,43 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def render_text(text: str, values: dict[str, Any], field_name: str = "variables") -> str:
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = values.get(name)
-        if value is None or value == "":
-            if default is None:
-                raise InvalidInput(f"{field_name}.{name}", "has no value, no contact value and no default")
-            return default
-        return _format(value)
+class _Filler:
+    """Fills one recipient's placeholders, remembering where each value came from."""
 
-    return PLACEHOLDER.sub(replace, text)
+    def __init__(self, variables: dict[str, Any], contact: Any) -> None:
+        self.variables, self.contact = variables, contact
+        self.sources: dict[str, str] = {}
+
+    def text(self, text: str) -> str:
+        return PLACEHOLDER.sub(self._replace, text)
+
+    def _replace(self, match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        filled = fill(name, variables=self.variables, contact=self.contact)
+        if filled is None:
+            if default is None:
+                raise InvalidInput(f"variables.{name}", "has no value, no contact value and no default")
+            self.sources.setdefault(name, Source.DEFAULT.value)
+            return default
+        self.sources[name] = filled.source.value
+        return _format(filled.value)
 
 
 def render(template: Any, *, variables: dict[str, Any] | None = None, contact: Any = None) -> Rendered:
-    """The template for one recipient: explicit variables, then the contact's values, then defaults."""
-    values = {**contact_values(contact), **{k: v for k, v in (variables or {}).items() if v is not None}}
-    text = render_text(template.content, values)
+    """The template for one recipient (`contact` None: the variables and defaults alone), with each placeholder's
+    source."""
+    filler = _Filler(variables or {}, contact)
+    text = filler.text(template.content)
     options = [
-        {**option, **{k: render_text(str(option[k]), values) for k in ("label", "description") if option.get(k)}}
+        {**option, **{k: filler.text(str(option[k])) for k in ("label", "description") if option.get(k)}}
         for option in template.options or []
     ]
     card = template.card or {}
-    buttons = [{**b, "label": render_text(str(b.get("label", "")), values)} for b in card.get("buttons", [])]
+    buttons = [{**b, "label": filler.text(str(b.get("label", "")))} for b in card.get("buttons", [])]
     if buttons:  # X's DMs have no buttons: a card's links follow its text
         text = text + "\n\n" + "\n".join(f"{b['label']}: {b['url']}" for b in buttons)
     if len(text) > MAX_TEXT:
         raise InvalidInput("content", f"once rendered the message has {len(text)} characters; X allows {MAX_TEXT}")
-    return Rendered(text=text, options=options, image_url=str(card.get("imageUrl", "")), buttons=buttons)
+    return Rendered(
+        text=text, options=options, image_url=str(card.get("imageUrl", "")), buttons=buttons, sources=filler.sources
+    )

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import services
+from campaigns import templates
 from campaigns.models import Template, TemplateType
 from campaigns.template_serializers import (
     PreviewInput,
@@ -70,17 +70,17 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
     def create(self, request: Request) -> Response:
         data = TemplateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        template = services.template_create(merchant_id=self.merchant_id, values=data.validated_data)
+        template = templates.template_create(merchant_id=self.merchant_id, values=data.validated_data)
         return Response(TemplateOutput(template).data)
 
     def update(self, request: Request, pk: str | None = None) -> Response:
         template = self.get_object()
         data = TemplateUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(TemplateOutput(services.template_update(template=template, changes=data.validated_data)).data)
+        return Response(TemplateOutput(templates.template_update(template=template, changes=data.validated_data)).data)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.template_delete(template=self.get_object())
+        templates.template_delete(template=self.get_object())
         return Response(None)
 
     @extend_schema(summary="Preview template", tags=TAGS, request=PreviewInput, responses=PreviewOutput)
@@ -95,4 +95,4 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
             if contact is None:
                 raise InvalidInput("contactId", "no contact of this merchant has this id")
         rendered = render(template, variables=data.validated_data["variables"], contact=contact)
-        return Response({"rendered": rendered.text, "options": rendered.options, "imageUrl": rendered.image_url})
+        return Response(PreviewOutput(rendered).data)

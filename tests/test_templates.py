@@ -60,7 +60,11 @@ def test_defaults_fill_missing_values_and_a_value_without_default_is_an_error(ap
     template_id = create(api, content="Hi {{name|friend}}, use {{code}}", variables=["name", "code"]).json()["data"][
         "id"
     ]
-    assert preview(api, template_id, variables={"code": "X1"}).json()["data"]["rendered"] == "Hi friend, use X1"
+    defaulted = preview(api, template_id, variables={"code": "X1"}).json()["data"]
+    assert (defaulted["rendered"], defaulted["sources"]) == (
+        "Hi friend, use X1",
+        {"name": "default", "code": "variables"},
+    )
     missing = preview(api, template_id, variables={"name": "Ann"})
     assert missing.status_code == 400
     assert missing.json()["details"]["field"] == "variables.code"
@@ -81,6 +85,22 @@ def test_contact_values_render_and_explicit_variables_override_them(api, merchan
     without_contact = preview(api, template_id)
     assert without_contact.status_code == 400
     assert without_contact.json()["details"]["field"] == "variables.contact.displayName"
+
+
+def test_a_preview_for_a_contact_shows_which_source_filled_each_placeholder(api, merchant):
+    contact = ContactFactory.create(
+        account=AccountFactory.create(merchant=merchant), display_name="Jane", attributes={"discount_code": "JANE5"}
+    )
+    template_id = create(api).json()["data"]["id"]
+
+    response = preview(api, template_id, contactId=str(contact.id), variables={"shop_name": "GoodGo Shop"})
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    assert data["rendered"] == "Hi Jane, welcome to GoodGo Shop! Use code JANE5 for 10% off your first order."
+    assert data["sources"] == {"name": "profile", "shop_name": "variables", "discount_code": "attribute"}
+    without_contact = preview(api, template_id, variables={"shop_name": "GoodGo Shop", "discount_code": "W10"})
+    assert without_contact.status_code == 400  # `name` has no value and no default without a contact
+    assert without_contact.json()["details"]["field"] == "variables.name"
 
 
 def test_unknown_contact_fields_and_foreign_contacts_are_refused(api):
