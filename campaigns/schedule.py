@@ -1,5 +1,5 @@
-"""A campaign's `schedule`: `startAt`, `endAt` and `recurrence` (`{"frequency", "interval", "until"}`), checked and
-turned into occurrence times. Pure functions: no database."""
+"""A campaign's `schedule`: `startAt`, `endAt`, `recurrence` (`{"frequency", "interval", "until"}`) and `sendWindow`
+(campaigns/send_window.py), checked and turned into occurrence times. Pure functions: no database."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from campaigns.send_window import SendWindow, parse_send_window
 from contacts.serializers import iso
 from mktx.api.errors import InvalidInput
 
@@ -31,6 +32,7 @@ class Schedule:
     frequency: str | None = None
     interval: int = 1
     until: date | None = None
+    send_window: SendWindow | None = None
 
     @property
     def recurring(self) -> bool:
@@ -44,7 +46,12 @@ class Schedule:
                 "interval": self.interval,
                 "until": self.until.isoformat() if self.until else None,
             }
-        return {"startAt": iso(self.start_at), "endAt": iso(self.end_at), "recurrence": recurrence}
+        return {
+            "startAt": iso(self.start_at),
+            "endAt": iso(self.end_at),
+            "recurrence": recurrence,
+            "sendWindow": self.send_window.as_json() if self.send_window else None,
+        }
 
 
 def _datetime(value: Any, field: str) -> datetime | None:
@@ -71,17 +78,18 @@ def parse_schedule(value: Any) -> Schedule:
     if value is None:
         return Schedule(None, None)
     if not isinstance(value, dict):
-        raise InvalidInput("schedule", "must be an object with startAt, endAt and recurrence")
-    unknown = set(value) - {"startAt", "endAt", "recurrence"}
+        raise InvalidInput("schedule", "must be an object with startAt, endAt, recurrence and sendWindow")
+    unknown = set(value) - {"startAt", "endAt", "recurrence", "sendWindow"}
     if unknown:
         raise InvalidInput(f"schedule.{sorted(unknown)[0]}", "is not a schedule field")
     start_at = _datetime(value.get("startAt"), "schedule.startAt")
     end_at = _datetime(value.get("endAt"), "schedule.endAt")
     if start_at and end_at and end_at <= start_at:
         raise InvalidInput("schedule.endAt", "must be after startAt")
+    send_window = parse_send_window(value.get("sendWindow"))
     recurrence = value.get("recurrence")
     if recurrence is None:
-        return Schedule(start_at, end_at)
+        return Schedule(start_at, end_at, send_window=send_window)
     if not isinstance(recurrence, dict):
         raise InvalidInput("schedule.recurrence", "must be null or {frequency, interval, until}")
     unknown = set(recurrence) - {"frequency", "interval", "until"}
@@ -106,7 +114,7 @@ def parse_schedule(value: Any) -> Schedule:
             raise InvalidInput("schedule.recurrence.until", f"must be between {EARLIEST.year} and {LATEST.year - 1}")
         if start_at and until < start_at.date():
             raise InvalidInput("schedule.recurrence.until", "must not be before startAt")
-    return Schedule(start_at, end_at, frequency, interval, until)
+    return Schedule(start_at, end_at, frequency, interval, until, send_window)
 
 
 def _add_months(moment: datetime, months: int) -> datetime:

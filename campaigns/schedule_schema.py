@@ -9,8 +9,31 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from campaigns.schedule import EARLIEST, FREQUENCIES, LATEST, MAX_INTERVAL
+from mktx.accounts.business_hours import WEEKDAYS
 
 _YEARS = f"from {EARLIEST.year} to {LATEST.year - 1}"
+HHMM_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+SEND_WINDOW: dict[str, Any] = {
+    "type": "object",
+    "nullable": True,
+    "additionalProperties": False,
+    "required": ["start", "end"],
+    "description": "DMs go out only inside this window, in the account's time zone (business hours' timezone, "
+    "else UTC); outside it deliveries wait for the next opening",
+    "properties": {
+        "start": {"type": "string", "pattern": HHMM_PATTERN, "description": "HH:MM, before end", "example": "09:00"},
+        "end": {"type": "string", "pattern": HHMM_PATTERN, "description": "HH:MM, after start", "example": "21:00"},
+        "days": {
+            "type": "array",
+            "nullable": True,
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(WEEKDAYS)},
+            "description": "The weekdays it opens on; null or absent: every day",
+        },
+    },
+}
 
 SCHEDULE: dict[str, Any] = {
     "type": "object",
@@ -30,8 +53,9 @@ SCHEDULE: dict[str, Any] = {
                 "until": {"type": "string", "format": "date", "nullable": True, "description": "Not before startAt"},
             },
         },
+        "sendWindow": SEND_WINDOW,
     },
-    "example": {"startAt": "2026-01-20T10:00:00Z", "endAt": None, "recurrence": None},
+    "example": {"startAt": "2026-01-20T10:00:00Z", "endAt": None, "recurrence": None, "sendWindow": None},
 }
 
 
