@@ -4,6 +4,7 @@ the service itself (the real WSGI application, middleware included) with that me
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,17 +12,22 @@ from typing import Any
 
 import hypothesis
 import schemathesis
+from django.conf import settings as django_settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from hypothesis import strategies as st
+from requests.structures import CaseInsensitiveDict
 from rest_framework.test import APIClient
 
 from contacts.models import Conversation
 from mktx.iam.models import Role
 from tests.campaign_helpers import connect, customer
 from tests.factories import MerchantFactory, UserFactory, access_token
+from webhooks_app.signatures import sign
+from webhooks_app.webhook_schema import SIGNATURE_HEADER
 
 SCHEMA_URL = "/api/v1/mkt-x/schema/"
+WEBHOOK_URL = "/api/v1/mkt-x/webhooks/twitter"
 MAX_EXAMPLES = 25
 # Fixed so that CI sees the same inputs on every run; change it to explore other corners locally.
 SEED = 20261201
@@ -214,7 +220,29 @@ def fuzz_schema_for(world: FuzzWorld) -> Any:
             }
         )
 
+    @schema.hook
+    def flatmap_case(context: Any, case: Any) -> Any:
+        """A delivery is signed as X signs it, or keeps the signature the fuzzer made up: both the processing of
+        whatever a signed body holds and the refusal of a forged one are fuzzed."""
+        if (case.method.upper(), case.path) != ("POST", WEBHOOK_URL) or not _is_json(case.body):
+            return st.just(case)
+        return st.sampled_from([signed_as_x(case), case])
+
     return schema
+
+
+def _is_json(body: Any) -> bool:
+    return body is None or isinstance(body, (dict, list, str, int, float, bool))
+
+
+def signed_as_x(case: Any) -> Any:
+    """The case with its body as raw bytes and X's signature of exactly those bytes."""
+    raw = json.dumps(case.body).encode()
+    headers = CaseInsensitiveDict(case.headers)
+    headers[SIGNATURE_HEADER] = sign(django_settings.X_CONSUMER_SECRET, raw)
+    signed = case.derive(headers=headers)
+    signed.body = raw
+    return signed
 
 
 def _real_or(generated: Any, real: list[Any]) -> Any:

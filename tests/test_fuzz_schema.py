@@ -22,11 +22,13 @@ from tests.factories import AccountFactory, ContactFactory, ConversationFactory,
 from tests.fuzz_world import (
     SCHEMA_URL,
     STATEFUL_SETTINGS,
+    WEBHOOK_URL,
     FuzzWorld,
     build_world,
     connection_kept,
     fuzz_schema_for,
     served_schema,
+    signed_as_x,
     stateful_workflow,
     wsgi_call,
     wsgi_get,
@@ -64,6 +66,28 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 def test_it_answers_every_operation_without_a_server_error_and_as_documented(case: Any, world: FuzzWorld) -> None:
     case.call_and_validate(headers=world.headers, checks=CHECKS)
+
+
+def test_it_fuzzes_the_webhook_operations_with_deliveries_signed_as_x_and_forged(world: FuzzWorld) -> None:
+    # given: the fuzzed schema holds X's side of the API, and a delivery with a made-up signature
+    schema = fuzz_schema_for(world)
+    labels = {result.ok().label for result in schema.get_all_operations()}
+    assert {f"GET {WEBHOOK_URL}", f"POST {WEBHOOK_URL}", "GET /api/v1/mkt-x/webhooks/verify"} <= labels
+    operation = schema.find_operation_by_label(f"POST {WEBHOOK_URL}")
+    forged = operation.Case(
+        body={"for_user_id": "1", "follow_events": []}, headers={"x-twitter-webhooks-signature": "x"}
+    )
+
+    with connection_kept():
+        # when: it is sent as it is, and signed as the fuzz run signs half of its deliveries
+        refused = forged.call()
+        accepted = signed_as_x(forged).call()
+
+    # then: the forged one is the documented 401 and the signed one is stored, both as the schema says
+    assert refused.status_code == 401
+    assert accepted.status_code == 200, accepted.text
+    for response in (refused, accepted):
+        operation.validate_response(response)
 
 
 def _documented_statuses(schema: dict[str, Any], method: str, path: str) -> set[str]:

@@ -57,6 +57,10 @@ _COMPONENTS = {
 
 _HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
+# Set (`extend_schema(extensions=...)`) on an operation whose responses are written out as they are sent, outside
+# the envelope and the shared errors: X's side (webhooks_app/webhook_schema.py). The hook removes the marker.
+RESPONSES_AS_SENT = "x-mktx-responses-as-sent"
+
 
 def _is_public(operation: dict[str, Any]) -> bool:
     return not any(operation.get("security") or [])
@@ -86,7 +90,7 @@ def envelope_postprocessing_hook(result: dict[str, Any], generator: Any, request
     error_ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
-            if method not in _HTTP_METHODS:
+            if method not in _HTTP_METHODS or operation.pop(RESPONSES_AS_SENT, False):
                 continue
             responses = operation.setdefault("responses", {})
             for status, response in responses.items():
@@ -151,6 +155,11 @@ def example_for(schema: dict[str, Any], components: dict[str, Any], depth: int =
     return None
 
 
+def _parameter_example(parameter: dict[str, Any]) -> str:
+    value = parameter.get("example", parameter.get("schema", {}).get("example"))
+    return "" if value is None else str(value)
+
+
 def postman_collection(schema: dict[str, Any], base_url: str) -> dict[str, Any]:
     """A Postman v2.1 collection with one request per operation of the OpenAPI document, grouped by tag."""
     components = schema.get("components", {}).get("schemas", {})
@@ -172,14 +181,24 @@ def postman_collection(schema: dict[str, Any], base_url: str) -> dict[str, Any]:
                     if p.get("in") == "path"
                 ],
                 "query": [
-                    {"key": p["name"], "value": "", "disabled": True, "description": p.get("description", "")}
+                    {
+                        "key": p["name"],
+                        "value": _parameter_example(p) if p.get("required") else "",
+                        "disabled": not p.get("required"),
+                        "description": p.get("description", ""),
+                    }
                     for p in parameters
                     if p.get("in") == "query"
                 ],
             }
+            headers = [
+                {"key": p["name"], "value": _parameter_example(p), "description": p.get("description", "")}
+                for p in parameters
+                if p.get("in") == "header"
+            ]
             request: dict[str, Any] = {
                 "method": method.upper(),
-                "header": [{"key": "Accept", "value": "application/json"}],
+                "header": [{"key": "Accept", "value": "application/json"}, *headers],
                 "url": url,
                 "description": operation.get("description") or operation.get("summary") or "",
             }
