@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mktx.xapi import (
+    RateLimit,
     XBadRequest,
     XClient,
     XForbidden,
@@ -39,16 +40,61 @@ def test_get_me_and_send_dm_over_http(sandbox):
     assert [e["text"] for e in client.dm_events(john["id"])] == ["hello"]
 
 
-def test_the_last_rate_limit_headers_are_kept_per_account(sandbox):
+def test_a_dm_send_answers_xs_rate_limit_headers_on_the_sent_dm(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    client = client_for(shop, "acct-A")
+    client.send_dm(john["id"], text="one")
+
+    sent = client.send_dm(john["id"], text="two")
+
+    assert sent.rate_limit is not None
+    assert (sent.rate_limit.limit, sent.rate_limit.remaining) == (15, 13)
+    assert sent.rate_limit.reset > time.time()
+
+
+def test_a_dm_send_writes_nothing_to_the_cache(sandbox):
     shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
     client_for(shop, "acct-A").send_dm(john["id"], text="one")
-    client_for(shop, "acct-A").send_dm(john["id"], text="two")
+    assert last_rate_limit("acct-A", "dm_send") is None
 
-    limit = last_rate_limit("acct-A", "dm_send")
+
+def test_an_error_answer_of_a_send_reaches_on_rate_limit_with_its_headers(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    sandbox.limits(dm15m=1)
+    client = client_for(shop)
+    heard: list[RateLimit] = []
+    client.send_dm(john["id"], text="one", on_rate_limit=heard.append)
+    with pytest.raises(XRateLimited) as error:
+        client.send_dm(john["id"], text="two", on_rate_limit=heard.append)
+    assert [(r.limit, r.remaining) for r in heard] == [(1, 0), (1, 0)]
+    assert error.value.reset_at is not None and heard[1].reset == int(error.value.reset_at.timestamp())
+
+
+def test_the_last_rate_limit_headers_of_other_calls_are_kept_per_account(sandbox):
+    shop = sandbox.user("goodgo_shop")
+    client_for(shop, "acct-A").get_me()
+    client_for(shop, "acct-A").get_me()
+
+    limit = last_rate_limit("acct-A", "users_me")
     assert limit is not None
-    assert (limit.limit, limit.remaining) == (15, 13)
+    assert (limit.limit, limit.remaining) == (75, 73)
     assert limit.reset > time.time()
-    assert last_rate_limit("acct-B", "dm_send") is None
+    assert last_rate_limit("acct-B", "users_me") is None
+
+
+def test_dm_events_ask_x_for_the_sender_and_time_of_each_event(sandbox):
+    shop, john = sandbox.user("goodgo_shop"), sandbox.user("customer_john")
+    client = client_for(shop)
+    client.send_dm(john["id"], text="hello")
+    urls: list[str] = []
+    client.session.hooks["response"].append(lambda response, *args, **kwargs: urls.append(response.request.url))
+
+    (event,) = client.dm_events(john["id"])
+
+    assert (event["sender_id"], event["text"]) == (shop["id"], "hello")
+    assert event["created_at"]
+    (url,) = urls
+    assert "dm_event.fields=created_at%2Csender_id" in url  # real X answers id, event_type, text without them
 
 
 def test_a_revoked_token_is_invalid_token(sandbox):

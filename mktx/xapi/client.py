@@ -1,10 +1,12 @@
 """The X API client: OAuth 1.0a user context (requests-oauthlib) or the app's bearer token, with timeouts,
-typed errors, retries of idempotent calls, and the last rate-limit headers kept per account for pacing."""
+typed errors, retries of idempotent calls, and X's rate-limit headers: a DM send answers them to its caller
+(`SentDM.rate_limit`, `on_rate_limit`), the other groups' last answer is kept per account (`last_rate_limit`)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from mktx.xapi.errors import XError, XTimeout, XUnavailable, error_for
 logger = logging.getLogger("mktx.xapi")
 
 RETRY_BACKOFF = (0.25, 0.75)
+DM_EVENT_FIELDS = "created_at,sender_id,dm_conversation_id,attachments"
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,21 @@ class XUser:
 
 
 @dataclass(frozen=True)
-class SentDM:
-    dm_conversation_id: str
-    dm_event_id: str
-
-
-@dataclass(frozen=True)
 class RateLimit:
     limit: int
     remaining: int
     reset: int  # epoch seconds
+
+
+@dataclass(frozen=True)
+class SentDM:
+    dm_conversation_id: str
+    dm_event_id: str
+    rate_limit: RateLimit | None = None  # what X's x-rate-limit-* headers said about the account's DM sends
+
+
+OnRateLimit = Callable[[RateLimit], None]
+UNREMEMBERED_GROUPS = frozenset({"dm_send"})  # answered to the caller instead: no cache write on the hot path
 
 
 def _rate_limit_key(rate_key: str, group: str) -> str:
@@ -46,22 +54,34 @@ def _rate_limit_key(rate_key: str, group: str) -> str:
 
 
 def last_rate_limit(rate_key: str, group: str) -> RateLimit | None:
-    """What X last said about this account's limit for `group` (`dm_send`, `users_me`, ...), while it holds."""
+    """What X last said about this account's limit for `group` (`users_me`, `dm_events`, ...), while it holds.
+    Not kept for `dm_send`: a send answers its headers to the caller (`SentDM.rate_limit`, `on_rate_limit`)."""
     value = cache.get(_rate_limit_key(rate_key, group))
     return RateLimit(**value) if value else None
 
 
-def _remember_rate_limit(rate_key: str | None, group: str, headers: Any) -> None:
-    if not rate_key:
-        return
+def rate_limit_of(headers: Any) -> RateLimit | None:
+    """X's x-rate-limit-* headers, when all three are there and numbers."""
     try:
-        limit = int(headers["x-rate-limit-limit"])
-        remaining = int(headers["x-rate-limit-remaining"])
-        reset = int(headers["x-rate-limit-reset"])
+        return RateLimit(
+            limit=int(headers["x-rate-limit-limit"]),
+            remaining=int(headers["x-rate-limit-remaining"]),
+            reset=int(headers["x-rate-limit-reset"]),
+        )
     except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _rate_limit_seen(rate_key: str | None, group: str, headers: Any, on_rate_limit: OnRateLimit | None) -> None:
+    rate_limit = rate_limit_of(headers)
+    if rate_limit is None:
         return
-    ttl = max(1, reset - int(time.time()) + 5)
-    cache.set(_rate_limit_key(rate_key, group), {"limit": limit, "remaining": remaining, "reset": reset}, ttl)
+    if on_rate_limit is not None:
+        on_rate_limit(rate_limit)
+    if rate_key and group not in UNREMEMBERED_GROUPS:
+        ttl = max(1, rate_limit.reset - int(time.time()) + 5)
+        value = {"limit": rate_limit.limit, "remaining": rate_limit.remaining, "reset": rate_limit.reset}
+        cache.set(_rate_limit_key(rate_key, group), value, ttl)
 
 
 def _timeouts() -> tuple[float, float]:
@@ -76,9 +96,11 @@ def _call(
     group: str,
     rate_key: str | None = None,
     retries: int = 0,
+    on_rate_limit: OnRateLimit | None = None,
     **kwargs: Any,
 ) -> Any:
-    """One X API call: the decoded JSON body, or a typed XError. Retries only what is safe to repeat."""
+    """One X API call: the decoded JSON body, or a typed XError. Retries only what is safe to repeat.
+    `on_rate_limit` hears X's rate-limit headers of every answer, an error's included."""
     url = settings.X_API_BASE_URL + path
     attempt = 0
     while True:
@@ -91,7 +113,7 @@ def _call(
             error = XUnavailable(f"X could not be reached: {type(exc).__name__}")
         else:
             elapsed = (time.monotonic() - started) * 1000
-            _remember_rate_limit(rate_key, group, response.headers)
+            _rate_limit_seen(rate_key, group, response.headers, on_rate_limit)
             logger.debug("X %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed)
             if response.status_code < 400:
                 return response.json() if response.content else {}
@@ -119,8 +141,26 @@ class XClient:
         )
         self.rate_key = rate_key
 
-    def _call(self, method: str, path: str, *, group: str, retries: int = 0, **kwargs: Any) -> Any:
-        return _call(self.session, method, path, group=group, rate_key=self.rate_key, retries=retries, **kwargs)
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        group: str,
+        retries: int = 0,
+        on_rate_limit: OnRateLimit | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return _call(
+            self.session,
+            method,
+            path,
+            group=group,
+            rate_key=self.rate_key,
+            retries=retries,
+            on_rate_limit=on_rate_limit,
+            **kwargs,
+        )
 
     def get_me(self) -> XUser:
         body = self._call(
@@ -134,25 +174,46 @@ class XClient:
             profile_image_url=str(data.get("profile_image_url", "")),
         )
 
-    def send_dm(self, participant_id: str, *, text: str | None = None, media_id: str | None = None) -> SentDM:
-        """Never retried here: a retry after an unclear failure can send twice (x-platform-notes.md)."""
+    def send_dm(
+        self,
+        participant_id: str,
+        *,
+        text: str | None = None,
+        media_id: str | None = None,
+        on_rate_limit: OnRateLimit | None = None,
+    ) -> SentDM:
+        """Never retried here: a retry after an unclear failure can send twice (x-platform-notes.md). X's rate-limit
+        headers come back on the SentDM, and to `on_rate_limit` for an error answer too (a 429, a 403)."""
         payload: dict[str, Any] = {}
         if text:
             payload["text"] = text
         if media_id:
             payload["attachments"] = [{"media_id": media_id}]
-        body = self._call("POST", f"/2/dm_conversations/with/{participant_id}/messages", group="dm_send", json=payload)
+        seen: list[RateLimit] = []
+
+        def heard(rate_limit: RateLimit) -> None:
+            seen.append(rate_limit)
+            if on_rate_limit is not None:
+                on_rate_limit(rate_limit)
+
+        path = f"/2/dm_conversations/with/{participant_id}/messages"
+        body = self._call("POST", path, group="dm_send", on_rate_limit=heard, json=payload)
         data = body.get("data") or {}
-        return SentDM(dm_conversation_id=str(data.get("dm_conversation_id", "")), dm_event_id=str(data["dm_event_id"]))
+        return SentDM(
+            dm_conversation_id=str(data.get("dm_conversation_id", "")),
+            dm_event_id=str(data["dm_event_id"]),
+            rate_limit=seen[-1] if seen else None,
+        )
 
     def dm_events(self, participant_id: str, max_results: int = 100) -> list[dict[str, Any]]:
-        """The conversation's DM events, newest first."""
+        """The conversation's DM events, newest first, with who sent each and when (X answers only id, event_type
+        and text unless dm_event.fields asks for more)."""
         body = self._call(
             "GET",
             f"/2/dm_conversations/with/{participant_id}/dm_events",
             group="dm_events",
             retries=2,
-            params={"max_results": max_results},
+            params={"max_results": max_results, "dm_event.fields": DM_EVENT_FIELDS},
         )
         return list(body.get("data") or [])
 
