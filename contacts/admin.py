@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from contacts.models import (
+    AccountQuota,
     AttributeIndex,
     ConsentEvent,
     Contact,
@@ -22,6 +23,7 @@ from contacts.models import (
     Tag,
 )
 from contacts.services.contacts import contact_erase, contact_tag_remove, contact_tags_add, contact_update
+from contacts.services.quota import QuotaCap, QuotaState
 from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES, segment_contacts, segment_delete, segment_update
 from mktx.api.errors import ApiError, NotFoundError
 from mktx.queue import task_enqueue
@@ -285,3 +287,41 @@ class AttributeIndexAdmin(ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, "Attribute index sync queued.")
         else:
             self.message_user(request, "The task queue is down: try again later.", level=messages.ERROR)
+
+
+@admin.register(AccountQuota)
+class AccountQuotaAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Each account's DMs of the rolling 24 h as the outbound path counts them (contacts.services.quota). Read-only,
+    and never deleted here: the row is the quota, and only the outbound path writes it."""
+
+    list_display = ("account", "used", "marketing", "campaign", "frees_up_at", "updated_at")
+    list_select_related = ("account",)
+    search_fields = ("account__username", "account__twitter_user_id")
+    fields = ("account", "used", "marketing", "campaign", "frees_up_at", "updated_at", "buckets")
+    readonly_fields = fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def _state(self, obj: AccountQuota) -> QuotaState:
+        cached: QuotaState | None = getattr(obj, "_quota_state", None)
+        if cached is None:
+            cached = QuotaState.of_row(obj.buckets)
+            obj._quota_state = cached  # type: ignore[attr-defined]
+        return cached
+
+    @admin.display(description="DMs in the window")
+    def used(self, obj: AccountQuota) -> int:
+        return self._state(obj).used
+
+    @admin.display(description="marketing")
+    def marketing(self, obj: AccountQuota) -> int:
+        return self._state(obj).marketing
+
+    @admin.display(description="campaign")
+    def campaign(self, obj: AccountQuota) -> int:
+        return self._state(obj).campaign
+
+    @admin.display(description="the daily quota frees one DM at")
+    def frees_up_at(self, obj: AccountQuota) -> Any:
+        return self._state(obj).reset_at(QuotaCap.DAILY)

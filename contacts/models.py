@@ -266,3 +266,21 @@ class AttributeIndex(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class AccountQuota(models.Model):
+    """The account's outbound DMs of the rolling 24 h as counts per 10-minute bucket (contacts.services.quota
+    reads it; the outbound path updates it in the transaction that stores the Message, under SELECT ... FOR
+    UPDATE). `buckets` maps a bucket number (epoch seconds // 600) to [all, marketing, campaign]: all counts every
+    outbound DM X counts (pending or sent, X-app echoes included), marketing the origins campaign and flow,
+    campaign the origin campaign. A failed message gives its count back to its own bucket."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, primary_key=True, related_name="dm_quota")
+    buckets = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "account DM quota"
+
+    def __str__(self) -> str:
+        return f"DM quota of {self.account_id}"

@@ -294,6 +294,16 @@ MKTX_ATTACHMENT_ALLOW_PRIVATE = env_bool("MKTX_ATTACHMENT_ALLOW_PRIVATE", False)
 # Wall-clock limit on one fetch of a merchant-supplied URL (mktx/egress.py), besides its connect/read timeouts.
 MKTX_MEDIA_FETCH_DEADLINE = env_int("MKTX_MEDIA_FETCH_DEADLINE_MS", 5000, minimum=1) / 1000
 MKTX_CAMPAIGN_DAILY_LIMIT = env_int("MKTX_CAMPAIGN_DAILY_LIMIT", 10000, minimum=0)
+# the share of MKTX_X_DM_DAILY_LIMIT that campaigns and flows leave to conversation replies (rounded up: 500 -> 50)
+_REPLY_RESERVE = env_str("MKTX_REPLY_RESERVE", "").strip() or "0.1"
+try:
+    MKTX_REPLY_RESERVE = float(_REPLY_RESERVE)
+except ValueError:
+    raise ImproperlyConfigured(f"MKTX_REPLY_RESERVE={_REPLY_RESERVE!r} is not a fraction (0.1 is 10%)") from None
+if not 0 <= MKTX_REPLY_RESERVE <= 0.9:  # NaN fails this too
+    raise ImproperlyConfigured(f"MKTX_REPLY_RESERVE={_REPLY_RESERVE!r} must be a fraction between 0 and 0.9")
+# until X has answered an account's DM send with its x-rate-limit-* headers, its campaign DMs are this far apart
+MKTX_MIN_SEND_INTERVAL_MS = env_int("MKTX_MIN_SEND_INTERVAL_MS", 1000, minimum=0)
 # the campaign sender: how many sender loops may run at once, how long one loop runs before handing over (0: send
 # what is due now and stop, as the tests do), how long a claimed delivery is leased to its worker
 MKTX_SENDER_LANES = env_int("MKTX_SENDER_LANES", 1, minimum=1)  # keep it below MKTX_WORKERS: inbound work needs one

@@ -7,6 +7,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from contacts.models import Message
@@ -14,7 +15,7 @@ from contacts.services.contacts import XProfile
 from contacts.services.inbound import dm_record
 from contacts.services.outbound import message_send
 from mktx.accounts.models import Account
-from mktx.api.errors import ApiError
+from mktx.api.errors import ApiError, RateLimited
 from tests.campaign_helpers import connect
 
 pytestmark = pytest.mark.django_db
@@ -104,11 +105,18 @@ def test_the_accounts_daily_quota_is_enforced_before_calling_x(api, sandbox, sho
     assert Message.objects.filter(direction="outbound").count() == 2
 
 
-def test_the_quota_is_a_rolling_24_hours(api, shop, john, settings):
+def test_the_quota_is_a_rolling_24_hours(sandbox, shop, john, settings):
     settings.MKTX_X_DM_DAILY_LIMIT = 1
-    assert send(api, john["conversation"], content="yesterday").status_code == 200
-    Message.objects.filter(direction="outbound").update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
-    assert send(api, john["conversation"], content="today").status_code == 200
+    conversation = john["conversation"]
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+        message_send(conversation=conversation, content="yesterday", origin="staff")
+        clock.shift(timedelta(hours=23, minutes=50))
+        with pytest.raises(RateLimited):
+            message_send(conversation=conversation, content="too soon", origin="staff")
+        clock.shift(timedelta(minutes=20))  # 24 h and one 10-minute bucket (the counter's grain) after the first
+
+        assert message_send(conversation=conversation, content="today", origin="staff").status == "sent"
+    assert [dm["text"] for dm in sandbox.dms(senderId=shop["id"])] == ["yesterday", "today"]
 
 
 def test_a_timeout_leaves_a_visible_failed_message_and_answers_503(api, sandbox, shop, john, settings):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from contacts.services.consent import (
 from contacts.services.contacts import XProfile, contact_follow_set, contact_interaction_record, contact_upsert_from_x
 from contacts.services.conversations import conversation_message_added, conversation_open_for
 from contacts.services.outbound import message_mark_sent
+from contacts.services.quota import quota_count
 from mktx.accounts.business_hours import is_open
 from mktx.accounts.models import Account
 
@@ -131,16 +133,18 @@ def _outbound_seen(
         message_mark_sent(message=ours, dm_event_id=x_event_id, at=sent_at)
         return ours
     conversation = conversation_open_for(contact=contact, at=sent_at)
-    message = Message.objects.create(
-        account=account,
-        conversation=conversation,
-        direction=MessageDirection.OUTBOUND,
-        origin=MessageOrigin.X_APP,
-        type=_message_type(attachment, None),
-        content=text,
-        attachments=_attachments(attachment),
-        status=MessageStatus.PENDING,
-    )
+    with transaction.atomic():  # X counted the DM: so does the account's quota, with the insert
+        message = Message.objects.create(
+            account=account,
+            conversation=conversation,
+            direction=MessageDirection.OUTBOUND,
+            origin=MessageOrigin.X_APP,
+            type=_message_type(attachment, None),
+            content=text,
+            attachments=_attachments(attachment),
+            status=MessageStatus.PENDING,
+        )
+        quota_count(message=message, at=sent_at)
     conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=False)
     message_mark_sent(message=message, dm_event_id=x_event_id, at=sent_at)
     return message

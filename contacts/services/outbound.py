@@ -1,34 +1,50 @@
 """The one outbound path: every DM the service sends (staff reply, campaign, flow step, bot answer, consent and
-away messages) leaves through `message_send`, which checks the account, consent and the shared quota, calls X,
-and records the Message with X's event id. Nothing is lost silently: a failed send stays visible as `failed`."""
+away messages) leaves through `message_send`, which checks the account, consent and the shared quota
+(contacts.services.quota), calls X, and records the Message with X's event id. Nothing is lost silently: a failed
+send stays visible as `failed`. Every Message state change after the send is here too: `message_mark_sent` (the
+send's answer, X's echo), `message_found_at_x` (reconciling an unclear send against X's DM events) and
+`message_mark_lost` (a worker that died before X answered)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Min
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from contacts.media import FetchedImage, fetch_image
 from contacts.models import Contact, Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
 from contacts.services.contacts import contact_interaction_record
-from contacts.services.conversations import conversation_message_added
+from contacts.services.quota import QuotaState, quota_count, quota_error, quota_lock, quota_state
 from mktx.accounts.models import Account, AccountStatus
 from mktx.accounts.services import AccountCredentialsUnreadable, account_client, account_revoked
 from mktx.api.errors import ApiError, ErrorCode, InvalidInput, RateLimited, TwitterApiError
-from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
+from mktx.xapi import RateLimit, XError, XForbidden, XInvalidToken, XRateLimited
 from mktx.xapi.errors import XBadRequest, api_error_for
+
+__all__ = [  # quota_state and QuotaState live in contacts.services.quota; named here for existing callers
+    "Attachment",
+    "QuotaState",
+    "SendSkipped",
+    "message_found_at_x",
+    "message_mark_lost",
+    "message_mark_sent",
+    "message_send",
+    "quota_state",
+    "system_message_send",
+]
 
 logger = logging.getLogger("mktx.outbound")
 
 MAX_TEXT = 10_000
-QUOTA_WINDOW = timedelta(hours=24)
 RESPONSE_ORIGINS = (MessageOrigin.STAFF, MessageOrigin.BOT, MessageOrigin.X_APP)
+FOUND_AT_X_SLACK = timedelta(seconds=5)  # X's clock against ours: a DM at X up to 5 s before the Message was stored
 
 
 class SendSkipped(ApiError):
@@ -58,19 +74,6 @@ class Attachment:
     uploads: UploadedMedia | None = None
 
 
-def quota_state(account_id: Any, now: datetime | None = None) -> tuple[int, datetime | None]:
-    """(DMs counted in the rolling 24 h window, when the oldest of them leaves it)."""
-    now = now or timezone.now()
-    window = Message.objects.filter(
-        account_id=account_id,
-        direction=MessageDirection.OUTBOUND,
-        status__in=[MessageStatus.PENDING, MessageStatus.SENT],
-        created_at__gte=now - QUOTA_WINDOW,
-    )
-    stats = window.aggregate(count=Count("pk"), oldest=Min("created_at"))
-    return int(stats["count"]), (stats["oldest"] + QUOTA_WINDOW if stats["oldest"] else None)
-
-
 def _check_sendable(account: Account, contact: Contact, marketing: bool) -> None:
     if account.status != AccountStatus.ACTIVE:
         raise SendSkipped(
@@ -80,22 +83,6 @@ def _check_sendable(account: Account, contact: Contact, marketing: bool) -> None
         )
     if marketing and contact.opted_out:
         raise SendSkipped("The contact opted out of marketing messages", reason="opted_out", field="contactId")
-
-
-def _quota_error(count: int, reset_at: datetime | None) -> RateLimited:
-    reset_at = reset_at or timezone.now() + QUOTA_WINDOW
-    retry_after = max(1, int((reset_at - timezone.now()).total_seconds()))
-    return RateLimited(
-        f"The account's quota of {settings.MKTX_X_DM_DAILY_LIMIT} DMs per 24 hours is used up",
-        details={
-            "reason": "daily_quota",
-            "limit": settings.MKTX_X_DM_DAILY_LIMIT,
-            "used": count,
-            "resetAt": reset_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "retryAfter": retry_after,
-        },
-        headers={"Retry-After": str(retry_after)},
-    )
 
 
 def _create_pending(
@@ -109,12 +96,15 @@ def _create_pending(
     idempotency_key: str | None,
     metadata: dict[str, Any] | None,
 ) -> Message:
-    now = timezone.now()
+    """The pending Message, counted in the account's quota, in one transaction under the quota row's lock: the caps
+    are checked on the locked row, so two processes never both pass one. Raises RateLimited naming the cap, or the
+    IntegrityError of an idempotency key already used (nothing is stored then)."""
     with transaction.atomic():
-        Account.objects.select_for_update().filter(pk=conversation.account_id).first()  # one quota check at a time
-        count, reset_at = quota_state(conversation.account_id, now)
-        if count >= settings.MKTX_X_DM_DAILY_LIMIT:
-            raise _quota_error(count, reset_at)
+        quota = quota_lock(conversation.account_id)
+        state = quota.state()
+        blocked = state.blocking(origin)
+        if blocked is not None:
+            raise quota_error(state, *blocked)
         message = Message.objects.create(
             account_id=conversation.account_id,
             conversation=conversation,
@@ -129,28 +119,51 @@ def _create_pending(
             status=MessageStatus.PENDING,
             idempotency_key=idempotency_key,
         )
-        conversation_message_added(conversation_id=conversation.pk, at=now, inbound=False)
+        quota.add(origin=origin, at=message.created_at)
+        quota.save()
+        _conversation_outbound_added(conversation.pk, message.created_at)
     return message
 
 
-def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime) -> bool:
-    """The transition to `sent`, done once (by the send or by X's echo, whichever comes first): the counters move
-    with it. Answers whether this call made the transition."""
-    moved = (
-        Message.objects.filter(pk=message.pk)
-        .exclude(status=MessageStatus.SENT)
-        .update(status=MessageStatus.SENT, twitter_message_id=dm_event_id, sent_at=at, error_code="", error_detail="")
+def _conversation_outbound_added(conversation_id: Any, at: datetime) -> None:
+    """conversation_message_added(inbound=False) in one UPDATE instead of two (the send path's query budget)."""
+    Conversation.objects.filter(pk=conversation_id).update(
+        message_count=F("message_count") + 1,
+        last_message_at=Case(When(last_message_at__lt=at, then=Value(at)), default=F("last_message_at")),
     )
+
+
+def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime, contact_id: Any = None) -> bool:
+    """The transition to `sent`, done once (by the send, by X's echo or by reconciliation, whichever comes first):
+    the counters move with it. A `failed` message that X had sent after all counts in the quota again. Answers
+    whether this call made the transition. `contact_id` spares a read when the caller has it."""
+    fields = {"status": MessageStatus.SENT, "twitter_message_id": dm_event_id, "sent_at": at}
+    moved = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(**fields)
     if not moved:
-        return False
+        with transaction.atomic():
+            moved = Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(
+                **fields, error_code="", error_detail=""
+            )
+            if moved:
+                quota_count(message=message)
+        if not moved:
+            return False
+        message.error_code = message.error_detail = ""
     message.status, message.twitter_message_id, message.sent_at = MessageStatus.SENT, dm_event_id, at
+    if message.origin not in RESPONSE_ORIGINS:  # only a reply ends the contact's wait for one
+        if contact_id is None:
+            contact_id = Conversation.objects.filter(pk=message.conversation_id).values_list("contact_id").first()
+            contact_id = contact_id[0] if contact_id else None
+        if contact_id is not None:
+            contact_interaction_record(contact_id=contact_id, at=at, messages_sent=1)
+        return True
     conversation = Conversation.objects.filter(pk=message.conversation_id).values("contact_id", "awaiting_reply_since")
     row = conversation.first()
     if row is None:
         return True
     counters = {"messages_sent": 1}
     waited = row["awaiting_reply_since"]
-    if waited is not None and message.origin in RESPONSE_ORIGINS:
+    if waited is not None:
         answered = Conversation.objects.filter(pk=message.conversation_id, awaiting_reply_since=waited).update(
             awaiting_reply_since=None
         )
@@ -163,13 +176,86 @@ def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime) -> bo
     return True
 
 
+def _message_fail(message: Message, code: str, detail: str) -> bool:
+    """pending -> failed, giving the message's quota count back, in one transaction; whether it moved."""
+    code, detail = code[:40], detail[:500]
+    with transaction.atomic():
+        moved = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+            status=MessageStatus.FAILED, error_code=code, error_detail=detail
+        )
+        if moved:
+            quota_count(message=message, delta=-1)
+    if moved:
+        message.status, message.error_code, message.error_detail = MessageStatus.FAILED, code, detail
+    return bool(moved)
+
+
 def _mark_failed(message: Message, exc: XError) -> None:
     code = type(exc).__name__.removeprefix("X")
     detail = f"{exc.message} (X status {exc.status}, code {exc.code})" if exc.status else exc.message
-    Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
-        status=MessageStatus.FAILED, error_code=code[:40], error_detail=detail[:500]
+    _message_fail(message, code, detail)
+
+
+def message_mark_lost(*, message: Message, detail: str) -> None:
+    """A pending message whose worker stopped before X answered (and that X does not have: see
+    `message_found_at_x`): failed with error_code `Lost`, its quota count given back. No-op unless pending."""
+    _message_fail(message, "Lost", detail)
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """A DM event's text with X's t.co links expanded from its entities, when it carries them."""
+    text = str(event.get("text") or "")
+    urls = (event.get("entities") or {}).get("urls") or event.get("urls") or []
+    for url in urls:
+        if isinstance(url, dict) and url.get("url") and url.get("expanded_url"):
+            text = text.replace(str(url["url"]), str(url["expanded_url"]))
+    return text
+
+
+def _conversation_with_parties(message: Message) -> Conversation:
+    conversation: Conversation | None = None
+    if Message.conversation.is_cached(message):
+        conversation = message.conversation
+    if conversation is None or not (
+        Conversation.account.is_cached(conversation) and Conversation.contact.is_cached(conversation)
+    ):
+        conversation = Conversation.objects.select_related("account", "contact").get(pk=message.conversation_id)
+    return conversation
+
+
+def message_found_at_x(*, message: Message) -> bool:
+    """Did X send this message after all (a timeout, a 5xx, a worker that stopped mid-send)? Looks at the
+    conversation's DM events at X for one sent by the account with the message's text, created no earlier than 5 s
+    before the message was stored, and not already recorded on another message. Found: the message is marked sent
+    with that event id (`message_mark_sent`: counters once; a `failed` message counts in the quota again) -> True.
+    Not found -> False. A message already `sent` -> True without asking X. X unreachable (or the account's tokens
+    unreadable): raises the XError, so that the caller never resends blind."""
+    if message.status == MessageStatus.SENT:
+        return True
+    conversation = _conversation_with_parties(message)
+    account, contact = conversation.account, conversation.contact
+    since = message.created_at - FOUND_AT_X_SLACK
+    candidates: list[tuple[datetime, str]] = []
+    for event in account_client(account).dm_events(contact.twitter_user_id):
+        created = parse_datetime(str(event.get("created_at") or ""))
+        if str(event.get("sender_id")) != account.twitter_user_id or created is None or created < since:
+            continue
+        if _event_text(event) == message.content or event.get("text") == message.content:
+            candidates.append((created, str(event["id"])))
+    if not candidates:
+        return False
+    taken = set(
+        Message.objects.filter(account_id=message.account_id, twitter_message_id__in=[c[1] for c in candidates])
+        .exclude(pk=message.pk)
+        .values_list("twitter_message_id", flat=True)
     )
-    message.status, message.error_code, message.error_detail = MessageStatus.FAILED, code[:40], detail[:500]
+    free = sorted(c for c in candidates if c[1] not in taken)  # the earliest after it was stored is its own
+    if not free:
+        return False
+    if message_mark_sent(message=message, dm_event_id=free[0][1], at=timezone.now(), contact_id=contact.pk):
+        return True
+    message.refresh_from_db(fields=["status", "twitter_message_id", "sent_at"])  # recorded meanwhile (X's echo)?
+    return message.status == MessageStatus.SENT
 
 
 def _api_error_for_send(exc: XError) -> ApiError:
@@ -203,10 +289,14 @@ def _refetch(message: Message, attachment: Attachment) -> FetchedImage:
     try:
         return fetch_image(attachment.url, "attachments[0].url")
     except ApiError as exc:
-        Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
-            status=MessageStatus.FAILED, error_code="MediaUnavailable", error_detail=exc.message[:500]
-        )
+        _message_fail(message, "MediaUnavailable", exc.message)
         raise
+
+
+def _existing(account: Account, idempotency_key: str | None) -> Message | None:
+    if not idempotency_key:
+        return None
+    return Message.objects.filter(account=account, idempotency_key=idempotency_key).first()
 
 
 def message_send(
@@ -220,15 +310,26 @@ def message_send(
     marketing: bool = False,
     idempotency_key: str | None = None,
     metadata: dict[str, Any] | None = None,
+    on_rate_limit: Callable[[RateLimit], None] | None = None,
 ) -> Message:
-    """Send a DM in `conversation`; the stored Message. Raises an ApiError the API can answer as it is."""
+    """Send a DM in `conversation` (its account and contact loaded: select_related); the stored Message. Raises an
+    ApiError the API can answer as it is; a quota cap reached is RateLimited with `details.reason` (`daily_quota`,
+    `reply_reserve`, `campaign_daily_limit`) and `resetAt`.
+
+    A message with the `idempotency_key` already stored is answered as it is (never sent twice): a text DM inserts
+    first and takes the unique key's conflict as "already there", so a new send costs no lookup. `on_rate_limit`
+    hears X's rate-limit headers of the send (a success, or an error answer that carried them), once the outcome is
+    recorded."""
     attachments = attachments or []
     account, contact = conversation.account, conversation.contact
-    if idempotency_key:
-        existing = Message.objects.filter(account=account, idempotency_key=idempotency_key).first()
-        if existing is not None:
+    if attachments and (existing := _existing(account, idempotency_key)) is not None:
+        return existing  # before fetching the image again
+    try:
+        _check_sendable(account, contact, marketing)
+    except SendSkipped:
+        if (existing := _existing(account, idempotency_key)) is not None:
             return existing
-    _check_sendable(account, contact, marketing)
+        raise
     if len(content) > MAX_TEXT:
         raise InvalidInput("content", f"at most {MAX_TEXT} characters (X's limit); this is {len(content)}")
     if not content.strip() and not attachments:
@@ -246,34 +347,61 @@ def message_send(
             field="accountId",
         ) from exc
 
-    message = _create_pending(
-        conversation=conversation,
-        content=content,
-        message_type=message_type,
-        attachments=attachments,
-        origin=origin,
-        sent_by_id=sent_by_id,
-        idempotency_key=idempotency_key,
-        metadata=metadata,
-    )
     try:
-        media_id = reused or (_upload(client, account, attachments[0], images[0]) if images else None)
-        try:
-            sent = client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id)
-        except XBadRequest:
-            if not reused:
-                raise
-            # X no longer takes the reused media id (it keeps one 24 hours): fetch and upload again, once
-            media_id = _upload(client, account, attachments[0], _refetch(message, attachments[0]))
-            sent = client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id)
+        message = _create_pending(
+            conversation=conversation,
+            content=content,
+            message_type=message_type,
+            attachments=attachments,
+            origin=origin,
+            sent_by_id=sent_by_id,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+        )
+    except (IntegrityError, RateLimited):  # the key's message is there already (or, with a cap reached, may be)
+        if (existing := _existing(account, idempotency_key)) is not None:
+            return existing
+        raise
+    heard: list[RateLimit] = []
+    try:
+        sent = _send_to_x(client, account, contact, message, content, attachments, images, reused, heard.append)
     except XError as exc:
         _mark_failed(message, exc)
         logger.warning("DM %s to %s failed: %s", message.pk, contact.twitter_user_id, exc.message)
         if isinstance(exc, XInvalidToken):
             account_revoked(twitter_user_id=account.twitter_user_id, reason="X refused the account's token")
+        _rate_limit_report(on_rate_limit, heard)
         raise _api_error_for_send(exc) from exc
-    message_mark_sent(message=message, dm_event_id=sent.dm_event_id, at=timezone.now())
+    message_mark_sent(message=message, dm_event_id=sent.dm_event_id, at=timezone.now(), contact_id=contact.pk)
+    _rate_limit_report(on_rate_limit, heard)
     return message
+
+
+def _send_to_x(
+    client: Any,
+    account: Account,
+    contact: Contact,
+    message: Message,
+    content: str,
+    attachments: list[Attachment],
+    images: list[FetchedImage],
+    reused: str | None,
+    heard: Callable[[RateLimit], None],
+) -> Any:
+    media_id = reused or (_upload(client, account, attachments[0], images[0]) if images else None)
+    try:
+        return client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id, on_rate_limit=heard)
+    except XBadRequest:
+        if not reused:
+            raise
+        # X no longer takes the reused media id (it keeps one 24 hours): fetch and upload again, once
+        media_id = _upload(client, account, attachments[0], _refetch(message, attachments[0]))
+        return client.send_dm(contact.twitter_user_id, text=content or None, media_id=media_id, on_rate_limit=heard)
+
+
+def _rate_limit_report(on_rate_limit: Callable[[RateLimit], None] | None, heard: list[RateLimit]) -> None:
+    if on_rate_limit is not None and heard:
+        on_rate_limit(heard[-1])
 
 
 def system_message_send(*, conversation_id: Any, text: str, idempotency_key: str) -> str:
