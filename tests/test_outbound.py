@@ -16,6 +16,7 @@ from contacts.services.inbound import dm_record
 from contacts.services.outbound import message_send
 from mktx.accounts.models import Account
 from mktx.api.errors import ApiError, RateLimited
+from mktx.xapi import RateLimit
 from tests.campaign_helpers import connect
 
 pytestmark = pytest.mark.django_db
@@ -364,3 +365,29 @@ def test_with_the_task_broker_down_a_consent_confirmation_is_sent_inline(
     # then: it was sent here, once
     assert [dm["text"] for dm in sandbox.dms(senderId=shop["id"])] == ["You are unsubscribed"]
     assert Message.objects.filter(origin="system", status="sent").count() == 1
+
+
+def test_the_caller_hears_xs_rate_limit_headers_of_the_send(sandbox, shop, john):
+    heard: list[RateLimit] = []
+    message = message_send(
+        conversation=john["conversation"], content="Your order shipped", origin="staff", on_rate_limit=heard.append
+    )
+    assert message.status == "sent"
+    ((limit, remaining),) = [(r.limit, r.remaining) for r in heard]
+    assert (limit, remaining) == (15, 14)
+
+
+def test_the_caller_hears_the_headers_of_a_429_too_once_the_message_is_failed(sandbox, shop, john):
+    sandbox.limits(dm15m=1)
+    message_send(conversation=john["conversation"], content="one", origin="staff")
+    statuses: list[str] = []
+
+    def heard(rate_limit: RateLimit) -> None:
+        statuses.append(Message.objects.get(content="two").status)
+        assert (rate_limit.limit, rate_limit.remaining) == (1, 0)
+
+    with pytest.raises(RateLimited) as error:
+        message_send(conversation=john["conversation"], content="two", origin="staff", on_rate_limit=heard)
+
+    assert error.value.details["reason"] == "x_rate_limited"
+    assert statuses == ["failed"]
