@@ -165,10 +165,10 @@ class XSideSchema(APIView):
         raise NotImplementedError("served by the plain view in webhooks_app/views.py")
 
 
-def _crc_schema(operation_id: str, description: str) -> Any:
+def _crc_schema(operation_id: str, summary: str, description: str) -> Any:
     return extend_schema(
         operation_id=operation_id,
-        summary="Answer X's CRC challenge",
+        summary=summary,
         description=description,
         parameters=_CRC_PARAMETERS,
         request=None,
@@ -179,13 +179,17 @@ def _crc_schema(operation_id: str, description: str) -> Any:
 
 
 class CrcVerifySchema(XSideSchema):
-    @_crc_schema("webhooks_verify_crc", "The CRC challenge, where the API reference documents it.")
+    @_crc_schema("webhooks_verify_crc", "Answer X's CRC challenge", "Where the API reference documents it.")
     def get(self, request: Request) -> Response:
         return self._documentation_only()
 
 
 class TwitterWebhookSchema(XSideSchema):
-    @_crc_schema("webhooks_twitter_crc", "The CRC challenge, where X sends it: on the webhook URL itself.")
+    @_crc_schema(
+        "webhooks_twitter_crc",
+        "Answer X's CRC challenge on the webhook URL",
+        "Where X sends it: `GET` on the URL registered as the webhook.",
+    )
     def get(self, request: Request) -> Response:
         return self._documentation_only()
 
