@@ -1,19 +1,23 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from campaigns import lifecycle
+from campaigns.campaigns import EDITABLE, campaign_update, schedule_of
 from campaigns.metrics import counts_of, estimated_completion, with_rates
-from campaigns.models import Campaign, CampaignRun, Delivery, Template
-from campaigns.services import template_delete, template_update
+from campaigns.models import ACTIVE_STATUSES, Campaign, CampaignRun, Delivery, Template
+from campaigns.serializers import CampaignUpdateInput
+from campaigns.templates import template_delete, template_update
 from campaigns.templating import render
 from contacts.models import Segment
-from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES
-from mktx.api.errors import ApiError
+from mktx.accounts.business_hours import WEEKDAYS
+from mktx.api.errors import ApiError, InvalidInput
 from mktx.service_admin import ServiceAdmin, ServiceForm
 
 
@@ -48,7 +52,7 @@ class TemplateAdmin(ServiceAdmin):
 
     # Deleting goes through template_delete, which refuses while an active campaign uses the template.
     def has_delete_permission(self, request: HttpRequest, obj: Template | None = None) -> bool:
-        in_use = obj is not None and obj.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).exists()
+        in_use = obj is not None and obj.campaigns.filter(status__in=ACTIVE_STATUSES).exists()
         return not in_use and super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Template) -> None:
@@ -103,13 +107,20 @@ CAMPAIGN_INPUTS = {
 
 class CampaignForm(ServiceForm):
     api_names = CAMPAIGN_INPUTS
+    schedule = forms.JSONField(
+        required=False,
+        help_text='{"startAt", "endAt", "recurrence": {"frequency", "interval", "until"}, '
+        '"sendWindow": {"start": "09:00", "end": "21:00", "days": ["monday", ...]}}',
+    )
 
     class Meta:
         model = Campaign
-        fields = tuple(CAMPAIGN_INPUTS)
+        fields = tuple(name for name in CAMPAIGN_INPUTS if name != "schedule")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "schedule" in self.fields and self.instance.pk:
+            self.fields["schedule"].initial = schedule_of(self.instance).as_json()
         merchant_id = self.instance.merchant_id
         for name, model in (("template", Template), ("segments", Segment)):
             if name in self.fields:  # read-only fields are not in the form
@@ -123,7 +134,13 @@ class CampaignForm(ServiceForm):
         return value
 
     def write(self, changes: dict[str, Any]) -> None:
-        lifecycle.campaign_update(campaign=Campaign.objects.get(pk=self.instance.pk), changes=changes)
+        """The API's update, through its serializer (the same checks), then the same service."""
+        campaign = Campaign.objects.get(pk=self.instance.pk)
+        data = CampaignUpdateInput(data=changes, context={"schedule": schedule_of(campaign)})
+        if not data.is_valid():
+            field, errors = next(iter(data.errors.items()))
+            raise InvalidInput(str(field), str(errors[0] if isinstance(errors, list) else errors))
+        campaign_update(campaign=campaign, **data.validated_data)
 
 
 @admin.register(Campaign)
@@ -140,6 +157,7 @@ class CampaignAdmin(ServiceAdmin):
         "status_reason",
         "progress",
         "metrics",
+        "send_window",
         "estimated_completion",
         "run_count",
         "skipped_occurrences",
@@ -160,9 +178,20 @@ class CampaignAdmin(ServiceAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         # What campaign_update would refuse is not offered: only a draft or scheduled campaign is edited.
-        if obj is not None and obj.status not in lifecycle.EDITABLE:
-            return (*self.readonly_fields, *CAMPAIGN_INPUTS)
+        if obj is not None and obj.status not in EDITABLE:
+            inputs = [name if name != "schedule" else "schedule_shown" for name in CAMPAIGN_INPUTS]
+            return (*self.readonly_fields, *inputs)
         return self.readonly_fields
+
+    def get_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and obj.status not in EDITABLE:
+            fields = [name for name in fields if name != "schedule"]
+        return fields
+
+    @admin.display(description="schedule")
+    def schedule_shown(self, campaign: Campaign) -> str:
+        return json.dumps(schedule_of(campaign).as_json())
 
     def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
         return False  # no service deletes a campaign (its deliveries are the record): cancel it instead
@@ -187,6 +216,14 @@ class CampaignAdmin(ServiceAdmin):
     def metrics(self, campaign: Campaign) -> str:
         counts = with_rates(counts_of(Delivery.objects.filter(campaign=campaign)))
         return ", ".join(f"{name} {value}" for name, value in counts.items())
+
+    @admin.display(description="send window")
+    def send_window(self, campaign: Campaign) -> str:
+        window = schedule_of(campaign).send_window
+        if window is None:
+            return "any time"
+        days = ", ".join(WEEKDAYS[d] for d in window.days) if window.days else "every day"
+        return f"{window.start:%H:%M}-{window.end:%H:%M} ({days}), in the sending account's time zone"
 
     @admin.display(description="estimated completion")
     def estimated_completion(self, campaign: Campaign) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,10 +13,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import lifecycle
+from campaigns.campaigns import campaign_create, campaign_update, schedule_of
 from campaigns.links import link_click
 from campaigns.metrics import campaign_metrics, estimated_completion, summary_metrics
 from campaigns.models import Campaign, CampaignStatus, CampaignType, Delivery, DeliveryStatus
 from campaigns.serializers import (
+    CampaignDetailOutput,
     CampaignInput,
     CampaignMetricsOutput,
     CampaignOutput,
@@ -27,48 +28,11 @@ from campaigns.serializers import (
     TestSendOutput,
 )
 from campaigns.testsend import campaign_test_send
-from contacts.serializers import iso
 from mktx.api.pagination import paginated_response, read_skip_take
 from mktx.api.params import query_choice, query_int
 from mktx.api.viewsets import MerchantViewSet
 
 TAGS = ["campaigns"]
-FIELDS = {"name": "name", "type": "type", "template_id": "templateId", "segment_ids": "segmentIds"}
-
-
-def campaign_data(campaign: Campaign, *, metrics: dict[str, int], estimate: bool = False) -> dict[str, Any]:
-    data = {
-        "id": str(campaign.pk),
-        "merchantId": str(campaign.merchant_id),
-        "name": campaign.name,
-        "type": campaign.type,
-        "status": campaign.status,
-        "statusReason": campaign.status_reason,
-        "templateId": str(campaign.template_id) if campaign.template_id else None,
-        "segmentIds": [str(s.pk) for s in campaign.segments.all()],
-        "schedule": campaign.schedule,
-        "variables": campaign.variables,
-        "metrics": metrics,
-        "runCount": campaign.run_count,
-        "skippedOccurrences": campaign.skipped_occurrences,
-        "lastSkippedAt": iso(campaign.last_skipped_at),
-        "nextRunAt": iso(campaign.next_run_at),
-        "startedAt": iso(campaign.started_at),
-        "finishedAt": iso(campaign.finished_at),
-        "createdAt": iso(campaign.created_at),
-        "updatedAt": iso(campaign.updated_at),
-    }
-    if estimate:
-        data["estimatedCompletionAt"] = iso(estimated_completion(campaign))
-    return data
-
-
-def _values(validated: dict[str, Any]) -> dict[str, Any]:
-    """Back to the request's own names, which the services name in their errors."""
-    values = {FIELDS.get(key, key): value for key, value in validated.items()}
-    if "segmentIds" in values:
-        values["segmentIds"] = [str(v) for v in values["segmentIds"]]
-    return values
 
 
 @extend_schema_view(
@@ -81,9 +45,13 @@ def _values(validated: dict[str, Any]) -> dict[str, Any]:
         ],
         responses=CampaignOutput(many=True),
     ),
-    retrieve=extend_schema(summary="Get campaign", tags=TAGS, responses=CampaignOutput),
-    create=extend_schema(summary="Create campaign", tags=TAGS, request=CampaignInput, responses={200: CampaignOutput}),
-    update=extend_schema(summary="Update campaign", tags=TAGS, request=CampaignUpdateInput, responses=CampaignOutput),
+    retrieve=extend_schema(summary="Get campaign", tags=TAGS, responses=CampaignDetailOutput),
+    create=extend_schema(
+        summary="Create campaign", tags=TAGS, request=CampaignInput, responses={200: CampaignDetailOutput}
+    ),
+    update=extend_schema(
+        summary="Update campaign", tags=TAGS, request=CampaignUpdateInput, responses=CampaignDetailOutput
+    ),
 )
 class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
     serializer_class = CampaignOutput
@@ -94,8 +62,9 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
 
     def _answer(self, campaign: Campaign) -> Response:
         campaign = self.get_merchant_queryset(self.merchant_id).get(pk=campaign.pk)
-        metrics = summary_metrics([campaign.pk])[campaign.pk]
-        return Response(campaign_data(campaign, metrics=metrics, estimate=True))
+        campaign.metrics = summary_metrics([campaign.pk])[campaign.pk]  # type: ignore[attr-defined]
+        campaign.estimated_completion_at = estimated_completion(campaign)  # type: ignore[attr-defined]
+        return Response(CampaignDetailOutput(campaign).data)
 
     def list(self, request: Request) -> Response:
         queryset = self.get_merchant_queryset(self.merchant_id)
@@ -109,8 +78,9 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
         total = queryset.count()
         page = list(queryset[skip : skip + take])
         metrics = summary_metrics([c.pk for c in page])
-        data = [campaign_data(c, metrics=metrics[c.pk]) for c in page]
-        return paginated_response(data, skip=skip, take=take, total=total)
+        for campaign in page:
+            campaign.metrics = metrics[campaign.pk]  # type: ignore[attr-defined]
+        return paginated_response(CampaignOutput(page, many=True).data, skip=skip, take=take, total=total)
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         return self._answer(self.get_object())
@@ -118,31 +88,30 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
     def create(self, request: Request) -> Response:
         data = CampaignInput(data=request.data)
         data.is_valid(raise_exception=True)
-        campaign = lifecycle.campaign_create(merchant_id=self.merchant_id, values=_values(data.validated_data))
-        return self._answer(campaign)
+        return self._answer(campaign_create(merchant_id=self.merchant_id, **data.validated_data))
 
     def update(self, request: Request, pk: str | None = None) -> Response:
         campaign = self.get_object()
-        data = CampaignUpdateInput(data=request.data)
+        data = CampaignUpdateInput(data=request.data, context={"schedule": schedule_of(campaign)})
         data.is_valid(raise_exception=True)
-        return self._answer(lifecycle.campaign_update(campaign=campaign, changes=_values(data.validated_data)))
+        return self._answer(campaign_update(campaign=campaign, **data.validated_data))
 
-    @extend_schema(summary="Start campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @extend_schema(summary="Start campaign", tags=TAGS, request=None, responses=CampaignDetailOutput)
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
         return self._answer(lifecycle.campaign_start(campaign=self.get_object()))
 
-    @extend_schema(summary="Pause campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @extend_schema(summary="Pause campaign", tags=TAGS, request=None, responses=CampaignDetailOutput)
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
         return self._answer(lifecycle.campaign_pause(campaign=self.get_object()))
 
-    @extend_schema(summary="Resume campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @extend_schema(summary="Resume campaign", tags=TAGS, request=None, responses=CampaignDetailOutput)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         return self._answer(lifecycle.campaign_resume(campaign=self.get_object()))
 
-    @extend_schema(summary="Cancel campaign", tags=TAGS, request=None, responses=CampaignOutput)
+    @extend_schema(summary="Cancel campaign", tags=TAGS, request=None, responses=CampaignDetailOutput)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         return self._answer(lifecycle.campaign_cancel(campaign=self.get_object()))
@@ -156,7 +125,7 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
     @action(detail=True, methods=["get"])
     def metrics(self, request: Request, pk: str | None = None) -> Response:
         run = query_int(request, "run", default=0, minimum=0)
-        return Response(campaign_metrics(self.get_object(), run_number=run or None))
+        return Response(CampaignMetricsOutput(campaign_metrics(self.get_object(), run_number=run or None)).data)
 
     @extend_schema(summary="Send test campaign", tags=TAGS, request=TestSendInput, responses=TestSendOutput)
     @action(detail=True, methods=["post"])
@@ -169,7 +138,7 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
             contact_ids=data.validated_data["contact_ids"],
             variables=data.validated_data.get("variables") or {},
         )
-        return Response({"results": results})
+        return Response(TestSendOutput({"results": results}).data)
 
     @extend_schema(
         summary="List campaign deliveries",
@@ -198,26 +167,7 @@ class CampaignViewSet(mixins.ListModelMixin, MerchantViewSet):
             queryset = queryset.filter(run__number=run)
         skip, take = read_skip_take(request)
         total = queryset.count()
-        data = [
-            {
-                "id": str(d.pk),
-                "run": d.run.number,
-                "contactId": str(d.contact_id) if d.contact_id else None,
-                "accountId": str(d.account_id),
-                "status": d.status,
-                "reason": d.reason,
-                "errorDetail": d.error_detail,
-                "attempts": d.attempts,
-                "dmEventId": d.dm_event_id,
-                "messageId": str(d.message_id) if d.message_id else None,
-                "nextAttemptAt": iso(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else None,
-                "sentAt": iso(d.sent_at),
-                "openedAt": iso(d.opened_at),
-                "clickedAt": iso(d.clicked_at),
-                "repliedAt": iso(d.replied_at),
-            }
-            for d in queryset[skip : skip + take]
-        ]
+        data = DeliveryOutput(queryset[skip : skip + take], many=True).data
         return paginated_response(data, skip=skip, take=take, total=total)
 
 

@@ -1,269 +1,36 @@
-"""Campaigns: create, update, and the state machine `draft -> scheduled -> running <-> paused -> completed`, plus
-`cancelled` and `failed`. Every state change is a conditional UPDATE on the current state, so two concurrent
-starts start once. Starting an occurrence freezes its audience with one set-based `INSERT ... SELECT`."""
+"""The state machine of campaigns, whole: `draft -> scheduled -> running <-> paused -> completed`, plus `cancelled`
+and `failed`, and of their runs; every transition, the firing of occurrences and the sweeps that move them on.
+Every state change is a conditional UPDATE on the current state, so two concurrent starts start once. Starting an
+occurrence freezes its audience (audience.py) with one set-based `INSERT ... SELECT`."""
 
 from __future__ import annotations
 
 import logging
-import operator
-import uuid
 from collections.abc import Iterable
-from datetime import datetime
-from functools import reduce
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import QuerySet
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignRun, CampaignStatus, CampaignType, Delivery, DeliveryStatus, Template
-from campaigns.schedule import MISSED_GRACE, CatchUp, Schedule, catch_up, occurrence, parse_schedule, run_window
-from campaigns.templating import is_contact_placeholder, placeholders, texts_of
-from contacts.models import Contact, Segment
-from contacts.segments import compile_conditions
-from contacts.selectors import contacts_of
-from mktx.api.errors import ApiError, InvalidInput, NotFoundError
-from mktx.queue import task_enqueue
+from campaigns import queue
+from campaigns.audience import audience_freeze, check_startable
+from campaigns.campaigns import InvalidState, occurrence_index, schedule_of
+from campaigns.models import Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
+from campaigns.schedule import MISSED_GRACE, CatchUp, catch_up, occurrence, run_window
+from mktx.accounts.models import AccountStatus
+from mktx.api.errors import ApiError, InvalidInput
 
 logger = logging.getLogger("mktx.campaigns")
 
-EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 CANCELLABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-MAX_SEGMENTS = 20
-FIRE_FUNC = "campaigns.tasks.fire_campaign"
-
-
-class InvalidState(ApiError):
-    """The campaign is not in a state that allows the action."""
-
-    def __init__(self, campaign: Campaign, action: str, allowed: Iterable[str]) -> None:
-        allowed = list(allowed)
-        super().__init__(
-            f"Cannot {action} a {campaign.status} campaign (only {' or '.join(allowed)})",
-            details={"field": "status", "status": campaign.status, "allowed": allowed},
-        )
-
-
-# --- input ------------------------------------------------------------------------------------------------------------
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("name", "must not be blank")
-    if len(value.strip()) > 200:
-        raise InvalidInput("name", "at most 200 characters")
-    return value.strip()
-
-
-def _type(value: Any) -> str:
-    if value not in CampaignType.values:
-        raise InvalidInput("type", f"must be one of {', '.join(CampaignType.values)}")
-    return str(value)
-
-
-def _template(merchant_id: uuid.UUID, value: Any) -> Template:
-    try:
-        template_id = uuid.UUID(str(value))
-    except ValueError:
-        raise InvalidInput("templateId", "must be a template id") from None
-    template = Template.objects.filter(merchant_id=merchant_id, pk=template_id).first()
-    if template is None:
-        raise NotFoundError("Template not found", details={"field": "templateId", "id": str(value)})
-    return template
-
-
-def _segments(merchant_id: uuid.UUID, value: Any) -> list[Segment]:
-    if not isinstance(value, list):
-        raise InvalidInput("segmentIds", "must be a list of segment ids")
-    if len(value) > MAX_SEGMENTS:
-        raise InvalidInput("segmentIds", f"at most {MAX_SEGMENTS} segments")
-    ids: list[uuid.UUID] = []
-    for i, item in enumerate(value):
-        try:
-            ids.append(uuid.UUID(str(item)))
-        except ValueError:
-            raise InvalidInput(f"segmentIds[{i}]", "must be a segment id") from None
-    found = {s.pk: s for s in Segment.objects.filter(merchant_id=merchant_id, pk__in=ids)}
-    for i, segment_id in enumerate(ids):
-        if segment_id not in found:
-            raise NotFoundError("Segment not found", details={"field": f"segmentIds[{i}]", "id": str(segment_id)})
-    return [found[i] for i in dict.fromkeys(ids)]
-
-
-def _variables(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput("variables", "must be an object of placeholder values")
-    for key, item in value.items():
-        if item is not None and not isinstance(item, (str, int, float, bool)):
-            raise InvalidInput(f"variables.{key}", "must be a string, number or boolean")
-    return dict(value)
-
-
-def campaign_create(*, merchant_id: uuid.UUID, values: dict[str, Any]) -> Campaign:
-    for required in ("name", "type", "templateId", "segmentIds"):
-        if values.get(required) is None:
-            raise InvalidInput(required, "is required")
-    schedule = parse_schedule(values.get("schedule"))
-    _check_recurrence_start(schedule)
-    with transaction.atomic():
-        campaign = Campaign.objects.create(
-            merchant_id=merchant_id,
-            name=_name(values["name"]),
-            type=_type(values["type"]),
-            template=_template(merchant_id, values["templateId"]),
-            variables=_variables(values.get("variables")),
-            schedule=schedule.as_json(),
-        )
-        campaign.segments.set(_segments(merchant_id, values["segmentIds"]))
-    return campaign
-
-
-def campaign_update(*, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
-    """Only a draft or scheduled campaign changes; a scheduled one is re-checked and re-timed."""
-    if campaign.status not in EDITABLE:
-        raise InvalidState(campaign, "update", EDITABLE)
-    with transaction.atomic():
-        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        if campaign.status not in EDITABLE:
-            raise InvalidState(campaign, "update", EDITABLE)
-        if "name" in changes:
-            campaign.name = _name(changes["name"])
-        if "type" in changes:
-            campaign.type = _type(changes["type"])
-        if "templateId" in changes:
-            campaign.template = _template(campaign.merchant_id, changes["templateId"])
-        if "variables" in changes:
-            campaign.variables = _variables(changes["variables"])
-        if "schedule" in changes:
-            given = changes["schedule"]
-            merged = {**campaign.schedule, **given} if isinstance(given, dict) and given else given or None
-            parsed = parse_schedule(merged)
-            if campaign.started_at is None:  # a recurrence under way keeps its anchor, however old its startAt
-                _check_recurrence_start(parsed)
-            campaign.schedule = parsed.as_json()
-        if "segmentIds" in changes:
-            campaign.segments.set(_segments(campaign.merchant_id, changes["segmentIds"]))
-        if campaign.status == CampaignStatus.SCHEDULED:
-            schedule = parse_schedule(campaign.schedule)
-            _check_startable(campaign, schedule)
-            if campaign.started_at:  # between two occurrences of a recurrence
-                campaign.next_run_at = occurrence(schedule, campaign.started_at, _occurrence_index(campaign))
-                if campaign.next_run_at is None:
-                    raise InvalidInput("schedule.recurrence.until", "would end the recurrence: cancel it instead")
-            else:
-                if schedule.start_at is None or schedule.start_at <= timezone.now():
-                    raise InvalidInput("schedule.startAt", "a scheduled campaign needs a start in the future")
-                campaign.next_run_at = schedule.start_at
-            campaign_fire_schedule(campaign)
-        campaign.save()
-    return campaign
-
-
-def _check_recurrence_start(schedule: Schedule) -> None:
-    """A recurrence anchored in the past would owe every occurrence since: it starts in the future, or now (none)."""
-    if schedule.recurring and schedule.start_at is not None and schedule.start_at <= timezone.now():
-        raise InvalidInput("schedule.startAt", "a recurrence must start in the future (or leave it empty: now)")
-
-
-def _occurrence_index(campaign: Campaign) -> int:
-    """The number of the campaign's next occurrence: the ones sent (runs) and the ones skipped come before it."""
-    return campaign.run_count + campaign.skipped_occurrences + 1
-
-
-# --- starting -----------------------------------------------------------------------------------------------------
-
-
-def audience_of(campaign: Campaign, segments: list[Segment] | None = None) -> QuerySet[Contact]:
-    """The union of the campaign's segments: one query, each contact once however many segments it is in."""
-    segments = segments if segments is not None else list(campaign.segments.all())
-    contacts = contacts_of(campaign.merchant_id)
-    if not segments:
-        return contacts.none()
-    parts = [compile_conditions(merchant_id=campaign.merchant_id, conditions=s.conditions) for s in segments]
-    return contacts.filter(reduce(operator.or_, parts))
-
-
-def _check_startable(campaign: Campaign, schedule: Schedule) -> None:
-    """No segments, no (valid) template, or a placeholder nothing can fill: 400 naming it."""
-    segments = list(campaign.segments.all())
-    if not segments:
-        raise InvalidInput("segmentIds", "the campaign has no segments")
-    template = campaign.template
-    if template is None:
-        raise InvalidInput("templateId", "the campaign's template was deleted")
-    used = placeholders(*texts_of(template.content, template.options or [], template.card or {}))
-    for name, default in used.items():
-        if default is not None or campaign.variables.get(name) not in (None, ""):
-            continue
-        if not is_contact_placeholder(name):
-            raise InvalidInput(f"variables.{name}", "the template uses it and it has no value and no default")
-        if name.startswith("contact.attributes."):
-            key = name.removeprefix("contact.attributes.")
-            lacking = audience_of(campaign, segments).exclude(attributes__has_key=key).count()
-            if lacking:
-                raise InvalidInput(
-                    f"variables.{name}",
-                    f"{lacking} contacts of the audience have no {key!r} attribute: give the placeholder a default",
-                )
-    if schedule.end_at is not None and not schedule.recurring and schedule.end_at <= timezone.now():
-        raise InvalidInput("schedule.endAt", "is already past")
-
-
-def campaign_fire_schedule(campaign: Campaign) -> None:
-    """A django-q2 one-off schedule fires the occurrence at its time (the minute sweep catches a missed one)."""
-    from django_q.models import Schedule as QSchedule
-
-    QSchedule.objects.filter(name=f"campaign:{campaign.pk}").delete()
-    if campaign.next_run_at is None:
-        return
-    QSchedule.objects.create(
-        name=f"campaign:{campaign.pk}",
-        func=FIRE_FUNC,
-        args=repr(str(campaign.pk)),
-        schedule_type=QSchedule.ONCE,
-        repeats=-1,
-        next_run=campaign.next_run_at,
-    )
-
-
-def _unschedule(campaign: Campaign) -> None:
-    from django_q.models import Schedule as QSchedule
-
-    QSchedule.objects.filter(name=f"campaign:{campaign.pk}").delete()
-
-
-def _dialect_value(field_owner: type, name: str, value: Any) -> Any:
-    field = field_owner._meta.get_field(name)  # type: ignore[attr-defined]
-    return field.get_db_prep_value(value, connection)
-
-
-def audience_freeze(*, campaign: Campaign, run: CampaignRun) -> int:
-    """One `INSERT ... SELECT` of the run's deliveries from the union of the segments: the audience never passes
-    through Python. Answers the number of recipients."""
-    try:
-        contacts_sql, params = audience_of(campaign).values_list("id", "account_id").query.sql_with_params()
-    except EmptyResultSet:  # a query Django knows matches nothing has no SQL: nobody to insert
-        contacts_sql, params = "SELECT NULL AS id, NULL AS account_id WHERE 1 = 0", ()
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    insert = (
-        f"INSERT INTO {table} (run_id, campaign_id, contact_id, account_id, status, reason, error_detail, "  # noqa: S608
-        "attempts, failures, next_attempt_at, dm_event_id, created_at) "
-        f"SELECT %s, %s, audience.id, audience.account_id, %s, '', '', 0, 0, %s, '', %s FROM ({contacts_sql}) audience"
-    )
-    now = _dialect_value(Delivery, "created_at", run.started_at)
-    head = [run.pk, _dialect_value(Delivery, "campaign", campaign.pk), DeliveryStatus.PENDING, now, now]
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(insert, head + list(params))
-            count = cursor.rowcount
-        frozen_at = timezone.now()
-        CampaignRun.objects.filter(pk=run.pk).update(audience_size=count, audience_frozen_at=frozen_at)
-    run.audience_size, run.audience_frozen_at = count, frozen_at
-    return count
+UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+ACTIVE_RUN = Q(campaign__status=CampaignStatus.RUNNING, run__status=RunStatus.RUNNING)
+# What the database answers while it is busy or away (deadlock, lock or statement timeout, a dropped connection):
+# retried later, never the campaign's failure. The API answers the same errors 503.
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def run_freeze(*, run_id: Any) -> int | None:
@@ -271,10 +38,10 @@ def run_freeze(*, run_id: Any) -> int | None:
     try:
         with transaction.atomic():
             run = CampaignRun.objects.select_for_update().select_related("campaign").filter(pk=run_id).first()
-            if run is None or run.audience_frozen_at is not None or run.status != "running":
+            if run is None or run.audience_frozen_at is not None or run.status != RunStatus.RUNNING:
                 return None
             count = audience_freeze(campaign=run.campaign, run=run)
-            _kick_sender()
+            queue.sender_kick()
     except TRANSIENT_DATABASE_ERRORS:  # a deadlock, a timeout, a lost connection: the sweep queues it again
         logger.warning(
             "run %s: the freeze met a transient database error; it will be tried again", run_id, exc_info=True
@@ -294,16 +61,18 @@ def _run_failed(run_id: Any, reason: str) -> None:
     if campaign_id is None:
         return
     with transaction.atomic():
-        CampaignRun.objects.filter(pk=run_id, status="running").update(status="cancelled", finished_at=now)
+        CampaignRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.CANCELLED, finished_at=now
+        )
         Campaign.objects.filter(pk=campaign_id, status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED]).update(
             status=CampaignStatus.FAILED, status_reason=reason[:500], finished_at=now, next_run_at=None, updated_at=now
         )
 
 
 def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
-    schedule = parse_schedule(campaign.schedule)
+    schedule = schedule_of(campaign)
     first = campaign.started_at or at
-    number, index = campaign.run_count + 1, _occurrence_index(campaign)
+    number, index = campaign.run_count + 1, occurrence_index(campaign)
     run = CampaignRun.objects.create(
         campaign=campaign,
         number=number,
@@ -314,8 +83,7 @@ def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
     if estimate <= settings.MKTX_INLINE_FREEZE_LIMIT:
         audience_freeze(campaign=campaign, run=run)
     else:  # a large audience is frozen by a worker, not inside the API request
-        # a freeze that could not be queued is found by the minute sweep (campaigns.tasks.sweep_campaigns)
-        transaction.on_commit(lambda: task_enqueue("campaigns.tasks.freeze_run", run.pk, task_name="campaign-freeze"))
+        queue.run_freeze_enqueue(run.pk)
     upcoming = occurrence(schedule, first, index + 1)
     Campaign.objects.filter(pk=campaign.pk).update(
         run_count=number, started_at=first, next_run_at=upcoming, status_reason=""
@@ -324,32 +92,23 @@ def _begin_run(campaign: Campaign, at: datetime) -> CampaignRun:
     return run
 
 
-def _kick_sender() -> None:
-    def enqueue() -> None:
-        from campaigns.tasks import kick_sender
-
-        kick_sender()
-
-    transaction.on_commit(enqueue)
-
-
 def campaign_start(*, campaign: Campaign) -> Campaign:
     """draft -> running now, or -> scheduled for a future `startAt`."""
     if campaign.status != CampaignStatus.DRAFT:
         raise InvalidState(campaign, "start", [CampaignStatus.DRAFT])
-    schedule = parse_schedule(campaign.schedule)
-    _check_startable(campaign, schedule)
+    schedule = schedule_of(campaign)
+    check_startable(campaign, schedule)
     now = timezone.now()
     if schedule.recurring and schedule.start_at is not None and now - schedule.start_at > MISSED_GRACE:
         raise InvalidInput("schedule.startAt", "has passed: give the recurrence a future start (or none: now)")
     with transaction.atomic():
         if schedule.start_at is not None and schedule.start_at > now:
             _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.SCHEDULED, next_run_at=schedule.start_at)
-            campaign_fire_schedule(campaign)
+            queue.fire_schedule_set(campaign.pk, campaign.next_run_at)
             return campaign
         _move(campaign, "start", [CampaignStatus.DRAFT], CampaignStatus.RUNNING)
         _begin_run(campaign, schedule.start_at or now)
-        _kick_sender()
+        queue.sender_kick()
     logger.info("campaign %s started", campaign.pk)
     return campaign
 
@@ -363,12 +122,12 @@ def campaign_fire(*, campaign_id: Any, now: datetime | None = None) -> bool:
         return False
     if campaign.next_run_at is None or campaign.next_run_at > now:
         return False
-    schedule = parse_schedule(campaign.schedule)
-    plan = catch_up(schedule, campaign.started_at or campaign.next_run_at, _occurrence_index(campaign), now)
+    schedule = schedule_of(campaign)
+    plan = catch_up(schedule, campaign.started_at or campaign.next_run_at, occurrence_index(campaign), now)
     if plan.skipped and not _skip(campaign, plan, now):
         return False
     try:
-        _check_startable(campaign, schedule)
+        check_startable(campaign, schedule)
     except ApiError as exc:
         reason = f"{exc.details.get('field', '')}: {exc.message}"[:500]
         Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.SCHEDULED).update(
@@ -384,7 +143,7 @@ def campaign_fire(*, campaign_id: Any, now: datetime | None = None) -> bool:
             return False
         campaign.status = CampaignStatus.RUNNING
         _begin_run(campaign, campaign.next_run_at)
-        _kick_sender()
+        queue.sender_kick()
     logger.info("campaign %s occurrence %s fired", campaign.pk, campaign.run_count)
     return True
 
@@ -412,13 +171,8 @@ def _skip(campaign: Campaign, plan: CatchUp, now: datetime) -> bool:
     for name, value in fields.items():
         setattr(campaign, name, value)
     if not plan.due:
-        campaign_fire_schedule(campaign)
+        queue.fire_schedule_set(campaign.pk, campaign.next_run_at)
     return plan.due
-
-
-# What the database answers while it is busy or away (deadlock, lock or statement timeout, a dropped connection):
-# retried later, never the campaign's failure. The API answers the same errors 503.
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -451,9 +205,7 @@ def campaign_fire_or_fail(*, campaign_id: Any, now: datetime | None = None) -> b
             updated_at=now,
         )
         if failed:
-            from django_q.models import Schedule as QSchedule
-
-            QSchedule.objects.filter(name=f"campaign:{campaign_id}").delete()
+            queue.fire_schedule_clear(campaign_id)
         return False
 
 
@@ -480,7 +232,7 @@ def campaign_pause(*, campaign: Campaign) -> Campaign:
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
     _move(campaign, "resume", [CampaignStatus.PAUSED], CampaignStatus.RUNNING)
-    _kick_sender()
+    queue.sender_kick()
     return campaign
 
 
@@ -493,8 +245,79 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
             status=DeliveryStatus.SKIPPED, reason="cancelled", lease_until=None
         )
         CampaignRun.objects.filter(campaign=campaign, finished_at__isnull=True).update(
-            status="cancelled", finished_at=now
+            status=RunStatus.CANCELLED, finished_at=now
         )
-        _unschedule(campaign)
+        queue.fire_schedule_clear(campaign.pk)
     campaign.refresh_from_db()
     return campaign
+
+
+# --- the sweeps (the minute task and every sender pass) ------------------------------------------------------------
+
+
+def campaigns_fire_due(now: datetime) -> int:
+    """Fire what is due, each campaign on its own: one that cannot fire becomes `failed`, the others go on."""
+    due = Campaign.objects.filter(status=CampaignStatus.SCHEDULED, next_run_at__lte=now).values_list("pk", flat=True)
+    return sum(campaign_fire_or_fail(campaign_id=pk, now=now) for pk in list(due[:100]))
+
+
+def runs_expire(now: datetime) -> int:
+    """`endAt` passed: what is left of the run is skipped (reason `expired`)."""
+    return Delivery.objects.filter(
+        status=DeliveryStatus.PENDING, run__status=RunStatus.RUNNING, run__ends_at__lte=now
+    ).update(status=DeliveryStatus.SKIPPED, reason="expired")
+
+
+def inactive_accounts_skip() -> int:
+    """Deliveries from an account that cannot send (disconnected, revoked) are skipped, checked at send time."""
+    return (
+        Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING)
+        .exclude(account__status=AccountStatus.ACTIVE)
+        .update(status=DeliveryStatus.SKIPPED, reason="account_inactive")
+    )
+
+
+def runs_complete(now: datetime) -> int:
+    """Runs with nothing left to send are completed; their campaign goes on to its next occurrence (scheduled)
+    or is completed."""
+    unfinished = Delivery.objects.filter(  # by (campaign, status): a probe, not a walk over the run's deliveries
+        campaign=OuterRef("campaign"), run=OuterRef("pk"), status__in=UNFINISHED
+    )
+    done = CampaignRun.objects.filter(
+        status=RunStatus.RUNNING, campaign__status=CampaignStatus.RUNNING, audience_frozen_at__isnull=False
+    ).filter(~Exists(unfinished))
+    finished = 0
+    for run in done.select_related("campaign"):
+        if not CampaignRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.COMPLETED, finished_at=now
+        ):
+            continue
+        finished += 1
+        campaign = run.campaign
+        if campaign.next_run_at is not None:
+            moved = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
+                status=CampaignStatus.SCHEDULED, updated_at=now
+            )
+            if moved:
+                queue.fire_schedule_set(campaign.pk, campaign.next_run_at)
+        else:
+            Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.RUNNING).update(
+                status=CampaignStatus.COMPLETED, finished_at=now, updated_at=now
+            )
+    return finished
+
+
+def campaigns_sweep(now: datetime | None = None) -> str:
+    """Every minute: fire what is due (a missed one-off schedule), queue again a freeze lost with its worker, and
+    wake the sender when anything waits (deliveries deferred by a cap resume by themselves this way)."""
+    now = now or timezone.now()
+    fired = campaigns_fire_due(now)
+    lost = CampaignRun.objects.filter(
+        status=RunStatus.RUNNING, audience_frozen_at__isnull=True, started_at__lt=now - timedelta(minutes=5)
+    ).values_list("pk", flat=True)
+    for run_id in lost[:10]:
+        queue.run_freeze_enqueue(run_id)
+    waiting = Delivery.objects.filter(status__in=UNFINISHED, campaign__status=CampaignStatus.RUNNING).exists()
+    if waiting or fired:
+        queue.sender_kick()
+    return f"fired {fired}; sender {'woken' if waiting or fired else 'idle'}"

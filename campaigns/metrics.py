@@ -6,7 +6,6 @@ and `replied` those with a read receipt, a first click, or a reply within the at
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,13 +13,16 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
-from campaigns.pacing import account_pace
+from campaigns.models import AccountPacing, Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
+from campaigns.pacing import XWindow, steady_interval
+from contacts.models import MessageOrigin
 from contacts.serializers import iso
+from contacts.services.quota import QuotaState, quota_state
 
+DAY = timedelta(hours=24)
 ATTEMPTED = [DeliveryStatus.SENT, DeliveryStatus.FAILED]
 COUNTS = {
-    "totalSent": Q(status__in=ATTEMPTED),
+    "total_sent": Q(status__in=ATTEMPTED),
     "delivered": Q(status=DeliveryStatus.SENT),
     "opened": Q(status=DeliveryStatus.SENT, opened_at__isnull=False),
     "clicked": Q(status=DeliveryStatus.SENT, clicked_at__isnull=False),
@@ -31,7 +33,7 @@ COUNTS = {
 }
 # timeline series -> (the time it is bucketed by, which deliveries count)
 SERIES = {
-    "sent": ("attempted_at", COUNTS["totalSent"]),
+    "sent": ("attempted_at", COUNTS["total_sent"]),
     "delivered": ("sent_at", COUNTS["delivered"]),
     "opened": ("opened_at", COUNTS["opened"]),
     "clicked": ("clicked_at", COUNTS["clicked"]),
@@ -53,10 +55,10 @@ def with_rates(counts: dict[str, int]) -> dict[str, Any]:
     delivered = counts["delivered"]
     return {
         **counts,
-        "openRate": _rate(counts["opened"], delivered),
-        "clickRate": _rate(counts["clicked"], delivered),
-        "replyRate": _rate(counts["replied"], delivered),
-        "deliveryRate": _rate(delivered, counts["totalSent"]),
+        "open_rate": _rate(counts["opened"], delivered),
+        "click_rate": _rate(counts["clicked"], delivered),
+        "reply_rate": _rate(counts["replied"], delivered),
+        "delivery_rate": _rate(delivered, counts["total_sent"]),
     }
 
 
@@ -95,8 +97,8 @@ def campaign_metrics(campaign: Campaign, *, run_number: int | None = None) -> di
         {
             "run": run.number,
             "status": run.status,
-            "startedAt": iso(run.started_at),
-            "finishedAt": iso(run.finished_at),
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
             "audience": run.audience_size,
             **with_rates({name: int(per_run.get(run.number, {}).get(name, 0)) for name in COUNTS}),
         }
@@ -108,7 +110,7 @@ def campaign_metrics(campaign: Campaign, *, run_number: int | None = None) -> di
 
 def summary_metrics(campaign_ids: list[Any]) -> dict[Any, dict[str, int]]:
     """The six headline counts of many campaigns in one query (lists)."""
-    names = ("totalSent", "delivered", "opened", "clicked", "replied", "failed")
+    names = ("total_sent", "delivered", "opened", "clicked", "replied", "failed")
     rows = (
         Delivery.objects.filter(campaign_id__in=campaign_ids)
         .values("campaign_id")
@@ -120,8 +122,9 @@ def summary_metrics(campaign_ids: list[Any]) -> dict[Any, dict[str, int]]:
 
 
 def estimated_completion(campaign: Campaign, now: datetime | None = None) -> datetime | None:
-    """When the current run should be done at the accounts' pace: per account, the deliveries queued ahead of
-    this campaign's last one (other campaigns' included) times the account's spacing, from its next slot."""
+    """When the current run should be done at the accounts' pace (pacing.py): per account, the deliveries queued
+    ahead of this campaign's last one (other campaigns' included), at X's spacing from the account's next slot, and
+    what does not fit the rolling 24 h caps one window later per day's allowance. None when a cap of 0 forbids it."""
     if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
         return None
     now = now or timezone.now()
@@ -129,24 +132,37 @@ def estimated_completion(campaign: Campaign, now: datetime | None = None) -> dat
         campaign=campaign, run__status=RunStatus.RUNNING, status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
     )
     last_per_account = {row["account_id"]: row["last"] for row in waiting.values("account_id").annotate(last=Max("pk"))}
-    if not last_per_account:
-        return now
+    slots = {p.pk: p for p in AccountPacing.objects.filter(pk__in=list(last_per_account))}
     finish = now
     for account_id, last in last_per_account.items():
         ahead = (
             Delivery.objects.filter(
-                account_id=account_id,
-                pk__lte=last,
-                status=DeliveryStatus.PENDING,
-                campaign__status=CampaignStatus.RUNNING,
-            ).count()
+                account_id=account_id, pk__lte=last, status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+            )
+            .filter(campaign__status=CampaignStatus.RUNNING)
+            .count()
             or 1
         )
-        pace = account_pace(account_id, now)
-        if not math.isfinite(pace.interval):
-            return None  # a limit of zero: it will not finish
-        finish = max(finish, pace.next_at + timedelta(seconds=pace.interval * (ahead - 1)))
+        account_finish = _account_finish(ahead, slots.get(account_id), quota_state(account_id, now), now)
+        if account_finish is None:
+            return None
+        finish = max(finish, account_finish)
     run = CampaignRun.objects.filter(campaign=campaign, status=RunStatus.RUNNING).order_by("-number").first()
     if run is not None and run.ends_at is not None:
         finish = min(finish, run.ends_at)
     return finish
+
+
+def _account_finish(ahead: int, slot: AccountPacing | None, quota: QuotaState, now: datetime) -> datetime | None:
+    spacing = steady_interval(XWindow.stored(slot))
+    start = max(now, slot.next_send_at) if slot is not None and slot.next_send_at else now
+    room = quota.room(MessageOrigin.CAMPAIGN)
+    if ahead <= room:
+        return start + spacing * (ahead - 1)
+    per_day = min(quota.marketing_limit, quota.campaign_limit)
+    if per_day <= 0:
+        return None
+    rest = ahead - room  # what waits for the window: a day's allowance per window
+    reopens = quota.next_free_at(MessageOrigin.CAMPAIGN) if room == 0 else None
+    first = reopens or start + DAY
+    return first + DAY * ((rest - 1) // per_day) + spacing * ((rest - 1) % per_day)

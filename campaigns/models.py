@@ -46,10 +46,17 @@ class CampaignStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# the states in which a campaign needs its template and its segments
+ACTIVE_STATUSES = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
 class CampaignType(models.TextChoices):
     PROMOTIONAL = "promotional", "Promotional"
     TRANSACTIONAL = "transactional", "Transactional"
     ENGAGEMENT = "engagement", "Engagement"
+
+
+FREQUENCY_CHOICES = [("daily", "daily"), ("weekly", "weekly"), ("monthly", "monthly")]
 
 
 class Campaign(models.Model):
@@ -65,7 +72,22 @@ class Campaign(models.Model):
     template = models.ForeignKey(Template, null=True, on_delete=models.SET_NULL, related_name="campaigns")
     segments = models.ManyToManyField(Segment, related_name="campaigns", blank=True)
     variables = models.JSONField(default=dict, blank=True)
-    schedule = models.JSONField(default=dict, blank=True)
+    # the schedule (campaigns.schedule.Schedule; `schedule_of` in campaigns/campaigns.py reads it back)
+    start_at = models.DateTimeField(null=True, blank=True, help_text="startAt: the first occurrence; empty: now.")
+    end_at = models.DateTimeField(null=True, blank=True, help_text="endAt: what is not sent by then is skipped.")
+    recurrence_frequency = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[("daily", "daily"), ("weekly", "weekly"), ("monthly", "monthly")],
+    )
+    recurrence_interval = models.PositiveSmallIntegerField(default=1)
+    recurrence_until = models.DateField(null=True, blank=True)
+    send_window_start = models.TimeField(null=True, blank=True, help_text="DMs go out only from this local time")
+    send_window_end = models.TimeField(null=True, blank=True, help_text="... until this one (account's time zone)")
+    send_window_days = models.JSONField(
+        default=list, blank=True, help_text="Weekdays of the send window (0 = Monday); empty: every day."
+    )
     next_run_at = models.DateTimeField(null=True, blank=True, help_text="When the next occurrence fires.")
     run_count = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -195,12 +217,18 @@ class TrackedLink(models.Model):
 
 
 class AccountPacing(models.Model):
-    """The campaign sender's slot per X account: the next send may not happen before `next_send_at`. Reserved by a
-    compare-and-set, so any number of sender workers keep one account's sends evenly spaced."""
+    """The campaign sender's slot per X account: the next send may not happen before `next_send_at`. Taken by a
+    compare-and-set (`holder`), so any number of sender lanes and processes keep one send per account in flight and
+    the account's sends evenly spaced inside X's window, as X's last `x-rate-limit-*` answer reported it."""
 
     account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="pacing")
     next_send_at = models.DateTimeField(null=True, blank=True)
     last_send_at = models.DateTimeField(null=True, blank=True)
+    holder = models.CharField(max_length=32, blank=True, default="", help_text="The lane sending now, if any.")
+    x_limit = models.PositiveIntegerField(null=True, blank=True, help_text="x-rate-limit-limit of the last DM send")
+    x_remaining = models.PositiveIntegerField(null=True, blank=True, help_text="x-rate-limit-remaining")
+    x_reset_at = models.DateTimeField(null=True, blank=True, help_text="x-rate-limit-reset")
+    reason = models.CharField(max_length=40, blank=True, default="", help_text="What sets next_send_at")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -1,119 +1,104 @@
-"""Pacing of campaign DMs per X account: the spacing under every limit at once (the rolling 24 h DM quota shared
-with every other sender, MKTX_CAMPAIGN_DAILY_LIMIT, X's x-rate-limit-* answers), and the account's slot
-(`AccountPacing`), taken by compare-and-set so that any number of sender loops keep one account's sends evenly
-spaced, one in flight at a time."""
+"""The pace of campaign DMs per X account (CONTRACT.md, "Campaign delivery pace").
+
+The daily caps (MKTX_X_DM_DAILY_LIMIT, MKTX_CAMPAIGN_DAILY_LIMIT, the reply reserve) are caps over a rolling 24 h,
+kept by the outbound path's quota row: a send that meets one is refused there and the account waits for the
+window. The spacing comes from X's short window as its last `x-rate-limit-*` answer reported it: the sends X still
+allows (`remaining`) evenly over the time to its `reset`; before X has answered once, one DM per
+MKTX_MIN_SEND_INTERVAL_MS.
+
+The account's slot (`AccountPacing`) is taken by compare-and-set, so any number of sender lanes and processes keep
+one send per account in flight: a lane holds it (`next_send_at` pushed to the hold's end) while it sends, and on
+release sets the next send's time from what X answered."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db.models import Q
 
 from campaigns.models import AccountPacing
-from contacts.models import Message, MessageDirection, MessageOrigin, MessageStatus
-from contacts.services.outbound import quota_state
-from mktx.xapi.client import last_rate_limit
+from mktx.xapi.client import RateLimit
 
-DAY = timedelta(hours=24)
-X_DM_WINDOW = 15 * 60  # X's DM limit window (x-platform-notes.md): x-rate-limit-limit sends per 15 minutes
-SAFETY = 1.005  # a hair slower than the limit, so clock jitter never makes a 16th DM in X's window
+X_DM_WINDOW = timedelta(minutes=15)  # X's DM window (x-platform-notes.md): x-rate-limit-limit sends per 15 minutes
 
 
 @dataclass(frozen=True)
-class Pace:
-    next_at: datetime  # the earliest the account may send its next campaign DM
-    interval: float  # seconds between two campaign DMs of the account at the current limits
-    limit: str  # which limit sets it
+class XWindow:
+    """What X last said about an account's DM sends."""
+
+    limit: int
+    remaining: int
+    reset_at: datetime
+
+    @classmethod
+    def of(cls, rate: RateLimit) -> XWindow:
+        return cls(rate.limit, rate.remaining, datetime.fromtimestamp(rate.reset, tz=UTC))
+
+    @classmethod
+    def stored(cls, pacing: AccountPacing | None) -> XWindow | None:
+        if pacing is None or pacing.x_limit is None or pacing.x_remaining is None or pacing.x_reset_at is None:
+            return None
+        return cls(pacing.x_limit, pacing.x_remaining, pacing.x_reset_at)
 
 
-def _interval(account_id: Any) -> tuple[float, str, Any]:
-    """The spacing of the account's campaign DMs at the current limits (seconds), the limit that sets it, and what
-    X last said about its DM limit."""
-    candidates = {"x_dm_daily_limit": _spacing(settings.MKTX_X_DM_DAILY_LIMIT, DAY.total_seconds())}
-    candidates["campaign_daily_limit"] = _spacing(settings.MKTX_CAMPAIGN_DAILY_LIMIT, DAY.total_seconds())
-    x_limit = last_rate_limit(str(account_id), "dm_send")
-    if x_limit is not None and x_limit.limit > 0:
-        candidates["x_rate_limit"] = X_DM_WINDOW / x_limit.limit
-    limit = max(candidates, key=lambda name: candidates[name])
-    return candidates[limit] * SAFETY, limit, x_limit
+def min_interval() -> timedelta:
+    return timedelta(milliseconds=settings.MKTX_MIN_SEND_INTERVAL_MS)
 
 
-Slot = tuple[datetime | None, datetime | None]  # (next_send_at, last_send_at)
+def next_send(window: XWindow | None, now: datetime) -> tuple[datetime, str]:
+    """When the account's next DM may go after one sent at `now`, and what sets it."""
+    if window is None or window.reset_at <= now:  # X has not answered yet, or its window has passed
+        return now + min_interval(), "min_send_interval"
+    if window.remaining <= 0:
+        return window.reset_at + timedelta(seconds=1), "x_rate_limit"
+    # the sends left, evenly before the reset: the last of them one step before it (15 per 15 minutes: one a minute)
+    return now + (window.reset_at - now) / (window.remaining + 1), "x_rate_limit"
 
 
-def account_pace(account_id: Any, now: datetime, slot: Slot | None = None) -> Pace:
-    """When the account may send its next campaign DM, and at what spacing, under every limit at once."""
-    interval, limit, x_limit = _interval(account_id)
-    waits: dict[str, datetime] = {}
-    if slot is None:
-        slot = AccountPacing.objects.filter(pk=account_id).values_list("next_send_at", "last_send_at").first()
-    if slot is not None and slot[0] is not None:
-        waits[limit] = slot[0]
-    if slot is not None and slot[1] is not None and math.isfinite(interval):  # limits learnt since the last send
-        waits[limit] = max(waits.get(limit, slot[1]), slot[1] + timedelta(seconds=interval))
-    used, reset_at = quota_state(account_id, now)
-    if used >= settings.MKTX_X_DM_DAILY_LIMIT:
-        waits["x_dm_daily_limit"] = reset_at or now + DAY
-    campaign_used, campaign_reset = _campaign_quota(account_id, now)
-    if campaign_used >= settings.MKTX_CAMPAIGN_DAILY_LIMIT:
-        waits["campaign_daily_limit"] = campaign_reset or now + DAY
-    if x_limit is not None and x_limit.remaining <= 0:
-        waits["x_rate_limit"] = datetime.fromtimestamp(x_limit.reset + 1, tz=UTC)
-    if not waits:
-        return Pace(now, interval, limit)
-    reason = max(waits, key=lambda name: waits[name])
-    return Pace(max(now, waits[reason]), interval, reason if waits[reason] > now else limit)
+def steady_interval(window: XWindow | None) -> timedelta:
+    """The spacing of a long run of sends: X's window over its limit, once X has told it."""
+    if window is None or window.limit <= 0:
+        return min_interval()
+    return X_DM_WINDOW / window.limit
 
 
-def _spacing(per_day: int, window: float) -> float:
-    return math.inf if per_day <= 0 else window / per_day
+# --- the slot ---------------------------------------------------------------------------------------------------------
 
 
-def _campaign_quota(account_id: Any, now: datetime) -> tuple[int, datetime | None]:
-    stats = Message.objects.filter(
-        account_id=account_id,
-        direction=MessageDirection.OUTBOUND,
-        origin=MessageOrigin.CAMPAIGN,
-        status__in=[MessageStatus.PENDING, MessageStatus.SENT],
-        created_at__gte=now - DAY,
-    ).aggregate(count=Count("pk"), oldest=Min("created_at"))
-    return int(stats["count"]), (stats["oldest"] + DAY if stats["oldest"] else None)
-
-
-def slot_reserve(account_id: Any, now: datetime) -> datetime | None:
-    """Take the account's slot: a compare-and-set, so two sender loops never both send for one slot. The slot
-    stays taken while the send is in flight (one send per account at a time; a dead worker's hold ends with its
-    lease); `slot_release` then sets the next slot from what X answered. Answers the hold, None when taken."""
+def slot_take(account_id: Any, now: datetime, holder: str) -> bool:
+    """Take the account's slot when it is open: a compare-and-set, so two lanes never both send for one account.
+    The hold ends by itself after MKTX_SENDER_LEASE_SECONDS (a lane that died)."""
     hold = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
+    open_slot = Q(next_send_at__isnull=True) | Q(next_send_at__lte=now)
     for _ in range(2):
-        taken = AccountPacing.objects.filter(
-            Q(next_send_at__isnull=True) | Q(next_send_at__lte=now), pk=account_id
-        ).update(next_send_at=hold, last_send_at=now)
-        if taken:
-            return hold
+        if AccountPacing.objects.filter(open_slot, pk=account_id).update(
+            next_send_at=hold, last_send_at=now, holder=holder
+        ):
+            return True
         _, created = AccountPacing.objects.get_or_create(account_id=account_id)  # the account's first send
         if not created:
-            return None
-    return None
+            return False
+    return False
 
 
-def slot_release(account_id: Any, reserved_at: datetime, hold: datetime) -> None:
-    """After the send: the next slot is one interval (at the limits now known, X's answer included) after this
-    send, unless something pushed it later meanwhile (a 429's reset, the quota)."""
-    interval = _interval(account_id)[0]
-    following = reserved_at + timedelta(seconds=interval) if math.isfinite(interval) else reserved_at + DAY
-    AccountPacing.objects.filter(pk=account_id, last_send_at=reserved_at, next_send_at=hold).update(
-        next_send_at=following
-    )
+def slot_release(
+    account_id: Any, holder: str, *, next_at: datetime, reason: str, window: XWindow | None, sent_at: datetime | None
+) -> None:
+    """After the sends: the next one may go at `next_at`; X's window as last reported is kept for the next lane."""
+    fields: dict[str, Any] = {"next_send_at": next_at, "holder": "", "reason": reason}
+    if window is not None:
+        fields |= {"x_limit": window.limit, "x_remaining": window.remaining, "x_reset_at": window.reset_at}
+    if sent_at is not None:
+        fields["last_send_at"] = sent_at
+    AccountPacing.objects.filter(pk=account_id, holder=holder).update(**fields)
 
 
-def slot_push(account_id: Any, until: datetime) -> None:
-    """Nothing may be sent from the account before `until` (X's reset, the quota's window)."""
+def slot_push(account_id: Any, until: datetime, reason: str) -> None:
+    """Nothing may be sent from the account before `until` (X's reset, a cap's window)."""
     AccountPacing.objects.get_or_create(account_id=account_id)
     AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lt=until), pk=account_id).update(
-        next_send_at=until
+        next_send_at=until, reason=reason
     )

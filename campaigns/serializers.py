@@ -1,29 +1,59 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from campaigns.schedule_schema import ScheduleField
+from campaigns.campaigns import schedule_of
+from campaigns.models import Campaign, CampaignType, Delivery, DeliveryStatus
+from campaigns.schedule import Schedule, parse_schedule
+from campaigns.schedule_schema import SCHEDULE, ScheduleField
+from mktx.api.errors import InvalidInput
 from mktx.api.serializers import CamelSerializer, StrictFieldsMixin
+
+MAX_SEGMENTS = 20
 
 # --- campaigns ------------------------------------------------------------------------------------------------------
 
 
-class CampaignInput(StrictFieldsMixin, CamelSerializer):
+class _CampaignFields(StrictFieldsMixin, CamelSerializer):
+    """Checks what the services take (in Python names): a schedule becomes a `Schedule`, merged over the current
+    one on update (`context["schedule"]`)."""
+
     name = serializers.CharField(max_length=200)
-    type = serializers.ChoiceField(choices=["promotional", "transactional", "engagement"])
+    type = serializers.ChoiceField(choices=CampaignType.values)
     template_id = serializers.UUIDField()
-    segment_ids = serializers.ListField(child=serializers.UUIDField(), allow_empty=True)
+    segment_ids = serializers.ListField(child=serializers.UUIDField(), allow_empty=True, max_length=MAX_SEGMENTS)
     schedule = ScheduleField(required=False)
     variables = serializers.JSONField(required=False, help_text="values for the template's placeholders")
 
+    def validate_schedule(self, value: Any) -> Schedule:
+        current = self.context.get("schedule")
+        if current is not None and isinstance(value, dict) and value:  # an update changes the keys it gives
+            value = {**current.as_json(), **value}
+        return parse_schedule(value or None)  # its errors name the whole path (`schedule.recurrence.until`)
 
-class CampaignUpdateInput(StrictFieldsMixin, CamelSerializer):
-    name = serializers.CharField(max_length=200, required=False)
-    type = serializers.ChoiceField(choices=["promotional", "transactional", "engagement"], required=False)
-    template_id = serializers.UUIDField(required=False)
-    segment_ids = serializers.ListField(child=serializers.UUIDField(), required=False)
-    schedule = ScheduleField(required=False)
-    variables = serializers.JSONField(required=False)
+    def validate_variables(self, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be an object of placeholder values")
+        for key, item in value.items():
+            if item is not None and not isinstance(item, (str, int, float, bool)):
+                raise InvalidInput(f"variables.{key}", "must be a string, number or boolean")
+        return dict(value)
+
+
+class CampaignInput(_CampaignFields):
+    pass
+
+
+class CampaignUpdateInput(_CampaignFields):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for item in self.fields.values():
+            item.required = False
 
 
 class MetricsCounts(CamelSerializer):
@@ -36,6 +66,9 @@ class MetricsCounts(CamelSerializer):
 
 
 class CampaignOutput(CamelSerializer):
+    """A campaign as the API answers it, from the model; `metrics` is set on the instance by the view (one
+    aggregate query for a whole page)."""
+
     id = serializers.UUIDField()
     merchant_id = serializers.UUIDField()
     name = serializers.CharField()
@@ -43,8 +76,8 @@ class CampaignOutput(CamelSerializer):
     status = serializers.CharField()
     status_reason = serializers.CharField(help_text="Why a campaign failed")
     template_id = serializers.UUIDField(allow_null=True)
-    segment_ids = serializers.ListField(child=serializers.UUIDField())
-    schedule = ScheduleField()
+    segment_ids = serializers.SerializerMethodField(method_name="get_segment_ids")
+    schedule = serializers.SerializerMethodField(method_name="get_schedule")
     variables = serializers.JSONField()
     metrics = MetricsCounts()
     run_count = serializers.IntegerField()
@@ -53,9 +86,22 @@ class CampaignOutput(CamelSerializer):
     next_run_at = serializers.DateTimeField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-    estimated_completion_at = serializers.DateTimeField(allow_null=True, required=False)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_segment_ids(self, campaign: Campaign) -> list[str]:
+        return [str(segment.pk) for segment in campaign.segments.all()]
+
+    @extend_schema_field(SCHEDULE)
+    def get_schedule(self, campaign: Campaign) -> dict[str, Any]:
+        return schedule_of(campaign).as_json()
+
+
+class CampaignDetailOutput(CampaignOutput):
+    estimated_completion_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the current run should be done at the accounts' pace (running or paused)"
+    )
 
 
 class TestSendInput(StrictFieldsMixin, CamelSerializer):
@@ -63,7 +109,7 @@ class TestSendInput(StrictFieldsMixin, CamelSerializer):
     variables = serializers.DictField(required=False, default=dict)
 
 
-# --- metrics (documents campaigns/metrics.py's campaign_metrics, which writes the answer) ---------------------------
+# --- metrics: the answer of campaigns/metrics.py (Python names), camelCased here -------------------------------
 
 
 class MetricsRates(CamelSerializer):
@@ -122,7 +168,7 @@ class TestSendOutput(CamelSerializer):
 
 class DeliveryOutput(CamelSerializer):
     id = serializers.CharField()
-    run = serializers.IntegerField()
+    run = serializers.IntegerField(source="run.number")
     contact_id = serializers.UUIDField(allow_null=True, help_text="null once the contact was erased")
     account_id = serializers.UUIDField()
     status = serializers.CharField()
@@ -131,8 +177,14 @@ class DeliveryOutput(CamelSerializer):
     attempts = serializers.IntegerField()
     dm_event_id = serializers.CharField()
     message_id = serializers.UUIDField(allow_null=True)
-    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="When a pending one is due")
     sent_at = serializers.DateTimeField(allow_null=True)
     opened_at = serializers.DateTimeField(allow_null=True)
     clicked_at = serializers.DateTimeField(allow_null=True)
     replied_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, delivery: Delivery) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(delivery)
+        if delivery.status != DeliveryStatus.PENDING:
+            data["nextAttemptAt"] = None
+        return data

@@ -1,4 +1,4 @@
-"""The OpenAPI shape of a template's `variables`, `options` and `card`, from the checks in campaigns/services.py
+"""The OpenAPI shape of a template's `variables`, `options` and `card`, from the checks in campaigns/templates.py
 (`_check_shape`) and campaigns/templating.py (`check_variables`)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from campaigns.services import MAX_CARD_BUTTONS, MAX_QUICK_REPLY_OPTIONS
+from campaigns.templates import MAX_CARD_BUTTONS, MAX_QUICK_REPLY_OPTIONS
 
 VARIABLES: dict[str, Any] = {
     "type": "array",

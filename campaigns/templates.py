@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from campaigns.models import Template, TemplateType
+from campaigns.models import ACTIVE_STATUSES, Template, TemplateType
 from campaigns.templating import MAX_TEXT, check_variables, placeholders, texts_of
-from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES
 from mktx.api.errors import InvalidInput, ResourceInUse
 
 MAX_QUICK_REPLY_OPTIONS = 20
@@ -97,7 +96,7 @@ def template_update(*, template: Template, changes: dict[str, Any]) -> Template:
 
 
 def template_delete(*, template: Template) -> None:
-    in_use = list(template.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).values_list("pk", flat=True))
+    in_use = list(template.campaigns.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
     if in_use:
         raise ResourceInUse(
             "The template is used by active campaigns", details={"campaignIds": [str(pk) for pk in in_use]}

@@ -23,8 +23,9 @@ from contacts.models import (
     Tag,
 )
 from contacts.services.contacts import contact_erase, contact_tag_remove, contact_tags_add, contact_update
+from contacts.segment_users import segment_users
 from contacts.services.quota import QuotaCap, QuotaState
-from contacts.services.segments import ACTIVE_CAMPAIGN_STATUSES, segment_contacts, segment_delete, segment_update
+from contacts.services.segments import segment_contacts, segment_delete, segment_update
 from mktx.api.errors import ApiError, NotFoundError
 from mktx.queue import task_enqueue
 from mktx.service_admin import ServiceAdmin, ServiceForm
@@ -251,7 +252,7 @@ class SegmentAdmin(ServiceAdmin):
 
     # Deleting goes through segment_delete, which refuses while an active campaign sends to the segment.
     def has_delete_permission(self, request: HttpRequest, obj: Segment | None = None) -> bool:
-        in_use = obj is not None and obj.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).exists()
+        in_use = obj is not None and bool(segment_users(obj))
         return not in_use and super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Segment) -> None:

@@ -71,15 +71,31 @@ def statuses(campaign_id):
 # --- pacing ---------------------------------------------------------------------------------------------------------
 
 
-def test_sends_are_spread_evenly_at_the_daily_quotas_pace(api, sandbox, shop, fans, clock, settings):
-    settings.MKTX_X_DM_DAILY_LIMIT = 480  # one DM per 180 s, tighter than X's 15 per 15 minutes
+def test_a_four_recipient_campaign_goes_at_xs_pace_not_the_daily_caps(api, sandbox, shop, fans, clock, settings):
+    # given the defaults: 500 DMs a day (the old spacing: one per 173 s) and X's 15 per 15 minutes
     data = started(api, fans)
+    # when the sender runs with the clock moving to each next slot
+    drain(clock)
+    # then the first DM goes at once and the others one a minute, as X's window allows
+    times = sent_times(sandbox, shop)
+    assert len(times) == 4
+    assert (times[0] - START).total_seconds() < 5
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert all(59 <= gap < 62 for gap in gaps), gaps
+    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+    assert Message.objects.filter(status="failed").count() == 0  # no 429
+
+
+def test_before_x_has_answered_the_minimum_interval_spaces_the_first_sends(api, sandbox, shop, fans, clock, settings):
+    settings.MKTX_MIN_SEND_INTERVAL_MS = 5000
+    sandbox.limits(dm15m=100_000)  # X's window would allow them back to back
+    started(api, fans)
     drain(clock)
     times = sent_times(sandbox, shop)
     assert len(times) == 4
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    assert all(180 <= gap < 185 for gap in gaps), gaps
-    assert Campaign.objects.get(pk=data["id"]).status == "completed"
+    assert all(gap < 1 for gap in gaps[1:]), gaps  # X answered the first: its window paces the rest
+    assert 0 <= gaps[0] < 1 or 5 <= gaps[0] < 6, gaps
 
 
 def test_xs_own_limit_paces_when_it_is_the_tightest(api, sandbox, shop, fans, clock, settings):
@@ -98,6 +114,7 @@ def test_xs_own_limit_paces_when_it_is_the_tightest(api, sandbox, shop, fans, cl
 
 def test_what_does_not_fit_the_quota_waits_and_resumes_by_itself(api, sandbox, shop, crowd, fans, clock, settings):
     settings.MKTX_X_DM_DAILY_LIMIT = 5  # per rolling 24 h, shared with the staff's replies
+    settings.MKTX_REPLY_RESERVE = 0
     for person in crowd:  # the staff answered everyone this morning: 4 of the 5 DMs are used
         conversation = Contact.objects.get(pk=person["contact"].pk).conversations.get()
         response = api.post(f"{BASE}/conversations/{conversation.pk}/messages", {"content": "Hi!"}, format="json")
@@ -176,7 +193,7 @@ def test_updating_a_scheduled_campaign_moves_its_schedule(api, fans, clock):
 
 
 def test_end_at_stops_sending_and_skips_the_rest_as_expired(api, sandbox, shop, fans, clock, settings):
-    settings.MKTX_X_DM_DAILY_LIMIT = 288  # one DM per 300 s
+    sandbox.limits(dm15m=3)  # one DM per 300 s
     data = started(api, fans, schedule={"endAt": (START + timedelta(minutes=7)).isoformat()})
     drain(clock)
     assert statuses(data["id"]) == ["sent", "sent", "skipped", "skipped"]

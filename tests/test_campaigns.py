@@ -96,7 +96,7 @@ def test_create_answers_a_draft_with_zero_metrics(api, vip):
     assert data["status"] == "draft"
     assert data["segmentIds"] == [vip]
     assert data["metrics"] == {"totalSent": 0, "delivered": 0, "opened": 0, "clicked": 0, "replied": 0, "failed": 0}
-    assert data["schedule"] == {"startAt": None, "endAt": None, "recurrence": None}
+    assert data["schedule"] == {"startAt": None, "endAt": None, "recurrence": None, "sendWindow": None}
     listed = api.get(f"{BASE}/campaigns?status=draft&type=promotional").json()
     assert [c["id"] for c in listed["data"]] == [data["id"]]
     assert api.get(f"{BASE}/campaigns?status=running").json()["data"] == []
@@ -282,7 +282,7 @@ def test_the_admin_shows_progress_and_pauses_resumes_and_cancels_with_the_same_s
     listing = staff.get("/admin/campaigns/campaign/").content.decode()
     assert "0/2 (0%)" in listing
     detail = staff.get(f"/admin/campaigns/campaign/{data['id']}/change/").content.decode()
-    assert "estimated completion" in detail.lower() and "totalSent 0" in detail
+    assert "estimated completion" in detail.lower() and "total_sent 0" in detail
 
     def run(action):
         return staff.post(

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact, Segment
+from contacts.segment_users import segment_users
 from contacts.segments import compile_conditions, numeric_attribute_keys
 from contacts.selectors import contacts_of
 from contacts.services import attribute_indexes
@@ -18,8 +19,6 @@ from mktx.api.errors import InvalidInput, ResourceInUse
 from mktx.queue import task_enqueue
 
 COUNT_FRESH_FOR = timedelta(seconds=60)
-# campaign states in which templates and segments are in use (the campaigns app reads this too)
-ACTIVE_CAMPAIGN_STATUSES = ("scheduled", "running", "paused")
 
 
 def segment_contacts(*, merchant_id: uuid.UUID, conditions: Any) -> QuerySet[Contact]:
@@ -98,11 +97,9 @@ def segment_update(*, segment: Segment, changes: dict[str, Any]) -> Segment:
 
 
 def segment_delete(*, segment: Segment) -> None:
-    """Refused while a scheduled, running or paused campaign sends to it (the campaigns point here)."""
-    in_use = list(segment.campaigns.filter(status__in=ACTIVE_CAMPAIGN_STATUSES).values_list("pk", flat=True))
+    """Refused while something sends to it (a scheduled, running or paused campaign: contacts/segment_users.py)."""
+    in_use = segment_users(segment)
     if in_use:
-        raise ResourceInUse(
-            "The segment is used by active campaigns", details={"campaignIds": [str(pk) for pk in in_use]}
-        )
+        raise ResourceInUse("The segment is used by active campaigns", details=in_use)
     segment.delete()
     _indexes_later([], before=segment.conditions)

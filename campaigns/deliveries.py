@@ -1,0 +1,90 @@
+"""The outcome of a claimed delivery, written only while it is still `sending` (so a lease that expired and was
+reconciled meanwhile is never overwritten), and the recovery of deliveries whose worker died mid-send: the outbound
+path looks at X's DM events before anything is sent again."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import F
+
+from campaigns.models import Delivery, DeliveryStatus
+from contacts.models import Message, MessageStatus
+from contacts.services.outbound import message_found_at_x, message_mark_lost
+from mktx.xapi import XError
+
+logger = logging.getLogger("mktx.campaigns.deliveries")
+
+RECONCILE_BATCH = 100
+
+
+def message_key(delivery_id: int, attempt: int) -> str:
+    """The idempotency key of one attempt (claim) of a delivery."""
+    return f"campaign-delivery:{delivery_id}:{attempt}"
+
+
+def delivery_finish(delivery: Delivery, status: str, reason: str = "", detail: str = "", **fields: Any) -> bool:
+    return bool(
+        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+            status=status, reason=reason, error_detail=detail[:500], lease_until=None, **fields
+        )
+    )
+
+
+def delivery_sent(delivery: Delivery, message: Message, at: datetime) -> bool:
+    return delivery_finish(
+        delivery,
+        DeliveryStatus.SENT,
+        message=message,
+        dm_event_id=message.twitter_message_id or "",
+        sent_at=message.sent_at or at,
+        attempted_at=at,
+    )
+
+
+def delivery_later(delivery_ids: list[int], at: datetime, *, failed: bool = False) -> int:
+    """Back to `pending` until `at`; `failed` counts an X 5xx or timeout towards the three tries."""
+    return Delivery.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.SENDING).update(
+        status=DeliveryStatus.PENDING,
+        lease_until=None,
+        next_attempt_at=at,
+        failures=F("failures") + (1 if failed else 0),
+    )
+
+
+def leases_reconcile(now: datetime) -> int:
+    """Deliveries whose worker died mid-send: recorded as sent when X has the DM, sent again otherwise."""
+    done = 0
+    expired = Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_until__lt=now)
+    for delivery in expired[:RECONCILE_BATCH]:
+        message = (
+            Message.objects.filter(
+                account_id=delivery.account_id, idempotency_key=message_key(delivery.pk, delivery.attempts)
+            )
+            .select_related("account", "conversation__contact")
+            .first()
+        )
+        if message is None:  # it never reached X (the message is stored before the call)
+            delivery_later([delivery.pk], now)
+        elif message.status == MessageStatus.SENT:
+            delivery_sent(delivery, message, now)
+        elif message.status == MessageStatus.FAILED:  # X answered an error after all: the retry looks at X first
+            delivery_later([delivery.pk], now)
+        else:
+            try:
+                found = message_found_at_x(message=message)
+            except XError as exc:
+                Delivery.objects.filter(pk=delivery.pk).update(lease_until=now + timedelta(minutes=1))
+                logger.warning("delivery %s: cannot reconcile yet: %s", delivery.pk, exc.message)
+                continue
+            if found:
+                delivery_sent(delivery, message, now)
+            else:
+                message_mark_lost(message=message, detail="the worker stopped before X answered")
+                delivery_later([delivery.pk], now)
+        done += 1
+    if done:
+        logger.info("reconciled %s deliveries whose lease expired", done)
+    return done
