@@ -29,7 +29,7 @@ class TemplateForm(ServiceForm):
         fields = ("name", "type", "content", "variables", "options", "card")
 
     def write(self, changes: dict[str, Any]) -> None:
-        template_update(template=Template.objects.get(pk=self.instance.pk), changes=changes)
+        template_update(template=Template.objects.get(pk=self.instance.pk), **changes)
 
 
 @admin.register(Template)

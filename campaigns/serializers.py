@@ -152,7 +152,7 @@ class CampaignMetricsOutput(MetricsRates):
 
 
 class TestSendResult(CamelSerializer):
-    """Documents campaigns.testsend.campaign_test_send's results (written there, not by this serializer)."""
+    """One of campaigns.testsend.campaign_test_send's results."""
 
     contact_id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["sent", "skipped", "failed"])

@@ -52,45 +52,60 @@ def _check_shape(kind: str, options: Any, card: Any) -> tuple[list[dict[str, Any
     return [], {}
 
 
-def _validated(values: dict[str, Any]) -> dict[str, Any]:
-    name, kind, content = values.get("name"), values.get("type", TemplateType.TEXT), values.get("content")
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("name", "must not be blank")
-    if kind not in TemplateType.values:
-        raise InvalidInput("type", f"must be one of {', '.join(TemplateType.values)}")
-    if not isinstance(content, str) or not content.strip():
+def _checked(*, name: str, type: str, content: str, variables: Any, options: Any, card: Any) -> dict[str, Any]:
+    """The template's parts checked together (the serializer has checked each field alone): the shape of its
+    type, and `variables` listing exactly the custom placeholders it uses."""
+    if not content.strip():
         raise InvalidInput("content", "must not be blank")
     if len(content) > MAX_TEXT:
         raise InvalidInput("content", f"X allows {MAX_TEXT} characters")
-    options, card = _check_shape(kind, values.get("options", []), values.get("card", {}))
+    options, card = _check_shape(type, options or [], card or {})
     used = placeholders(*texts_of(content, options, card))
-    variables = check_variables(values.get("variables", []), used)
     return {
         "name": name.strip()[:200],
-        "type": kind,
+        "type": type,
         "content": content,
-        "variables": variables,
+        "variables": check_variables(variables if variables is not None else [], used),
         "options": options,
         "card": card,
     }
 
 
-def template_create(*, merchant_id: uuid.UUID, values: dict[str, Any]) -> Template:
-    return Template.objects.create(merchant_id=merchant_id, **_validated(values))
+def template_create(
+    *,
+    merchant_id: uuid.UUID,
+    name: str,
+    content: str,
+    type: str = TemplateType.TEXT,
+    variables: list[str] | None = None,
+    options: list[dict[str, Any]] | None = None,
+    card: dict[str, Any] | None = None,
+) -> Template:
+    parts = _checked(name=name, type=type, content=content, variables=variables, options=options, card=card)
+    return Template.objects.create(merchant_id=merchant_id, **parts)
 
 
-def template_update(*, template: Template, changes: dict[str, Any]) -> Template:
-    current = {
-        "name": template.name,
-        "type": template.type,
-        "content": template.content,
-        "variables": template.variables,
-        "options": template.options,
-        "card": template.card,
-    }
-    merged = _validated({**current, **changes})
-    for name, value in merged.items():
-        setattr(template, name, value)
+def template_update(
+    *,
+    template: Template,
+    name: str | None = None,
+    content: str | None = None,
+    type: str | None = None,
+    variables: list[str] | None = None,
+    options: list[dict[str, Any]] | None = None,
+    card: dict[str, Any] | None = None,
+) -> Template:
+    """The given parts change (None: unchanged); the whole is checked again."""
+    parts = _checked(
+        name=template.name if name is None else name,
+        type=template.type if type is None else type,
+        content=template.content if content is None else content,
+        variables=template.variables if variables is None else variables,
+        options=template.options if options is None else options,
+        card=template.card if card is None else card,
+    )
+    for field, value in parts.items():
+        setattr(template, field, value)
     template.save()
     return template
 

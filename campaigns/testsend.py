@@ -17,7 +17,8 @@ from mktx.api.errors import ApiError, InvalidInput, NotFoundError
 def campaign_test_send(
     *, campaign: Campaign, contact_ids: list[uuid.UUID], variables: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """One result per contact: `sent` (with the message id), `skipped` or `failed` with the reason."""
+    """One result per contact (Python names; TestSendOutput answers them): `sent` (with the message id),
+    `skipped` or `failed` with the reason."""
     contacts = {
         c.pk: c
         for c in Contact.objects.filter(merchant_id=campaign.merchant_id, pk__in=contact_ids).select_related("account")
@@ -34,7 +35,7 @@ def campaign_test_send(
     results: list[dict[str, Any]] = []
     for contact_id in dict.fromkeys(contact_ids):
         contact = contacts[contact_id]
-        result: dict[str, Any] = {"contactId": str(contact_id)}
+        result: dict[str, Any] = {"contact_id": contact_id}
         try:
             rendered = renders[contact_id]
             message = message_send(
@@ -51,6 +52,6 @@ def campaign_test_send(
         except ApiError as exc:
             result.update(status="failed", reason=str(exc.code), detail=exc.message)
         else:
-            result.update(status="sent", messageId=str(message.pk), dmEventId=message.twitter_message_id)
+            result.update(status="sent", message_id=message.pk, dm_event_id=message.twitter_message_id)
         results.append(result)
     return results

@@ -70,14 +70,14 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Merchant
     def create(self, request: Request) -> Response:
         data = TemplateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        template = templates.template_create(merchant_id=self.merchant_id, values=data.validated_data)
+        template = templates.template_create(merchant_id=self.merchant_id, **data.validated_data)
         return Response(TemplateOutput(template).data)
 
     def update(self, request: Request, pk: str | None = None) -> Response:
         template = self.get_object()
         data = TemplateUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(TemplateOutput(templates.template_update(template=template, changes=data.validated_data)).data)
+        return Response(TemplateOutput(templates.template_update(template=template, **data.validated_data)).data)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         templates.template_delete(template=self.get_object())

@@ -22,8 +22,8 @@ from contacts.models import (
     Segment,
     Tag,
 )
-from contacts.services.contacts import contact_erase, contact_tag_remove, contact_tags_add, contact_update
 from contacts.segment_users import segment_users
+from contacts.services.contacts import contact_erase, contact_tag_remove, contact_tags_add, contact_update
 from contacts.services.quota import QuotaCap, QuotaState
 from contacts.services.segments import segment_contacts, segment_delete, segment_update
 from mktx.api.errors import ApiError, NotFoundError

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from campaigns.campaigns import schedule_of
 from campaigns.models import Campaign, Template
 from contacts import erasure
 from contacts.erasure import ErasedContact, erasure_hooks
@@ -163,7 +165,7 @@ def _change(staff: Client, campaign: Campaign, **fields):
         "template": str(campaign.template_id),
         "segments": [str(s.pk) for s in campaign.segments.all()],
         "variables": json.dumps(campaign.variables),
-        "schedule": json.dumps(campaign.schedule),
+        "schedule": json.dumps(schedule_of(campaign).as_json()),
         "runs-TOTAL_FORMS": "0",
         "runs-INITIAL_FORMS": "0",
         "runs-MIN_NUM_FORMS": "0",
@@ -199,7 +201,7 @@ def test_the_services_refusal_is_a_form_error_and_nothing_changes(staff, merchan
     # given a scheduled campaign, moved to a start in the past
     template, other_template, segment = setup
     start = (timezone.now() + timedelta(days=2)).isoformat()
-    campaign = _campaign(merchant, template, segment, "scheduled", schedule={"startAt": start})
+    campaign = _campaign(merchant, template, segment, "scheduled", start_at=parse_datetime(start))
     past = json.dumps({"startAt": (timezone.now() - timedelta(days=1)).isoformat()})
     # when
     response = _change(staff, campaign, schedule=past, template=str(other_template.pk))
@@ -208,7 +210,7 @@ def test_the_services_refusal_is_a_form_error_and_nothing_changes(staff, merchan
     errors = response.context["adminform"].form.errors
     assert "schedule" in errors and "future" in errors["schedule"][0]
     campaign.refresh_from_db()
-    assert (campaign.template_id, campaign.schedule) == (template.pk, {"startAt": start})
+    assert (campaign.template_id, campaign.start_at) == (template.pk, parse_datetime(start))
 
 
 def test_a_campaign_that_started_while_its_form_was_open_is_refused(staff, merchant, setup, monkeypatch):

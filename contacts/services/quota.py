@@ -17,7 +17,6 @@ The caps (`QuotaCap`), each checked before a Message is stored:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -115,12 +114,6 @@ class QuotaState:
         """The state of a stored `AccountQuota.buckets` value at `now`."""
         now = now or timezone.now()
         return cls.of(_live(raw, now), now)
-
-    def __iter__(self) -> Iterator[Any]:
-        """Transitional, for `used, reset_at = quota_state(...)` in campaigns/pacing.py until it reads the fields:
-        the DMs in the window and when the daily quota frees one (None with none sent). Remove with that caller."""
-        yield self.used
-        yield self.reset_at(QuotaCap.DAILY) if self.used else None
 
     def limit(self, cap: QuotaCap) -> int:
         return {QuotaCap.DAILY: self.daily_limit, QuotaCap.RESERVE: self.marketing_limit}.get(cap, self.campaign_limit)
