@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from campaigns import lifecycle
 from campaigns.campaigns import EDITABLE, campaign_update, schedule_of
 from campaigns.metrics import counts_of, estimated_completion, with_rates
-from campaigns.models import ACTIVE_STATUSES, Campaign, CampaignRun, Delivery, Template
+from campaigns.models import ACTIVE_STATUSES, AccountPacing, Campaign, CampaignRun, Delivery, Template
 from campaigns.serializers import CampaignUpdateInput
 from campaigns.templates import template_delete, template_update
 from campaigns.templating import render
@@ -244,6 +244,34 @@ class DeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AccountPacing)
+class AccountPacingAdmin(admin.ModelAdmin):
+    """Read-only: each account's campaign pace as the sender keeps it (X's window as last reported, the next slot and
+    what sets it)."""
+
+    list_display = ("account", "next_send_at", "reason", "x_limit", "x_remaining", "x_reset_at", "last_send_at")
+    list_filter = ("reason",)
+    list_select_related = ("account",)
+    search_fields = ("account__username",)
+    readonly_fields = (
+        "account",
+        "next_send_at",
+        "reason",
+        "holder",
+        "x_limit",
+        "x_remaining",
+        "x_reset_at",
+        "last_send_at",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
