@@ -28,6 +28,7 @@ from django.utils.dateparse import parse_datetime
 
 from campaigns import lifecycle, queue
 from campaigns.deliveries import (
+    deliveries_sent,
     delivery_finish,
     delivery_later,
     delivery_sent,
@@ -38,7 +39,7 @@ from campaigns.links import links_track_many
 from campaigns.media import RunMedia
 from campaigns.models import AccountPacing, Campaign, CampaignStatus, Delivery, DeliveryStatus, RunStatus, SenderLane
 from campaigns.pacing import XWindow, next_send, slot_release, slot_take
-from campaigns.send_window import SendWindow, window_opening, window_timezone
+from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
 from campaigns.templating import render
 from contacts.models import Conversation, Message, MessageOrigin, MessageStatus
 from contacts.services.conversations import conversation_open_for
@@ -53,10 +54,14 @@ logger = logging.getLogger("mktx.campaigns.sender")
 
 MAX_TRIES = 3
 RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
+HAND_OVER = timedelta(seconds=90)  # a lane sleeps until a slot this close; a later one is the minute sweep's
 BATCH_MAX = 50  # deliveries claimed at once for an account that X lets send back to back
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
 UNCLEAR = ("Timeout", "ServerError", "Unavailable", "Lost")  # error codes after which X may have sent the DM
 ACTIVE_RUN = Q(campaign__status=CampaignStatus.RUNNING, run__status=RunStatus.RUNNING)
+# the account's fields a pass reads, the tokens included: the sends sign with them (deferred, each pass would read
+# them again, one query apiece)
+SENDING_FIELDS = ("pk", "business_hours", "status", "username", "oauth_token_encrypted", "oauth_token_secret_encrypted")
 
 
 def _due(now: datetime) -> Any:
@@ -122,6 +127,13 @@ class AccountRun:
     stop: bool = False  # the account must not send more now (a cap, X's 429, its token)
     sent: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    recorded: list[tuple[Delivery, Message, datetime]] = field(default_factory=list)  # sent, not yet written
+
+    def record(self) -> None:
+        """Write the batch's sent deliveries (one UPDATE). Until then they stay `sending` under their lease, and a
+        lane that died meanwhile leaves them to `leases_reconcile`, which finds their messages sent."""
+        deliveries_sent(self.recorded)
+        self.recorded = []
 
     def rate_limit(self, rate: RateLimit) -> None:
         self.window = XWindow.of(rate)
@@ -193,7 +205,7 @@ def delivery_send(delivery: Delivery, text: str, conversation: Conversation | No
     if message.status != MessageStatus.SENT:  # the key answered an earlier message: look at X on the next try
         delivery_later([delivery.pk], now)
         return DeliveryStatus.PENDING
-    delivery_sent(delivery, message, now)
+    run.recorded.append((delivery, message, now))
     run.sent += 1
     run.last_sent_at = now
     return DeliveryStatus.SENT
@@ -253,8 +265,17 @@ def _rendered(deliveries: list[Delivery]) -> tuple[list[tuple[Delivery, str]], i
     return [(d, tracked.get(d.pk, "")) for d in deliveries if d.pk in texts], finished
 
 
-def account_send(account: Account, pacing: AccountPacing | None, now: datetime, closed: set[Any]) -> AccountRun:
-    """Send for one account whose slot this lane holds: a batch when X lets it send back to back, else one."""
+def account_send(
+    account: Account,
+    pacing: AccountPacing | None,
+    now: datetime,
+    closed: set[Any],
+    closings: dict[Any, datetime] | None = None,
+) -> AccountRun:
+    """Send for one account whose slot this lane holds: a batch when X lets it send back to back, else one. No send
+    of a campaign begins once its send window has closed (`closings`: campaign id -> when its open window closes):
+    the rest of the batch is left to the next opening."""
+    closings = closings or {}
     run = AccountRun(window=XWindow.stored(pacing))
     first_next, _ = next_send(run.window, now)
     limit = BATCH_MAX if first_next - now <= BACK_TO_BACK else 1
@@ -264,22 +285,45 @@ def account_send(account: Account, pacing: AccountPacing | None, now: datetime, 
         return run
     conversations = _conversations(deliveries)
     ready, _ = _rendered(deliveries)
+    try:
+        _batch_send(account, ready, conversations, closings, run, now)
+    finally:
+        run.record()
+    if not run.stop:
+        run.next_at, run.reason = next_send(run.window, run.last_sent_at or timezone.now())
+    return run
+
+
+def _batch_send(
+    account: Account,
+    ready: list[tuple[Delivery, str]],
+    conversations: dict[Any, Conversation],
+    closings: dict[Any, datetime],
+    run: AccountRun,
+    claimed_at: datetime,
+) -> None:
+    """Send the claimed deliveries one after the other at X's spacing; what must not go now is unclaimed: after a
+    stop, when the spacing grows, when a campaign's send window has closed, or before the batch outlasts half of
+    its lease (a slow X: the lease must never expire under a batch still sending)."""
+    deadline = claimed_at + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS / 2)
     for i, (delivery, text) in enumerate(ready):
+        current = timezone.now()
+        closing = closings.get(delivery.campaign_id)
+        if (closing is not None and current >= closing) or (i > 0 and current >= deadline):
+            deliveries_unclaim([d for d, _ in ready[i:]])
+            return
         delivery.account = account
         status = delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
         run.outcomes[status] = run.outcomes.get(status, 0) + 1
         if i + 1 == len(ready):
-            break
+            return
         sent_at = timezone.now()
         following, _ = next_send(run.window, sent_at)
         if run.stop or following - sent_at > BACK_TO_BACK:
             deliveries_unclaim([d for d, _ in ready[i + 1 :]])
-            break
+            return
         if following > sent_at:  # a few milliseconds: X's window, spread evenly
             time.sleep((following - sent_at).total_seconds())
-    if not run.stop:
-        run.next_at, run.reason = next_send(run.window, run.last_sent_at or timezone.now())
-    return run
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------
@@ -305,21 +349,22 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
     windows = _send_windows()
     wake: list[datetime] = []
     has_due = Exists(_due(now).filter(account_id=OuterRef("pk")))
-    accounts = list(Account.objects.filter(has_due).only("pk", "business_hours", "status", "username"))
+    accounts = list(Account.objects.filter(has_due).only(*SENDING_FIELDS))
     pacing = {p.pk: p for p in AccountPacing.objects.filter(pk__in=[a.pk for a in accounts])}
     for account in accounts:
+        at = max(now, timezone.now())  # a pass over many accounts takes a while: leases and holds start now
         slot = pacing.get(account.pk)
-        if slot is not None and slot.next_send_at is not None and slot.next_send_at > now:
+        if slot is not None and slot.next_send_at is not None and slot.next_send_at > at:
             wake.append(slot.next_send_at)  # not this account's turn
             continue
-        closed = _closed_windows(windows, account, now, wake)
-        if not slot_take(account.pk, now, holder):
+        closed, closings = _window_states(windows, account, at, wake)
+        if not slot_take(account.pk, at, holder):
             continue
         result: AccountRun | None = None
         try:
-            result = account_send(account, slot, now, closed)
+            result = account_send(account, slot, at, closed, closings)
         finally:
-            next_at = result.next_at if result is not None and result.next_at is not None else now
+            next_at = result.next_at if result is not None and result.next_at is not None else at
             slot_release(
                 account.pk,
                 holder,
@@ -335,18 +380,24 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
     return min(wake) if wake else None
 
 
-def _closed_windows(windows: dict[Any, SendWindow], account: Account, now: datetime, wake: list[datetime]) -> set[Any]:
-    """The campaigns whose send window is closed now in the account's time zone (their openings join `wake`)."""
+def _window_states(
+    windows: dict[Any, SendWindow], account: Account, now: datetime, wake: list[datetime]
+) -> tuple[set[Any], dict[Any, datetime]]:
+    """In the account's time zone: the campaigns whose send window is closed now (their openings join `wake`), and
+    when each open one closes."""
     closed: set[Any] = set()
+    closings: dict[Any, datetime] = {}
     if not windows:
-        return closed
+        return closed, closings
     zone = window_timezone(account.business_hours)
     for campaign_id, window in windows.items():
         opening = window_opening(window, zone, now)
         if opening > now:
             closed.add(campaign_id)
             wake.append(opening)
-    return closed
+        elif (closing := window_closing(window, zone, now)) is not None:
+            closings[campaign_id] = closing
+    return closed, closings
 
 
 def _later_work(now: datetime) -> list[datetime]:
@@ -394,12 +445,12 @@ def sender_run(budget: float | None = None) -> str:
             if budget <= 0 or wake is None:
                 break
             delay = (wake - timezone.now()).total_seconds()
-            if time.monotonic() + max(0.0, delay) > deadline:
+            if delay > HAND_OVER.total_seconds() or time.monotonic() >= deadline:
                 break
             if delay > 0:
-                time.sleep(min(delay, 1.0))  # wake at least every second: pauses and new work are seen quickly
+                time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))  # new work is seen quickly
     finally:
         SenderLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
-    if budget > 0 and wake is not None and (wake - timezone.now()).total_seconds() < budget:
-        queue.sender_kick_now()
+    if budget > 0 and wake is not None and wake - timezone.now() <= HAND_OVER:
+        queue.sender_kick_now()  # a fresh task goes on (what waits longer, the minute sweep wakes)
     return f"lane {lane}: {steps} steps, next at {wake.isoformat() if wake else 'nothing due'}"
