@@ -313,7 +313,11 @@ def _batch_send(
             deliveries_unclaim([d for d, _ in ready[i:]])
             return
         delivery.account = account
-        status = delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
+        try:
+            status = delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
+        except BaseException:  # this one's lease lets the sweep reconcile it; the others were never tried
+            deliveries_unclaim([d for d, _ in ready[i + 1 :]])
+            raise
         run.outcomes[status] = run.outcomes.get(status, 0) + 1
         if i + 1 == len(ready):
             return
@@ -334,7 +338,11 @@ def _send_windows() -> dict[Any, SendWindow]:
     rows = Campaign.objects.filter(
         status=CampaignStatus.RUNNING, send_window_start__isnull=False, send_window_end__isnull=False
     ).values_list("pk", "send_window_start", "send_window_end", "send_window_days")
-    return {pk: SendWindow(start, end, tuple(days or ())) for pk, start, end, days in rows}
+    return {
+        pk: SendWindow(start, end, tuple(days or ()))
+        for pk, start, end, days in rows
+        if start is not None and end is not None
+    }
 
 
 def sender_step(now: datetime | None = None, *, holder: str | None = None) -> datetime | None:
