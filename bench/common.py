@@ -1,18 +1,25 @@
-"""Shared plumbing of the benchmarks: a scratch PostgreSQL database, a gunicorn server, percentiles."""
+"""Shared plumbing of the benchmarks: a scratch PostgreSQL database, a gunicorn server, percentiles; for the sender
+benchmarks the X sandbox in its own process, a django-q2 cluster, and CPU time read from /proc."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.pool import Pool as PoolType
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -24,6 +31,11 @@ def bench_env(database: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database,
         "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghij",
+        # production keys of their own (the deploy checks refuse the secret key's), fixed values for the bench only
+        "JWT_SIGNING_KEY": "bench-only-jwt-signing-key-0123456789-abcdef",
+        "FIELD_ENCRYPTION_KEY": "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "MKTX_SSL_REDIRECT": "0",
         "DEBUG": "0",
         "X_CONSUMER_KEY": "bench-consumer-key",
         "X_CONSUMER_SECRET": SECRET,
@@ -114,3 +126,158 @@ def run_clients(pool: PoolType, port: int, per_client: list[list[Request]]) -> t
     elapsed = time.perf_counter() - started
     latencies = [latency for chunk in results for latency in chunk]
     return len(latencies) / elapsed, latencies
+
+
+# --- the sender benchmarks: the X sandbox, the cluster, CPU time ------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int, *, children: bool = True) -> float:
+    """CPU seconds of a process (user + system), with those of its children it has waited for."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return parents
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of a process and all its descendants, the ones that ended and were waited for included."""
+    parents = _parents()
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(process_cpu(pid) for pid in tree)
+
+
+def system_cpu() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores; idle and iowait excluded)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of the local PostgreSQL server so far: the postmaster and its backends, the ended ones included
+    (every database of the server: what else runs against it counts too)."""
+    parents = _parents()
+    for pid, parent in parents.items():
+        try:
+            with open(f"/proc/{pid}/comm") as comm, open(f"/proc/{parent}/comm") as parent_comm:
+                if comm.read().strip() == "postgres" and parent_comm.read().strip() != "postgres":
+                    return tree_cpu(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return 0.0
+
+
+def redis_flush(url: str) -> None:
+    subprocess.run(["redis-cli", "-n", url.rsplit("/", 1)[1], "flushdb"], check=True, stdout=subprocess.DEVNULL)
+
+
+class XSandbox:
+    """The X sandbox in its own process, with its DM limits per account (`dm15m` per 15 minutes, `dm24h` per day)."""
+
+    def __init__(self, env: dict[str, str], *, dm15m: int, dm24h: int = 100_000_000) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "xsandbox", "--port", str(self.port), "--dm-limit-15m", str(dm15m),
+                "--dm-limit-24h", str(dm24h), "--consumer-key", env["X_CONSUMER_KEY"],
+                "--consumer-secret", env["X_CONSUMER_SECRET"]]  # fmt: skip
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self._local = threading.local()
+        for _ in range(100):
+            try:
+                self._session().get(self.url + "/_sandbox/dms?senderId=0", timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError("the sandbox did not start")
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._session().post(self.url + path, json=body, timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def limits(self, dm15m: int, dm24h: int = 100_000_000) -> None:
+        self.post("/_sandbox/limits", {"dm15m": dm15m, "dm24h": dm24h})
+
+    def users(self, names: list[str], threads: int = 8) -> list[dict[str, Any]]:
+        """X users made in the sandbox (id, username, name, oauthToken, oauthTokenSecret), in the order named."""
+
+        def make(name: str) -> dict[str, Any]:
+            return self.post("/_sandbox/users", {"username": name, "name": name.replace("_", " ").title()})
+
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(make, names))
+
+    def dms(self, sender_id: str = "") -> list[dict[str, Any]]:
+        """Every DM the sandbox took (from `sender_id` only, when given)."""
+        response = self._session().get(self.url + "/_sandbox/dms", params={"senderId": sender_id}, timeout=120)
+        response.raise_for_status()
+        return list(response.json())
+
+    def cpu(self) -> float:
+        return process_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Cluster:
+    """`manage.py qcluster` in its own session; `cpu()` is the CPU time of all its processes so far."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                                        start_new_session=True, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def cpu(self) -> float:
+        return tree_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()  # sender loops finish their budget first: do not wait for them
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def in_django(env: dict[str, str], command: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one of bench/sender_django.py's commands in a subprocess with `env`; its JSON answer."""
+
+    done = subprocess.run([sys.executable, "-m", "bench.sender_django", command], input=json.dumps(spec), cwd=ROOT,
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"sender_django {command} failed:\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -29,7 +29,7 @@ django.setup()
 import psycopg
 from django.db import transaction
 from django.utils import timezone
-from campaigns.lifecycle import audience_freeze
+from campaigns.audience import audience_freeze
 from campaigns.models import Campaign, CampaignRun, Template
 from contacts.models import Segment
 

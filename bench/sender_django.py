@@ -1,0 +1,259 @@
+"""The sender benchmarks' work inside Django (run as a subprocess with the bench's environment): set up sandbox
+accounts and their campaigns set-based, start them through the service, and probe the sender in this process.
+
+    python -m bench.sender_django setup|start|probe < spec.json    (prints one JSON line)
+
+`setup`: `{"tag", "perAccount": bool, "accounts": [{"id", "username", "oauthToken", "oauthTokenSecret",
+"recipients": [{"id", "username", "name"}]}]}`. One merchant holds every account and one campaign sends to all of
+them, or (`perAccount`) each account has its own merchant and a campaign of its own recipients. Each recipient is a
+contact with an open conversation (a customer who wrote to the shop) and the campaign's tag; a segment on the tag,
+a template with a link. Answers `{"campaigns": [ids]}`.
+
+`start`: `{"campaigns": [ids]}`, each through `campaign_start` (the audience frozen inline); `cancel` likewise.
+
+`probe`: `{"seconds", "profile"?}`: `campaigns.sender.sender_step` in this process, looping as `sender_run` does,
+until nothing is due or `seconds` have passed, every query captured (CaptureQueriesContext). Answers the sends, the
+queries per send split by where they are made (the DM path `delivery_send`, the batch around it in `account_send`,
+the rest of the pass: sweeps, the account scan, the slot), the most frequent statements, and the CPU per send.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import pstats
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import django
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from campaigns import sender  # noqa: E402
+from campaigns.campaigns import campaign_create  # noqa: E402
+from campaigns.lifecycle import campaign_cancel, campaign_start  # noqa: E402
+from campaigns.models import Campaign, Delivery, DeliveryStatus, Template  # noqa: E402
+from contacts.models import Contact, ContactTag, Conversation, Segment, Tag  # noqa: E402
+from mktx.accounts.crypto import encrypt  # noqa: E402
+from mktx.accounts.models import Account  # noqa: E402
+from mktx.iam.models import Merchant  # noqa: E402
+
+TEMPLATE = "Hi {{contact.displayName|friend}}, our sale: https://shop.example/sale"
+
+
+def setup(spec: dict[str, Any]) -> dict[str, Any]:
+    tag_name, shops, per_account = spec["tag"], spec["accounts"], bool(spec.get("perAccount"))
+    now = timezone.now()
+    with transaction.atomic():
+        if per_account:
+            merchants = Merchant.objects.bulk_create(
+                [Merchant(name=f"Bench {tag_name} {shop['username']}") for shop in shops], batch_size=1000
+            )
+        else:
+            merchants = [Merchant.objects.create(name=f"Bench {tag_name}")] * len(shops)
+        accounts = Account.objects.bulk_create(
+            [
+                Account(
+                    merchant=merchant,
+                    twitter_user_id=shop["id"],
+                    username=shop["username"],
+                    oauth_token_encrypted=encrypt(shop["oauthToken"]),
+                    oauth_token_secret_encrypted=encrypt(shop["oauthTokenSecret"]),
+                )
+                for merchant, shop in zip(merchants, shops, strict=True)
+            ],
+            batch_size=1000,
+        )
+        contacts = Contact.objects.bulk_create(
+            [
+                Contact(
+                    merchant=account.merchant,
+                    account=account,
+                    twitter_user_id=r["id"],
+                    username=r["username"],
+                    display_name=r["name"],
+                    tag_names=[tag_name],
+                    source="inbound_message",
+                    conversation_count=1,
+                    first_interaction_at=now,
+                    last_interaction_at=now,
+                )
+                for account, shop in zip(accounts, shops, strict=True)
+                for r in shop["recipients"]
+            ],
+            batch_size=2000,
+        )
+        Conversation.objects.bulk_create(
+            [
+                Conversation(
+                    merchant_id=c.merchant_id, account_id=c.account_id, contact=c, started_at=now, last_message_at=now
+                )
+                for c in contacts
+            ],
+            batch_size=2000,
+        )
+        distinct = list(dict.fromkeys(merchants))
+        tags = {t.merchant_id: t for t in Tag.objects.bulk_create([Tag(merchant=m, name=tag_name) for m in distinct])}
+        ContactTag.objects.bulk_create(
+            [ContactTag(contact=c, tag=tags[c.merchant_id]) for c in contacts], batch_size=2000
+        )
+        conditions = [{"field": "tags", "operator": "contains", "value": tag_name}]
+        segments = Segment.objects.bulk_create(
+            [Segment(merchant=m, name=tag_name, conditions=conditions) for m in distinct]
+        )
+        templates = Template.objects.bulk_create(
+            [Template(merchant=m, name=tag_name, content=TEMPLATE) for m in distinct]
+        )
+    campaigns = [
+        campaign_create(
+            merchant_id=merchant.pk,
+            name=tag_name,
+            type="promotional",
+            template_id=template.pk,
+            segment_ids=[segment.pk],
+        )
+        for merchant, segment, template in zip(distinct, segments, templates, strict=True)
+    ]
+    return {"campaigns": [str(c.pk) for c in campaigns]}
+
+
+def start(spec: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    for campaign in Campaign.objects.filter(pk__in=spec["campaigns"]):
+        campaign_start(campaign=campaign)
+    return {"started": len(spec["campaigns"]), "seconds": time.perf_counter() - started}
+
+
+STATEMENT = re.compile(
+    r"^\s*(SELECT|UPDATE|INSERT INTO|DELETE FROM|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO)\b(.*)$", re.S
+)
+TABLE = re.compile(r'(?:FROM|UPDATE|INTO)\s+"(\w+)"')
+
+
+def _kind(sql: str) -> str:
+    match = STATEMENT.match(sql)
+    if match is None:
+        return sql.split(None, 1)[0] if sql.strip() else "?"
+    verb = match.group(1)
+    if "SAVEPOINT" in verb or verb == "ROLLBACK TO":
+        return "SAVEPOINT/RELEASE"
+    table = TABLE.search(sql)
+    locking = " FOR UPDATE" if verb == "SELECT" and "FOR UPDATE" in sql else ""
+    return f"{verb} {table.group(1) if table else '?'}{locking}"
+
+
+class Tally:
+    """Queries counted by where they were made: inside `delivery_send`, elsewhere in `account_send`, or in the
+    rest of the pass."""
+
+    def __init__(self, captured: CaptureQueriesContext) -> None:
+        self.captured = captured
+        self.where: Counter[str] = Counter()
+        self.kinds: Counter[str] = Counter()
+        self.depth: list[str] = []
+        self.mark = 0
+
+    def _flush(self) -> None:
+        now = len(self.captured.captured_queries)
+        for query in self.captured.captured_queries[self.mark : now]:
+            self.kinds[_kind(query["sql"])] += 1
+        self.where[self.depth[-1] if self.depth else "pass"] += now - self.mark
+        self.mark = now
+
+    def wrap(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self._flush()
+            self.depth.append(name)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._flush()
+                self.depth.pop()
+
+        return wrapped
+
+    def done(self) -> None:
+        self._flush()
+
+
+def _sent() -> int:
+    return Delivery.objects.filter(status=DeliveryStatus.SENT).count()
+
+
+def probe(spec: dict[str, Any]) -> dict[str, Any]:
+    seconds = float(spec["seconds"])
+    profiler = cProfile.Profile(time.process_time) if spec.get("profile") else None  # CPU, not wall time
+    before = _sent()
+    steps, cpu, wall = 0, 0.0, 0.0
+    deadline = time.monotonic() + seconds
+    holder = "bench-probe"
+    with CaptureQueriesContext(connection) as captured:
+        tally = Tally(captured)
+        sender.account_send = tally.wrap("account_send", sender.account_send)
+        sender.delivery_send = tally.wrap("delivery_send", sender.delivery_send)
+        while time.monotonic() < deadline:
+            cpu_at, wall_at = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            wake = sender.sender_step(holder=holder)
+            if profiler is not None:
+                profiler.disable()
+            cpu += time.process_time() - cpu_at
+            wall += time.perf_counter() - wall_at
+            steps += 1
+            if wake is None:
+                break
+            delay = (wake - timezone.now()).total_seconds()
+            if delay > 0:
+                time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))
+        tally.done()
+    sends = _sent() - before
+    result: dict[str, Any] = {
+        "sends": sends,
+        "steps": steps,
+        "queries": sum(tally.where.values()),
+        "where": dict(tally.where),
+        "kinds": dict(tally.kinds.most_common(25)),
+        "cpu": cpu,
+        "wall": wall,
+    }
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+        out.write("\n--- by own time ---\n")
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        result["profile"] = out.getvalue()
+    return result
+
+
+def cancel(spec: dict[str, Any]) -> dict[str, Any]:
+    for campaign in Campaign.objects.filter(pk__in=spec["campaigns"]):
+        campaign_cancel(campaign=campaign)
+    return {"cancelled": len(spec["campaigns"])}
+
+
+COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "setup": setup,
+    "start": start,
+    "cancel": cancel,
+    "probe": probe,
+}
+
+
+def main() -> None:
+    command = sys.argv[1]
+    result = COMMANDS[command](json.loads(sys.stdin.read() or "{}"))
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
