@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from campaigns import lifecycle
 from campaigns.campaigns import EDITABLE, campaign_update, schedule_of
 from campaigns.metrics import counts_of, estimated_completion, with_rates
-from campaigns.models import ACTIVE_STATUSES, AccountPacing, Campaign, CampaignRun, Delivery, Template
+from campaigns.models import ACTIVE_STATUSES, AccountPacing, Campaign, CampaignRun, Delivery, DeliveryStatus, Template
 from campaigns.serializers import CampaignUpdateInput
 from campaigns.templates import template_delete, template_update
 from campaigns.templating import render
@@ -197,7 +197,7 @@ class CampaignAdmin(ServiceAdmin):
         return False  # no service deletes a campaign (its deliveries are the record): cancel it instead
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        pending = Count("deliveries", filter=Q(deliveries__status__in=["pending", "sending"]))
+        pending = Count("deliveries", filter=Q(deliveries__status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]))
         return super().get_queryset(request).annotate(_audience=Count("deliveries"), _waiting=pending)
 
     @admin.display(description="progress")

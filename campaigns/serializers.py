@@ -155,7 +155,7 @@ class TestSendResult(CamelSerializer):
     """One of campaigns.testsend.campaign_test_send's results."""
 
     contact_id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=["sent", "skipped", "failed"])
+    status = serializers.ChoiceField(choices=[DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED])
     message_id = serializers.UUIDField(required=False, help_text="When sent")
     dm_event_id = serializers.CharField(required=False, allow_null=True, help_text="X's DM event id, when sent")
     reason = serializers.CharField(required=False, help_text="When skipped (opted_out, ...) or failed (an error code)")

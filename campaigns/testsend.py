@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, DeliveryStatus
 from campaigns.sender import campaign_conversation
 from campaigns.templating import render
 from contacts.models import Contact, MessageOrigin
@@ -48,10 +48,10 @@ def campaign_test_send(
                 metadata={"campaignId": str(campaign.pk), "test": True},
             )
         except SendSkipped as exc:
-            result.update(status="skipped", reason=exc.reason, detail=exc.message)
+            result.update(status=DeliveryStatus.SKIPPED, reason=exc.reason, detail=exc.message)
         except ApiError as exc:
-            result.update(status="failed", reason=str(exc.code), detail=exc.message)
+            result.update(status=DeliveryStatus.FAILED, reason=str(exc.code), detail=exc.message)
         else:
-            result.update(status="sent", message_id=message.pk, dm_event_id=message.twitter_message_id)
+            result.update(status=DeliveryStatus.SENT, message_id=message.pk, dm_event_id=message.twitter_message_id)
         results.append(result)
     return results
