@@ -57,6 +57,8 @@ RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
 HAND_OVER = timedelta(seconds=90)  # a lane sleeps until a slot this close; a later one is the minute sweep's
 BATCH_MAX = 50  # deliveries claimed at once for an account that X lets send back to back
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
+# a DM reaches X a moment after its send begins (the Message is stored first): none begins in a window's last second
+WINDOW_MARGIN = timedelta(seconds=1)
 UNCLEAR = ("Timeout", "ServerError", "Unavailable", "Lost")  # error codes after which X may have sent the DM
 ACTIVE_RUN = Q(campaign__status=CampaignStatus.RUNNING, run__status=RunStatus.RUNNING)
 # the account's fields a pass reads, the tokens included: the sends sign with them (deferred, each pass would read
@@ -273,8 +275,8 @@ def account_send(
     closings: dict[Any, datetime] | None = None,
 ) -> AccountRun:
     """Send for one account whose slot this lane holds: a batch when X lets it send back to back, else one. No send
-    of a campaign begins once its send window has closed (`closings`: campaign id -> when its open window closes):
-    the rest of the batch is left to the next opening."""
+    of a campaign begins after the last moment its open send window allows (`closings`: campaign id -> that
+    moment): the rest of the batch is left to the next opening."""
     closings = closings or {}
     run = AccountRun(window=XWindow.stored(pacing))
     first_next, _ = next_send(run.window, now)
@@ -391,21 +393,24 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
 def _window_states(
     windows: dict[Any, SendWindow], account: Account, now: datetime, wake: list[datetime]
 ) -> tuple[set[Any], dict[Any, datetime]]:
-    """In the account's time zone: the campaigns whose send window is closed now (their openings join `wake`), and
-    when each open one closes."""
+    """In the account's time zone: the campaigns whose send window is closed now, or closes within WINDOW_MARGIN
+    (their next openings join `wake`), and for each open one the last moment a send of it may begin."""
     closed: set[Any] = set()
-    closings: dict[Any, datetime] = {}
+    last_starts: dict[Any, datetime] = {}
     if not windows:
-        return closed, closings
+        return closed, last_starts
     zone = window_timezone(account.business_hours)
     for campaign_id, window in windows.items():
         opening = window_opening(window, zone, now)
-        if opening > now:
-            closed.add(campaign_id)
-            wake.append(opening)
-        elif (closing := window_closing(window, zone, now)) is not None:
-            closings[campaign_id] = closing
-    return closed, closings
+        if opening <= now:
+            closing = window_closing(window, zone, now)
+            if closing is not None and closing - now > WINDOW_MARGIN:
+                last_starts[campaign_id] = closing - WINDOW_MARGIN
+                continue
+            opening = window_opening(window, zone, closing or now + WINDOW_MARGIN)
+        closed.add(campaign_id)
+        wake.append(opening)
+    return closed, last_starts
 
 
 def _later_work(now: datetime) -> list[datetime]:
