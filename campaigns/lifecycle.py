@@ -20,6 +20,7 @@ from campaigns.audience import audience_freeze, check_startable
 from campaigns.campaigns import InvalidState, occurrence_index, schedule_of
 from campaigns.models import Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
 from campaigns.schedule import MISSED_GRACE, CatchUp, catch_up, occurrence, run_window
+from campaigns.send_window import SendWindow
 from mktx.accounts.models import AccountStatus
 from mktx.api.errors import ApiError, InvalidInput
 
@@ -250,6 +251,18 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
         queue.fire_schedule_clear(campaign.pk)
     campaign.refresh_from_db()
     return campaign
+
+
+def running_send_windows() -> dict[Any, SendWindow]:
+    """The send windows of the running campaigns that have one (campaign id -> window)."""
+    rows = Campaign.objects.filter(
+        status=CampaignStatus.RUNNING, send_window_start__isnull=False, send_window_end__isnull=False
+    ).values_list("pk", "send_window_start", "send_window_end", "send_window_days")
+    return {
+        pk: SendWindow(start, end, tuple(days or ()))
+        for pk, start, end, days in rows
+        if start is not None and end is not None
+    }
 
 
 # --- the sweeps (the minute task and every sender pass) ------------------------------------------------------------

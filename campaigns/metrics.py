@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from campaigns.campaigns import schedule_of
+from campaigns.lifecycle import running_send_windows
 from campaigns.models import AccountPacing, Campaign, CampaignRun, CampaignStatus, Delivery, DeliveryStatus, RunStatus
 from campaigns.pacing import XWindow, steady_interval
+from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
 from contacts.models import MessageOrigin
 from contacts.serializers import iso
 from contacts.services.quota import QuotaState, quota_state
+from mktx.accounts.models import Account
 
 DAY = timedelta(hours=24)
 ATTEMPTED = [DeliveryStatus.SENT, DeliveryStatus.FAILED]
@@ -123,8 +128,9 @@ def summary_metrics(campaign_ids: list[Any]) -> dict[Any, dict[str, int]]:
 
 def estimated_completion(campaign: Campaign, now: datetime | None = None) -> datetime | None:
     """When the current run should be done at the accounts' pace (pacing.py): per account, the deliveries queued
-    ahead of this campaign's last one (other campaigns' included), at X's spacing from the account's next slot, and
-    what does not fit the rolling 24 h caps one window later per day's allowance. None when a cap of 0 forbids it."""
+    ahead of this campaign's last one (other campaigns' included, unless their send window keeps them back now), at
+    X's spacing from the account's next slot, inside the campaign's send window, and what does not fit the rolling
+    24 h caps one window later per day's allowance. None when a cap of 0 forbids it."""
     if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
         return None
     now = now or timezone.now()
@@ -133,36 +139,57 @@ def estimated_completion(campaign: Campaign, now: datetime | None = None) -> dat
     )
     last_per_account = {row["account_id"]: row["last"] for row in waiting.values("account_id").annotate(last=Max("pk"))}
     slots = {p.pk: p for p in AccountPacing.objects.filter(pk__in=list(last_per_account))}
+    zones = dict(Account.objects.filter(pk__in=list(last_per_account)).values_list("pk", "business_hours"))
+    windows = running_send_windows()
+    own = schedule_of(campaign).send_window
     finish = now
     for account_id, last in last_per_account.items():
+        zone = window_timezone(zones.get(account_id))
+        held = [pk for pk, w in windows.items() if pk != campaign.pk and window_opening(w, zone, now) > now]
         ahead = (
             Delivery.objects.filter(
                 account_id=account_id, pk__lte=last, status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
             )
             .filter(campaign__status=CampaignStatus.RUNNING)
+            .exclude(campaign_id__in=held)
             .count()
             or 1
         )
-        account_finish = _account_finish(ahead, slots.get(account_id), quota_state(account_id, now), now)
-        if account_finish is None:
+        slot = slots.get(account_id)
+        start = max(now, slot.next_send_at) if slot is not None and slot.next_send_at else now
+        busy = _busy_time(ahead, slot, quota_state(account_id, now))
+        if busy is None:
             return None
-        finish = max(finish, account_finish)
+        finish = max(finish, _inside_window(own, zone, start, busy) if own is not None else start + busy)
     run = CampaignRun.objects.filter(campaign=campaign, status=RunStatus.RUNNING).order_by("-number").first()
     if run is not None and run.ends_at is not None:
         finish = min(finish, run.ends_at)
     return finish
 
 
-def _account_finish(ahead: int, slot: AccountPacing | None, quota: QuotaState, now: datetime) -> datetime | None:
+def _busy_time(ahead: int, slot: AccountPacing | None, quota: QuotaState) -> timedelta | None:
+    """How long an account takes to send `ahead` DMs from its next slot: X's spacing, and a day's allowance per
+    window of the rolling 24 h caps for what does not fit now."""
     spacing = steady_interval(XWindow.stored(slot))
-    start = max(now, slot.next_send_at) if slot is not None and slot.next_send_at else now
     room = quota.room(MessageOrigin.CAMPAIGN)
     if ahead <= room:
-        return start + spacing * (ahead - 1)
+        return spacing * (ahead - 1)
     per_day = min(quota.marketing_limit, quota.campaign_limit)
     if per_day <= 0:
         return None
     rest = ahead - room  # what waits for the window: a day's allowance per window
     reopens = quota.next_free_at(MessageOrigin.CAMPAIGN) if room == 0 else None
-    first = reopens or start + DAY
+    first = (reopens - quota.at) if reopens is not None else DAY
     return first + DAY * ((rest - 1) // per_day) + spacing * ((rest - 1) % per_day)
+
+
+def _inside_window(window: SendWindow, zone: ZoneInfo, start: datetime, busy: timedelta) -> datetime:
+    """`busy` of sending counted only while the send window is open, from `start`."""
+    at = window_opening(window, zone, start)
+    for _ in range(800):  # two years of daily openings at most
+        closing = window_closing(window, zone, at)
+        if closing is None or busy <= closing - at:
+            return at + busy
+        busy -= closing - at
+        at = window_opening(window, zone, closing)
+    return at + busy

@@ -432,3 +432,16 @@ def test_cancel_from_each_unfinished_state(api, sandbox, shop, fans, clock, stat
     sent = 1 if state == "paused" else 0
     assert len(sandbox.dms(senderId=shop["id"])) == sent
     assert statuses(data["id"]).count("skipped") == (3 if state == "paused" else 0)
+
+
+def test_the_estimate_of_a_campaign_outside_its_send_window_is_after_the_next_opening(api, sandbox, shop, fans, clock):
+    # given a campaign whose window (00:00-00:01 UTC) is closed at its start (09:00)
+    data = started(api, fans, schedule={"sendWindow": {"start": "00:00", "end": "00:01"}})
+    # when the sender runs
+    sender_step()
+    # then nothing went, it waits running, and its estimate is past the next opening, not minutes away
+    detail = api.get(f"{BASE}/campaigns/{data['id']}").json()["data"]
+    assert detail["status"] == "running" and sandbox.dms(senderId=shop["id"]) == []
+    estimate = parse_datetime(detail["estimatedCompletionAt"])
+    opening = datetime(2027, 3, 2, 0, 0, tzinfo=UTC)
+    assert opening <= estimate < opening + timedelta(minutes=1), estimate
