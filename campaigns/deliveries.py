@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Field, Value, When
 from django.db.models.functions import Cast
 
 from campaigns.models import Delivery, DeliveryStatus
@@ -54,6 +54,7 @@ def deliveries_sent(sent: list[tuple[Delivery, Message, datetime]]) -> int:
 
     def per_row(name: str, value: Any) -> Any:
         field = Delivery._meta.get_field(name)
+        assert isinstance(field, Field)
         whens = [When(pk=d.pk, then=Value(value(d, m, at), output_field=field)) for d, m, at in sent]
         case = Case(*whens, output_field=field)
         return Cast(case, output_field=field) if connection.features.requires_casted_case_in_updates else case
