@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from multiprocessing.pool import Pool as PoolType
 from pathlib import Path
 from typing import Any
@@ -179,18 +180,30 @@ def system_cpu() -> float:
     return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of the local PostgreSQL server so far: the postmaster and its backends, the ended ones included
-    (every database of the server: what else runs against it counts too)."""
-    parents = _parents()
-    for pid, parent in parents.items():
-        try:
-            with open(f"/proc/{pid}/comm") as comm, open(f"/proc/{parent}/comm") as parent_comm:
-                if comm.read().strip() == "postgres" and parent_comm.read().strip() != "postgres":
-                    return tree_cpu(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return 0.0
+class BackendsCpu:
+    """CPU seconds of the PostgreSQL backends serving one database (the caller's own excluded), sampled (`sample()`,
+    every second or so) from pg_stat_activity and /proc: a backend that ends between two samples loses at most its
+    last interval. Only this database's: other work on the shared server does not count."""
+
+    def __init__(self, conn: psycopg.Connection[Any], database: str) -> None:
+        self.conn, self.database = conn, database
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.sample()
+        self.first = dict(self.last)
+
+    def sample(self) -> None:
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [self.database]
+        ).fetchall()
+        for (pid,) in rows:
+            cpu = process_cpu(int(pid), children=False)
+            if cpu:
+                self.last[int(pid)] = max(cpu, self.last.get(int(pid), 0.0))
+
+    def total(self) -> float:
+        self.sample()
+        return sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
 
 
 def redis_flush(url: str) -> None:
@@ -281,3 +294,23 @@ def in_django(env: dict[str, str], command: str, spec: dict[str, Any]) -> dict[s
     if done.returncode:
         raise RuntimeError(f"sender_django {command} failed:\n{done.stderr[-4000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def pacing_share(
+    rows: list[tuple[Any, datetime]], spacing: float, window: float
+) -> tuple[float, int, int, list[float]]:
+    """Per account from its own first send: the sends in [first, first + window) against the window's worth of
+    X's rate (window / spacing); answers (share, sent, allowed, how late each send was against the even schedule
+    from the first send, in seconds)."""
+    firsts: dict[Any, datetime] = {}
+    by_account: dict[Any, list[float]] = {}
+    for account_id, sent_at in sorted(rows, key=lambda r: r[1]):
+        first = firsts.setdefault(account_id, sent_at)
+        by_account.setdefault(account_id, []).append((sent_at - first).total_seconds())
+    sent, late = 0, []
+    for offsets in by_account.values():
+        inside = [t for t in offsets if t < window]
+        sent += len(inside)
+        late += [t - k * spacing for k, t in enumerate(inside)][1:]
+    allowed = round(len(by_account) * window / spacing)
+    return (sent / allowed if allowed else 0.0), sent, allowed, late

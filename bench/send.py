@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +40,14 @@ import psycopg
 from bench.common import (
     PG_ADMIN_URL,
     ROOT,
+    BackendsCpu,
     Cluster,
     XSandbox,
     bench_env,
     fresh_database,
     in_django,
     manage,
-    postgres_cpu,
+    pacing_share,
     redis_flush,
     system_cpu,
 )
@@ -117,26 +117,6 @@ def each_once(sandbox: XSandbox, made: list[dict[str, Any]]) -> tuple[int, int, 
     return once, missing, extra
 
 
-def pacing_share(
-    rows: list[tuple[Any, datetime]], spacing: float, window: float
-) -> tuple[float, int, int, list[float]]:
-    """Per account from its own first send: the sends in [first, first + window) against the window's worth of
-    X's rate (window / spacing); answers (share, sent, allowed, how late each send was against the even schedule
-    from the first send, in seconds)."""
-    firsts: dict[Any, datetime] = {}
-    by_account: dict[Any, list[float]] = {}
-    for account_id, sent_at in sorted(rows, key=lambda r: r[1]):
-        first = firsts.setdefault(account_id, sent_at)
-        by_account.setdefault(account_id, []).append((sent_at - first).total_seconds())
-    sent, late = 0, []
-    for offsets in by_account.values():
-        inside = [t for t in offsets if t < window]
-        sent += len(inside)
-        late += [t - k * spacing for k, t in enumerate(inside)][1:]
-    allowed = round(len(by_account) * window / spacing)
-    return (sent / allowed if allowed else 0.0), sent, allowed, late
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=10_000)
@@ -175,12 +155,19 @@ def main() -> int:
     paced = campaign(env, "paced", shops(sandbox, "paced", args.accounts, 100))
     probe_accounts = 4
     probed = campaign(env, "probe", shops(sandbox, "probe", probe_accounts, args.probe_recipients // probe_accounts))
+    capacity_shops = shops(sandbox, "capacity", 2 * args.capacity_procs, 2000 // args.capacity_procs)
     cluster = Cluster(env)
     try:
         time.sleep(3)
-        # --- phase 1: throughput --------------------------------------------------------------------------------
+        # --- phase 1: throughput, between two measures of the sandbox's capacity --------------------------------
+        before = capacity(env, capacity_shops[: len(capacity_shops) // 2])
         with psycopg.connect(url, autocommit=True) as conn:
-            cpu_at, sandbox_at, pg_at, machine_at = cluster.cpu(), sandbox.cpu(), postgres_cpu(), system_cpu()
+            cpu_at, sandbox_at, machine_at, backends = (
+                cluster.cpu(),
+                sandbox.cpu(),
+                system_cpu(),
+                BackendsCpu(conn, DATABASE),
+            )
             started = time.time()
             in_django(env, "start", {"campaigns": [bulk]})
             shown, deadline = time.time(), time.time() + 1800
@@ -192,35 +179,29 @@ def main() -> int:
                 if time.time() - shown >= 10:
                     shown = time.time()
                     print(f"  {done:,}/{args.recipients:,} done after {shown - started:.0f} s", flush=True)
+                backends.sample()
                 time.sleep(0.2)
             elapsed = time.time() - started
-            cluster_cpu, sandbox_cpu, pg_cpu = (
-                cluster.cpu() - cpu_at,
-                sandbox.cpu() - sandbox_at,
-                postgres_cpu() - pg_at,
-            )
+            cluster_cpu, sandbox_cpu, pg_cpu = cluster.cpu() - cpu_at, sandbox.cpu() - sandbox_at, backends.total()
             machine_cpu = system_cpu() - machine_at
             final = counts(conn, bulk)
             limited_bulk = rate_limited(conn)
         sent = final.get("sent", 0)
         service_rate = sent / elapsed
         once, missing, extra = each_once(sandbox, bulk_shops)
-        per_proc = 2000 // args.capacity_procs
-        jobs = [
-            (s["oauthToken"], s["oauthTokenSecret"], [r["id"] for r in s["recipients"]][:per_proc])
-            for s in bulk_shops[: args.capacity_procs]
-        ]
-        probe = in_django_capacity(env, jobs)
-        capacity_rate = probe["sent"] / probe["seconds"]
+        after = capacity(env, capacity_shops[len(capacity_shops) // 2 :])
+        capacity_rate = (before + after) / 2
         print(f"phase 1: {sent:,} sent, {final.get('failed', 0)} failed, {final.get('skipped', 0)} skipped in "
               f"{elapsed:.1f} s = {service_rate:.0f} sends/s ({args.workers} workers, {args.lanes} sender lanes); "
               f"at the sandbox {once:,} recipients got exactly one DM, {missing} none, {extra} extra DMs")  # fmt: skip
         ms = 1000 / max(sent, 1)
-        print(f"         CPU per send: the cluster {cluster_cpu * ms:.1f} ms, PostgreSQL {pg_cpu * ms:.1f} ms, the "
-              f"sandbox {sandbox_cpu * ms:.1f} ms, the whole machine {machine_cpu * ms:.1f} ms "
-              f"({machine_cpu / elapsed / (os.cpu_count() or 1):.0%} of its {os.cpu_count()} cores busy)")  # fmt: skip
-        print(f"         sandbox capacity ({args.capacity_procs} processes sending directly): {capacity_rate:.0f} "
-              f"sends/s")  # fmt: skip
+        others = machine_cpu - cluster_cpu - sandbox_cpu - pg_cpu
+        print(f"         CPU per send: the cluster {cluster_cpu * ms:.1f} ms, PostgreSQL (its backends) "
+              f"{pg_cpu * ms:.1f} ms, the sandbox {sandbox_cpu * ms:.1f} ms; the whole machine "
+              f"{machine_cpu / elapsed / (os.cpu_count() or 1):.0%} busy, {others / elapsed:.2f} cores of it other "
+              f"work")  # fmt: skip
+        print(f"         sandbox capacity ({args.capacity_procs} processes sending directly): {before:.0f} sends/s "
+              f"before, {after:.0f} after; reference {capacity_rate:.0f}")  # fmt: skip
 
         if args.throughput_only:
             return 0
@@ -271,10 +252,14 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def in_django_capacity(env: dict[str, str], jobs: list[tuple[str, str, list[str]]]) -> dict[str, Any]:
+def capacity(env: dict[str, str], made: list[dict[str, Any]]) -> float:
+    """Sends per second the sandbox takes from one process per shop sending its recipients a DM straight away with
+    the service's X client (one client per process, as a sender lane would keep it)."""
+    jobs = [(s["oauthToken"], s["oauthTokenSecret"], [r["id"] for r in s["recipients"]]) for s in made]
     probe = subprocess.run([sys.executable, "-c", CAPACITY], input=json.dumps(jobs), cwd=ROOT, env=env,
                            capture_output=True, text=True, check=True)  # fmt: skip
-    return dict(json.loads(probe.stdout.strip().splitlines()[-1]))
+    result = json.loads(probe.stdout.strip().splitlines()[-1])
+    return float(result["sent"] / result["seconds"])
 
 
 if __name__ == "__main__":

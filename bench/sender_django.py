@@ -9,7 +9,8 @@ them, or (`perAccount`) each account has its own merchant and a campaign of its 
 contact with an open conversation (a customer who wrote to the shop) and the campaign's tag; a segment on the tag,
 a template with a link. Answers `{"campaigns": [ids]}`.
 
-`start`: `{"campaigns": [ids]}`, each through `campaign_start` (the audience frozen inline); `cancel` likewise.
+`start`: `{"campaigns": [ids]}`, each through `campaign_start` (the audience frozen inline); `cancel` likewise;
+`kick` queues the sender loops once (`queue.sender_kick_now`).
 
 `probe`: `{"seconds", "profile"?}`: `campaigns.sender.sender_step` in this process, looping as `sender_run` does,
 until nothing is due or `seconds` have passed, every query captured (CaptureQueriesContext). Answers the sends, the
@@ -38,7 +39,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from campaigns import sender  # noqa: E402
+from campaigns import queue, sender  # noqa: E402
 from campaigns.campaigns import campaign_create  # noqa: E402
 from campaigns.lifecycle import campaign_cancel, campaign_start  # noqa: E402
 from campaigns.models import Campaign, Delivery, DeliveryStatus, Template  # noqa: E402
@@ -241,7 +242,14 @@ def cancel(spec: dict[str, Any]) -> dict[str, Any]:
     return {"cancelled": len(spec["campaigns"])}
 
 
+def kick(spec: dict[str, Any]) -> dict[str, Any]:
+    """Queue the sender loops (what a start does after its commit), once."""
+    queue.sender_kick_now()
+    return {"kicked": True}
+
+
 COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "kick": kick,
     "setup": setup,
     "start": start,
     "cancel": cancel,
