@@ -167,10 +167,21 @@ def estimated_completion(campaign: Campaign, now: datetime | None = None) -> dat
     return finish
 
 
+def _app_window() -> XWindow | None:
+    """X's DM window as it was last reported for any account: the app's tier sets the limit, so an account X has not
+    answered yet will most likely get the same (the pace itself waits for its own headers)."""
+    row = (
+        AccountPacing.objects.filter(x_limit__isnull=False, x_remaining__isnull=False, x_reset_at__isnull=False)
+        .order_by("-updated_at")
+        .first()
+    )
+    return XWindow.stored(row)
+
+
 def _busy_time(ahead: int, slot: AccountPacing | None, quota: QuotaState) -> timedelta | None:
     """How long an account takes to send `ahead` DMs from its next slot: X's spacing, and a day's allowance per
     window of the rolling 24 h caps for what does not fit now."""
-    spacing = steady_interval(XWindow.stored(slot))
+    spacing = steady_interval(XWindow.stored(slot) or _app_window())
     room = quota.room(MessageOrigin.CAMPAIGN)
     if ahead <= room:
         return spacing * (ahead - 1)
