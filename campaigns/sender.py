@@ -37,7 +37,7 @@ from campaigns.deliveries import (
 )
 from campaigns.links import links_track_many
 from campaigns.media import RunMedia
-from campaigns.models import AccountPacing, Campaign, CampaignStatus, Delivery, DeliveryStatus, RunStatus, SenderLane
+from campaigns.models import AccountPacing, Delivery, DeliveryStatus, SenderLane
 from campaigns.pacing import XWindow, next_send, slot_release, slot_take
 from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
 from campaigns.templating import render
@@ -60,14 +60,13 @@ BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason t
 # a DM reaches X a moment after its send begins (the Message is stored first): none begins in a window's last second
 WINDOW_MARGIN = timedelta(seconds=1)
 UNCLEAR = ("Timeout", "ServerError", "Unavailable", "Lost")  # error codes after which X may have sent the DM
-ACTIVE_RUN = Q(campaign__status=CampaignStatus.RUNNING, run__status=RunStatus.RUNNING)
 # the account's fields a pass reads, the tokens included: the sends sign with them (deferred, each pass would read
 # them again, one query apiece)
 SENDING_FIELDS = ("pk", "business_hours", "status", "username", "oauth_token_encrypted", "oauth_token_secret_encrypted")
 
 
 def _due(now: datetime) -> Any:
-    return Delivery.objects.filter(ACTIVE_RUN, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    return Delivery.objects.filter(lifecycle.ACTIVE_RUN, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
 
 
 # --- claiming -----------------------------------------------------------------------------------------------------
@@ -335,18 +334,6 @@ def _batch_send(
 # --- the loop -----------------------------------------------------------------------------------------------------
 
 
-def _send_windows() -> dict[Any, SendWindow]:
-    """The send windows of the running campaigns that have one."""
-    rows = Campaign.objects.filter(
-        status=CampaignStatus.RUNNING, send_window_start__isnull=False, send_window_end__isnull=False
-    ).values_list("pk", "send_window_start", "send_window_end", "send_window_days")
-    return {
-        pk: SendWindow(start, end, tuple(days or ()))
-        for pk, start, end, days in rows
-        if start is not None and end is not None
-    }
-
-
 def sender_step(now: datetime | None = None, *, holder: str | None = None) -> datetime | None:
     """One pass: the lifecycle's sweeps, then each account whose slot is open sends (a batch or one DM). Answers
     when something is next due (None: nothing is waiting)."""
@@ -356,7 +343,7 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
     lifecycle.runs_expire(now)
     leases_reconcile(now)
     lifecycle.inactive_accounts_skip()
-    windows = _send_windows()
+    windows = lifecycle.running_send_windows()
     wake: list[datetime] = []
     has_due = Exists(_due(now).filter(account_id=OuterRef("pk")))
     accounts = list(Account.objects.filter(has_due).only(*SENDING_FIELDS))
