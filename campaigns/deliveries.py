@@ -5,11 +5,13 @@ path looks at X's DM events before anything is sent again."""
 from __future__ import annotations
 
 import logging
+import operator
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.db import connection
-from django.db.models import Case, F, Field, Value, When
+from django.db.models import Case, F, Field, Q, Value, When
 from django.db.models.functions import Cast
 
 from campaigns.models import Delivery, DeliveryStatus
@@ -27,9 +29,15 @@ def message_key(delivery_id: int, attempt: int) -> str:
     return f"campaign-delivery:{delivery_id}:{attempt}"
 
 
+def _this_claim(delivery: Delivery) -> Q:
+    """The delivery while it is still `sending` under this claim (a lane whose lease expired meanwhile, and whose
+    delivery was claimed again, records nothing over the new claim)."""
+    return Q(pk=delivery.pk, attempts=delivery.attempts)
+
+
 def delivery_finish(delivery: Delivery, status: str, reason: str = "", detail: str = "", **fields: Any) -> bool:
     return bool(
-        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+        Delivery.objects.filter(_this_claim(delivery), status=DeliveryStatus.SENDING).update(
             status=status, reason=reason, error_detail=detail[:500], lease_until=None, **fields
         )
     )
@@ -59,7 +67,8 @@ def deliveries_sent(sent: list[tuple[Delivery, Message, datetime]]) -> int:
         case = Case(*whens, output_field=field)
         return Cast(case, output_field=field) if connection.features.requires_casted_case_in_updates else case
 
-    return Delivery.objects.filter(pk__in=[d.pk for d, _, _ in sent], status=DeliveryStatus.SENDING).update(
+    claims = reduce(operator.or_, (_this_claim(d) for d, _, _ in sent))
+    return Delivery.objects.filter(claims, status=DeliveryStatus.SENDING).update(
         status=DeliveryStatus.SENT,
         reason="",
         error_detail="",

@@ -105,6 +105,9 @@ def _conversations(deliveries: list[Delivery]) -> dict[Any, Conversation]:
     latest: dict[Any, Conversation] = {}
     for conversation in Conversation.objects.filter(contact_id__in=contact_ids).order_by("-last_message_at"):
         latest.setdefault(conversation.contact_id, conversation)
+    for delivery in deliveries:  # a contact never talked to (a follower): its first conversation
+        if delivery.contact is not None and delivery.contact_id not in latest:
+            latest[delivery.contact_id] = conversation_open_for(contact=delivery.contact, at=timezone.now())
     return latest
 
 
@@ -234,11 +237,13 @@ def _failed_send(delivery: Delivery, exc: ApiError, now: datetime, run: AccountR
     if isinstance(cause, XBadRequest) or not isinstance(cause, XError):
         delivery_finish(delivery, DeliveryStatus.FAILED, "rejected", exc.message, attempted_at=now)
         return DeliveryStatus.FAILED
-    run.stop = True  # X is in trouble: the rest of the batch waits for the next pass
+    # X is in trouble: the account backs off (the rest of the batch and its other deliveries wait with it)
+    backoff = RETRY_BACKOFF[min(delivery.failures, len(RETRY_BACKOFF) - 1)]
+    run.wait_until(now + backoff, "x_error")
     if delivery.failures + 1 >= MAX_TRIES:  # 5xx, timeouts, X unreachable: three tries
         delivery_finish(delivery, DeliveryStatus.FAILED, "x_error", cause.message, attempted_at=now, failures=MAX_TRIES)
         return DeliveryStatus.FAILED
-    delivery_later([delivery.pk], now + RETRY_BACKOFF[min(delivery.failures, len(RETRY_BACKOFF) - 1)], failed=True)
+    delivery_later([delivery.pk], now + backoff, failed=True)
     return DeliveryStatus.PENDING
 
 

@@ -35,13 +35,16 @@ def texts_of(content: str, options: list[dict[str, Any]], card: dict[str, Any]) 
 
 
 def placeholders(*texts: str) -> dict[str, str | None]:
-    """name -> default (None when it has none), in order of first use."""
+    """name -> default, in order of first use; None when some use of it has no default (`{{nickname}}` beside
+    `{{nickname|friend}}` still needs a value for the bare one)."""
     found: dict[str, str | None] = {}
     for text in texts:
         for match in PLACEHOLDER.finditer(text):
             name, default = match.group(1), match.group(2)
-            if name not in found or found[name] is None:
+            if name not in found:
                 found[name] = default
+            elif default is None:
+                found[name] = None
     return found
 
 

@@ -444,4 +444,42 @@ def test_the_estimate_of_a_campaign_outside_its_send_window_is_after_the_next_op
     assert detail["status"] == "running" and sandbox.dms(senderId=shop["id"]) == []
     estimate = parse_datetime(detail["estimatedCompletionAt"])
     opening = datetime(2027, 3, 2, 0, 0, tzinfo=UTC)
+    assert estimate is not None
     assert opening <= estimate < opening + timedelta(minutes=1), estimate
+
+
+def test_a_follower_never_talked_to_gets_the_campaign_in_a_new_conversation(api, sandbox, shop, clock, settings):
+    from contacts.models import Conversation
+    from contacts.services.contacts import XProfile, contact_follow_set
+
+    # given a contact made by a follow event only: no conversation yet
+    user = sandbox.user("new_follower", "New Follower")
+    follower = contact_follow_set(
+        account=shop["account"],
+        profile=XProfile(id=user["id"], username="new_follower", name="New Follower"),
+        following=True,
+        at=START,
+    )
+    assert follower is not None and not Conversation.objects.filter(contact=follower).exists()
+    contact_tags_add(contact=follower, tags=["followers"])
+    # when a campaign is sent to the followers
+    data = started(api, segment(api, "Followers", "followers"))
+    drain(clock)
+    # then the follower got it, recorded in a conversation opened for it
+    assert statuses(data["id"]) == ["sent"]
+    assert [dm["recipientId"] for dm in sandbox.dms(senderId=shop["id"])] == [user["id"]]
+    assert Conversation.objects.get(contact=follower).messages.filter(origin="campaign").count() == 1
+
+
+def test_an_x_outage_makes_the_account_back_off_instead_of_burning_every_recipients_tries(
+    api, sandbox, shop, fans, clock, settings
+):
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=2)
+    data = started(api, fans)
+    sender_step()
+    clock.shift(timedelta(seconds=5))
+    sender_step()  # within the backoff: nothing is tried
+    assert Message.objects.filter(origin="campaign").count() == 1
+    drain(clock)
+    assert statuses(data["id"]) == ["sent"] * 4  # the outage cost tries of one delivery, not the audience's
+    assert len(sandbox.dms(senderId=shop["id"])) == 4

@@ -187,3 +187,11 @@ def test_a_test_send_fills_name_from_the_profile_and_a_placeholder_from_the_attr
     assert response.status_code == 200, response.json()
     (dm,) = sandbox.dms(senderId=shop["id"])
     assert dm["text"] == "Hi Jane (Jane Doe), JJ: GoodGo"
+
+
+def test_a_placeholder_used_bare_and_with_a_default_needs_a_value_for_the_bare_use():
+    from campaigns.templating import placeholders
+
+    assert placeholders("Hi {{nickname}}, or {{nickname|friend}}") == {"nickname": None}
+    assert placeholders("Hi {{nickname|friend}}, or {{nickname}}") == {"nickname": None}
+    assert placeholders("Hi {{nickname|friend}}, {{nickname|pal}}") == {"nickname": "friend"}

@@ -328,3 +328,10 @@ def test_the_answers_are_in_utc_and_a_naive_now_is_refused():
     assert window_opening(nine_to_nine, UTC, now) == now
     with pytest.raises(ValueError):
         window_opening(nine_to_nine, UTC, datetime(2026, 1, 20, 12))
+
+
+@pytest.mark.parametrize("value", ["\u00b2\u00b2:00", "\u0660\u0669:\u0660\u0660", "0\uff19:00"])
+def test_digits_other_than_ascii_are_refused_not_a_crash(value):
+    with pytest.raises(InvalidInput) as refused:
+        parse_send_window({"start": value, "end": "23:00"})
+    assert refused.value.details["field"] == "schedule.sendWindow.start"

@@ -13,7 +13,7 @@ def parse_hhmm(value: Any) -> time | None:
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
         return None
     hours, minutes = value[:2], value[3:]
-    if not (hours.isdigit() and minutes.isdigit()):
+    if not (hours.isascii() and minutes.isascii() and hours.isdigit() and minutes.isdigit()):  # not "²²" or "٠٩"
         return None
     h, m = int(hours), int(minutes)
     if h > 23 or m > 59:
