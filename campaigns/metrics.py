@@ -150,7 +150,7 @@ def estimated_completion(campaign: Campaign, now: datetime | None = None) -> dat
             Delivery.objects.filter(
                 account_id=account_id, pk__lte=last, status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
             )
-            .filter(campaign__status=CampaignStatus.RUNNING)
+            .filter(Q(campaign__status=CampaignStatus.RUNNING) | Q(campaign=campaign))  # a paused one: its own
             .exclude(campaign_id__in=held)
             .count()
             or 1

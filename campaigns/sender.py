@@ -54,6 +54,7 @@ logger = logging.getLogger("mktx.campaigns.sender")
 
 MAX_TRIES = 3
 RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
+PASS_BUDGET = timedelta(seconds=20)  # one pass over the accounts; the next pass goes on where the turns are
 HAND_OVER = timedelta(seconds=90)  # a lane sleeps until a slot this close; a later one is the minute sweep's
 BATCH_MAX = 50  # deliveries claimed at once for an account that X lets send back to back
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
@@ -132,6 +133,7 @@ class AccountRun:
     sent: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     recorded: list[tuple[Delivery, Message, datetime]] = field(default_factory=list)  # sent, not yet written
+    heard: bool = False  # X answered with its headers during this run (else the stored window is kept as it is)
 
     def record(self) -> None:
         """Write the batch's sent deliveries (one UPDATE). Until then they stay `sending` under their lease, and a
@@ -140,7 +142,7 @@ class AccountRun:
         self.recorded = []
 
     def rate_limit(self, rate: RateLimit) -> None:
-        self.window = XWindow.of(rate)
+        self.window, self.heard = XWindow.of(rate), True
 
     def wait_until(self, at: datetime, reason: str) -> None:
         self.stop = True
@@ -351,9 +353,18 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
     windows = lifecycle.running_send_windows()
     wake: list[datetime] = []
     has_due = Exists(_due(now).filter(account_id=OuterRef("pk")))
-    accounts = list(Account.objects.filter(has_due).only(*SENDING_FIELDS))
+    # the accounts whose turn came first go first; a pass stops at PASS_BUDGET and answers "now" for the rest
+    accounts = list(
+        Account.objects.filter(has_due)
+        .order_by(F("pacing__next_send_at").asc(nulls_first=True), "pk")
+        .only(*SENDING_FIELDS)
+    )
     pacing = {p.pk: p for p in AccountPacing.objects.filter(pk__in=[a.pk for a in accounts])}
+    pass_ends = time.monotonic() + PASS_BUDGET.total_seconds()
     for account in accounts:
+        if time.monotonic() >= pass_ends:
+            wake.append(timezone.now())
+            break
         at = max(now, timezone.now())  # a pass over many accounts takes a while: leases and holds start now
         slot = pacing.get(account.pk)
         if slot is not None and slot.next_send_at is not None and slot.next_send_at > at:
@@ -365,6 +376,8 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
         result: AccountRun | None = None
         try:
             result = account_send(account, slot, at, closed, closings)
+        except Exception:  # one account's trouble (a row, a bug) must not stop every other account's sends
+            logger.exception("sender: account %s failed; its deliveries wait for their lease", account.pk)
         finally:
             next_at = result.next_at if result is not None and result.next_at is not None else at
             slot_release(
@@ -372,7 +385,7 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
                 holder,
                 next_at=next_at,
                 reason=result.reason if result is not None else "",
-                window=result.window if result is not None else None,
+                window=result.window if result is not None and result.heard else None,
                 sent_at=result.last_sent_at if result is not None else None,
             )
         if result is not None and result.reason != "idle":
