@@ -13,9 +13,10 @@ a template with a link. Answers `{"campaigns": [ids]}`.
 `kick` queues the sender loops once (`queue.sender_kick_now`).
 
 `probe`: `{"seconds", "profile"?}`: `campaigns.sender.sender_step` in this process, looping as `sender_run` does,
-until nothing is due or `seconds` have passed, every query captured (CaptureQueriesContext). Answers the sends, the
-queries per send split by where they are made (the DM path `delivery_send`, the batch around it in `account_send`,
-the rest of the pass: sweeps, the account scan, the slot), the most frequent statements, and the CPU per send.
+until nothing is due or `seconds` have passed, every query counted from the connection's query log (BEGIN and
+COMMIT included, as Django logs them). Answers the sends, the queries per send split by where they are made (the
+DM path `delivery_send`, the batch around it in `account_send`, the rest of the pass: sweeps, the account scan, the
+slot), the most frequent statements, and the CPU per send.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import django
 django.setup()
 
 from django.db import connection, transaction  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from campaigns import queue, sender  # noqa: E402
@@ -154,36 +154,42 @@ def _kind(sql: str) -> str:
 
 class Tally:
     """Queries counted by where they were made: inside `delivery_send`, elsewhere in `account_send`, or in the
-    rest of the pass."""
+    rest of the pass. Read from the connection's query log (debug cursor forced), which is emptied as it is read:
+    Django keeps only its last 9,000 entries."""
 
-    def __init__(self, captured: CaptureQueriesContext) -> None:
-        self.captured = captured
+    def __init__(self) -> None:
         self.where: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()
         self.depth: list[str] = []
-        self.mark = 0
 
-    def _flush(self) -> None:
-        now = len(self.captured.captured_queries)
-        for query in self.captured.captured_queries[self.mark : now]:
+    def __enter__(self) -> Tally:
+        connection.ensure_connection()
+        connection.force_debug_cursor = True
+        connection.queries_log.clear()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+        connection.force_debug_cursor = False
+
+    def flush(self) -> None:
+        log = connection.queries_log
+        for query in log:
             self.kinds[_kind(query["sql"])] += 1
-        self.where[self.depth[-1] if self.depth else "pass"] += now - self.mark
-        self.mark = now
+        self.where[self.depth[-1] if self.depth else "pass"] += len(log)
+        log.clear()
 
     def wrap(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            self._flush()
+            self.flush()
             self.depth.append(name)
             try:
                 return func(*args, **kwargs)
             finally:
-                self._flush()
+                self.flush()
                 self.depth.pop()
 
         return wrapped
-
-    def done(self) -> None:
-        self._flush()
 
 
 def _sent() -> int:
@@ -197,8 +203,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     steps, cpu, wall = 0, 0.0, 0.0
     deadline = time.monotonic() + seconds
     holder = "bench-probe"
-    with CaptureQueriesContext(connection) as captured:
-        tally = Tally(captured)
+    with Tally() as tally:
         sender.account_send = tally.wrap("account_send", sender.account_send)
         sender.delivery_send = tally.wrap("delivery_send", sender.delivery_send)
         while time.monotonic() < deadline:
@@ -211,12 +216,12 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
             cpu += time.process_time() - cpu_at
             wall += time.perf_counter() - wall_at
             steps += 1
+            tally.flush()
             if wake is None:
                 break
             delay = (wake - timezone.now()).total_seconds()
             if delay > 0:
                 time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))
-        tally.done()
     sends = _sent() - before
     result: dict[str, Any] = {
         "sends": sends,
