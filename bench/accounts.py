@@ -47,6 +47,7 @@ from bench.common import (
     manage,
     pacing_share,
     percentile,
+    probe_report,
     redis_flush,
     system_cpu,
 )
@@ -178,14 +179,9 @@ def main() -> int:
           f"the sandbox {sandbox_cpu * ms:.1f} ms; the whole machine {machine_cpu / span / cores:.0%} busy, "
           f"{others / span:.2f} cores of it other work (this script, other users of the machine)")  # fmt: skip
     sends = max(1, measured["sends"])
-    where = measured["where"]
-    per = {name: where.get(name, 0) / sends for name in ("delivery_send", "account_send", "pass")}
     queries = measured["queries"] / sends
-    print(f"in-process sender over the same accounts ({measured['sends']} sends in {measured['steps']} passes, "
-          f"{args.probe_seconds} s): {queries:.1f} queries per send (the DM path delivery_send "
-          f"{per['delivery_send']:.1f}, the batch around it {per['account_send']:.1f}, the pass {per['pass']:.1f}), "
-          f"{measured['cpu'] / sends * 1000:.1f} ms CPU per send")  # fmt: skip
-    print("  statements per send: " + ", ".join(f"{k} {n / sends:.2f}" for k, n in measured["kinds"].items()))
+    for line in probe_report(measured, f"in-process sender over the same accounts, one lane, {args.probe_seconds} s"):
+        print(line)
     if args.profile:
         print(measured["profile"])
     ok = share >= 0.95 and limited == 0 and accounts == args.accounts

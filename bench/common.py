@@ -314,3 +314,23 @@ def pacing_share(
         late += [t - k * spacing for k, t in enumerate(inside)][1:]
     allowed = round(len(by_account) * window / spacing)
     return (sent / allowed if allowed else 0.0), sent, allowed, late
+
+
+def probe_report(measured: dict[str, Any], title: str) -> list[str]:
+    """The lines of an in-process probe (bench/sender_django.py probe): per send, its queries and CPU, in total and
+    by function of the send path (each one's own share), and the statements by kind."""
+    sends = max(1, measured["sends"])
+    lines = [
+        f"{title} ({measured['sends']:,} sends in {measured['steps']} passes): {measured['queries'] / sends:.1f} "
+        f"queries and {measured['cpu'] / sends * 1000:.1f} ms CPU per send"
+    ]
+    parts = sorted(measured["where"].items(), key=lambda item: -item[1][2])
+    lines.append(
+        "  per send, by function (own share: calls, queries, CPU ms): "
+        + "; ".join(
+            f"{name} {calls / sends:.2f}, {queries / sends:.2f}, {cpu / sends * 1000:.2f}"
+            for name, (calls, queries, cpu) in parts
+        )
+    )
+    lines.append("  statements per send: " + ", ".join(f"{k} {n / sends:.2f}" for k, n in measured["kinds"].items()))
+    return lines

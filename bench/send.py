@@ -2,17 +2,18 @@
 
 Phase 1, throughput: 10,000 recipients over 10 sandbox accounts, every limit raised (the sandbox's and the
 service's daily caps); the campaign is started through the service and sent by the cluster's sender loops. Its
-sends per second are compared with the sandbox's capacity measured in the same run: `--capacity-procs` processes
-sending signed DMs straight to the sandbox with the service's X client. Every recipient must have exactly one DM
-at the sandbox.
+sends per second are compared with the sandbox's capacity measured in the same run, before and after it:
+`--capacity-procs` processes sending signed DMs straight to the sandbox with the service's X client, one client
+(one keep-alive connection) per process, and a client per DM (a connection each, as the outbound path sends); the
+better of the two is the reference. Every recipient must have exactly one DM at the sandbox.
 
 Phase 2, pacing: 10 fresh accounts with X's kind of limit in the sandbox (`--dm15m` DMs per 15 minutes each; the
 service's daily caps raised, so X's is the one that binds); for `--window` seconds from each account's first send,
 the DMs sent against the DMs X's rate allows in that time (window / (15 min / dm15m), per account), and the 429s.
 
-Then, with the cluster stopped, the sender in this machine's one process (`bench/sender_django.py probe`) over a
-fresh campaign (limits raised): queries per send, split by where they are made, and CPU per send. The cluster's
-CPU per send is read from /proc (all its processes) over phase 1.
+Then, with the cluster stopped, the sender in this one process (`bench/sender_django.py probe`) over a fresh
+campaign (limits raised): queries per send, split by where they are made, and CPU per send. The CPU per send of the
+cluster (all its processes), of the database's backends and of the sandbox is read from /proc over phase 1.
 
     .venv/bin/python bench/send.py [--recipients 10000] [--accounts 10] [--workers 3] [--lanes 2]
                                    [--capacity-procs 4] [--dm15m 450] [--window 60] [--profile]
@@ -48,6 +49,7 @@ from bench.common import (
     in_django,
     manage,
     pacing_share,
+    probe_report,
     redis_flush,
     system_cpu,
 )
@@ -238,14 +240,8 @@ def main() -> int:
     finally:
         sandbox.stop()
         redis_flush(REDIS_URL)
-    sends = max(1, measured["sends"])
-    where = measured["where"]
-    per = {name: where.get(name, 0) / sends for name in ("delivery_send", "account_send", "pass")}
-    print(f"in-process sender ({measured['sends']} sends in {measured['steps']} passes): "
-          f"{measured['queries'] / sends:.1f} queries per send (the DM path delivery_send {per['delivery_send']:.1f}, "
-          f"the batch around it {per['account_send']:.1f}, the pass {per['pass']:.1f}), "
-          f"{measured['cpu'] / sends * 1000:.1f} ms CPU per send")  # fmt: skip
-    print("  statements per send: " + ", ".join(f"{k} {n / sends:.2f}" for k, n in measured["kinds"].items()))
+    for line in probe_report(measured, "in-process sender, one lane, a fresh campaign, limits raised"):
+        print(line)
     if args.profile:
         print(measured["profile"])
 
