@@ -15,7 +15,7 @@ Then, with the cluster stopped, the sender in this one process (`bench/sender_dj
 campaign (limits raised): queries per send, split by where they are made, and CPU per send. The CPU per send of the
 cluster (all its processes), of the database's backends and of the sandbox is read from /proc over phase 1.
 
-    .venv/bin/python bench/send.py [--recipients 10000] [--accounts 10] [--workers 3] [--lanes 2]
+    .venv/bin/python bench/send.py [--recipients 10000] [--accounts 10] [--workers 4] [--lanes 3]
                                    [--capacity-procs 4] [--dm15m 450] [--window 60] [--profile]
 
 The last line carries both verdicts; figures go to bench/RESULTS.md.
@@ -123,8 +123,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--accounts", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=3, help="django-q workers")
-    parser.add_argument("--lanes", type=int, default=2, help="MKTX_SENDER_LANES")
+    parser.add_argument("--workers", type=int, default=4, help="django-q workers")
+    parser.add_argument("--lanes", type=int, default=3, help="MKTX_SENDER_LANES")
     parser.add_argument("--capacity-procs", type=int, default=4, help="processes of the sandbox capacity probe")
     parser.add_argument("--dm15m", type=int, default=450, help="phase 2: X's DM limit per 15 minutes per account")
     parser.add_argument("--window", type=int, default=60, help="phase 2: seconds measured from each first send")
