@@ -32,22 +32,6 @@ def _link_for(delivery: Delivery, url: str) -> TrackedLink:
     raise RuntimeError("could not make a unique link token")
 
 
-def links_track(text: str, delivery: Delivery) -> str:
-    """The text with each http(s) URL replaced by the delivery's tracked link for it."""
-    base = settings.MKTX_PUBLIC_URL.rstrip("/")
-    own_prefix = f"{base}/l/"
-
-    def replace(match: re.Match[str]) -> str:
-        url = match.group(0)
-        stripped = url.rstrip(TRAILING)
-        tail = url[len(stripped) :]
-        if not stripped or stripped.startswith(own_prefix) or len(stripped) > 2000:
-            return url
-        return f"{own_prefix}{_link_for(delivery, stripped).token}{tail}"
-
-    return URL.sub(replace, text)
-
-
 def link_click(token: str) -> str | None:
     """Record a click; the original URL, or None for an unknown token. The delivery's first click is kept."""
     link = TrackedLink.objects.filter(token=token).only("id", "url", "delivery_id").first()
@@ -61,8 +45,8 @@ def link_click(token: str) -> str | None:
 
 
 def links_track_many(texts: dict[int, str]) -> dict[int, str]:
-    """`links_track` for a batch of deliveries (delivery id -> text) in two queries: the links a retry already has
-    are kept (its text stays the same), the others are inserted at once."""
+    """Each http(s) URL of each text (delivery id -> text) replaced by the delivery's tracked link for it, in two
+    queries: the links a retry already has are kept (its text stays the same), the others are inserted at once."""
     base = settings.MKTX_PUBLIC_URL.rstrip("/")
     own_prefix = f"{base}/l/"
     wanted: dict[tuple[int, str], None] = {}

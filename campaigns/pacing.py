@@ -94,11 +94,3 @@ def slot_release(
     if sent_at is not None:
         fields["last_send_at"] = sent_at
     AccountPacing.objects.filter(pk=account_id, holder=holder).update(**fields)
-
-
-def slot_push(account_id: Any, until: datetime, reason: str) -> None:
-    """Nothing may be sent from the account before `until` (X's reset, a cap's window)."""
-    AccountPacing.objects.get_or_create(account_id=account_id)
-    AccountPacing.objects.filter(Q(next_send_at__isnull=True) | Q(next_send_at__lt=until), pk=account_id).update(
-        next_send_at=until, reason=reason
-    )

@@ -99,23 +99,23 @@ def deliveries_unclaim(deliveries: list[Delivery]) -> None:
     )
 
 
-def _conversations(deliveries: list[Delivery]) -> dict[Any, Conversation]:
-    """Where each DM is recorded: the contact's latest conversation (a closed one stays closed: a reply opens one,
-    as any inbound DM does), read for the whole batch at once."""
-    contact_ids = [d.contact_id for d in deliveries if d.contact_id]
+def _conversations(contacts: list[Any]) -> dict[Any, Conversation]:
+    """Where each contact's campaign DM is recorded: its latest conversation (a closed one stays closed: a reply
+    opens one, as any inbound DM does), read for the whole batch at once; a contact never talked to (a follower)
+    gets its first conversation."""
     latest: dict[Any, Conversation] = {}
-    for conversation in Conversation.objects.filter(contact_id__in=contact_ids).order_by("-last_message_at"):
+    ids = [contact.pk for contact in contacts]
+    for conversation in Conversation.objects.filter(contact_id__in=ids).order_by("-last_message_at"):
         latest.setdefault(conversation.contact_id, conversation)
-    for delivery in deliveries:  # a contact never talked to (a follower): its first conversation
-        if delivery.contact is not None and delivery.contact_id not in latest:
-            latest[delivery.contact_id] = conversation_open_for(contact=delivery.contact, at=timezone.now())
+    for contact in contacts:
+        if contact.pk not in latest:
+            latest[contact.pk] = conversation_open_for(contact=contact, at=timezone.now())
     return latest
 
 
 def campaign_conversation(contact: Any) -> Conversation:
     """The conversation a campaign DM to one contact is recorded in (test sends)."""
-    latest = Conversation.objects.filter(contact=contact).order_by("-last_message_at").first()
-    return latest or conversation_open_for(contact=contact, at=timezone.now())
+    return _conversations([contact])[contact.pk]
 
 
 # --- sending ------------------------------------------------------------------------------------------------------
@@ -130,8 +130,6 @@ class AccountRun:
     reason: str = ""
     last_sent_at: datetime | None = None
     stop: bool = False  # the account must not send more now (a cap, X's 429, its token)
-    sent: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
     recorded: list[tuple[Delivery, Message, datetime]] = field(default_factory=list)  # sent, not yet written
     heard: bool = False  # X answered with its headers during this run (else the stored window is kept as it is)
 
@@ -212,7 +210,6 @@ def delivery_send(delivery: Delivery, text: str, conversation: Conversation | No
         delivery_later([delivery.pk], now)
         return DeliveryStatus.PENDING
     run.recorded.append((delivery, message, now))
-    run.sent += 1
     run.last_sent_at = now
     return DeliveryStatus.SENT
 
@@ -249,17 +246,15 @@ def _failed_send(delivery: Delivery, exc: ApiError, now: datetime, run: AccountR
     return DeliveryStatus.PENDING
 
 
-def _rendered(deliveries: list[Delivery]) -> tuple[list[tuple[Delivery, str]], int]:
+def _rendered(deliveries: list[Delivery]) -> list[tuple[Delivery, str]]:
     """Each delivery's text (links tracked for the whole batch at once); the ones that cannot be rendered are
-    finished here. Answers the ready ones and how many were finished."""
+    finished here. Answers the ready ones."""
     now = timezone.now()
     texts: dict[int, str] = {}
-    finished = 0
     for delivery in deliveries:
         template = delivery.campaign.template
         if template is None:
             delivery_finish(delivery, DeliveryStatus.FAILED, "template_deleted", attempted_at=now)
-            finished += 1
             continue
         if delivery.contact is None:
             texts[delivery.pk] = ""
@@ -268,9 +263,8 @@ def _rendered(deliveries: list[Delivery]) -> tuple[list[tuple[Delivery, str]], i
             texts[delivery.pk] = render(template, variables=delivery.campaign.variables, contact=delivery.contact).text
         except ApiError as exc:  # the audience was checked at start; a contact changed since
             delivery_finish(delivery, DeliveryStatus.SKIPPED, "missing_value", exc.message, attempted_at=now)
-            finished += 1
     tracked = links_track_many({pk: text for pk, text in texts.items() if text})
-    return [(d, tracked.get(d.pk, "")) for d in deliveries if d.pk in texts], finished
+    return [(d, tracked.get(d.pk, "")) for d in deliveries if d.pk in texts]
 
 
 def account_send(
@@ -291,8 +285,8 @@ def account_send(
     if not deliveries:
         run.next_at, run.reason = now, "idle"
         return run
-    conversations = _conversations(deliveries)
-    ready, _ = _rendered(deliveries)
+    conversations = _conversations([d.contact for d in deliveries if d.contact is not None])
+    ready = _rendered(deliveries)
     try:
         _batch_send(account, ready, conversations, closings, run, now)
     finally:
@@ -322,11 +316,10 @@ def _batch_send(
             return
         delivery.account = account
         try:
-            status = delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
+            delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
         except BaseException:  # this one's lease lets the sweep reconcile it; the others were never tried
             deliveries_unclaim([d for d, _ in ready[i + 1 :]])
             raise
-        run.outcomes[status] = run.outcomes.get(status, 0) + 1
         if i + 1 == len(ready):
             return
         sent_at = timezone.now()

@@ -319,3 +319,19 @@ def test_a_large_audience_is_frozen_by_a_worker_and_nothing_completes_before(api
         drain(traveller)
     assert Delivery.objects.filter(run=run, status="sent").count() == 2
     assert Campaign.objects.get(pk=data["id"]).status == "completed"
+
+
+def test_an_update_sets_and_clears_the_send_window_and_keeps_the_rest_of_the_schedule(api, vip):
+    start = "2030-01-20T10:00:00Z"
+    data = create(api, [vip], template(api), schedule={"startAt": start})
+    window = {"start": "09:00", "end": "21:00", "days": ["monday", "friday"]}
+    response = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"sendWindow": window}}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["schedule"] == {
+        "startAt": start, "endAt": None, "recurrence": None, "sendWindow": window
+    }  # fmt: skip
+    wrong = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"sendWindow": {"start": "9am"}}}, format="json")
+    assert wrong.status_code == 400 and wrong.json()["details"]["field"] == "schedule.sendWindow.start"
+    cleared = api.put(f"{BASE}/campaigns/{data['id']}", {"schedule": {"sendWindow": None}}, format="json")
+    assert cleared.json()["data"]["schedule"]["sendWindow"] is None
+    assert cleared.json()["data"]["schedule"]["startAt"] == start
