@@ -43,7 +43,14 @@ from campaigns.send_window import SendWindow, window_closing, window_opening, wi
 from campaigns.templating import render
 from contacts.models import Conversation, Message, MessageOrigin, MessageStatus
 from contacts.services.conversations import conversation_open_for
-from contacts.services.outbound import Attachment, SendSkipped, message_found_at_x, message_send
+from contacts.services.outbound import (
+    Attachment,
+    OutboundBatch,
+    OutboundDM,
+    SendSkipped,
+    message_found_at_x,
+    message_send,
+)
 from mktx.accounts.models import Account
 from mktx.api.errors import ApiError, RateLimited
 from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
@@ -164,11 +171,29 @@ def _earlier_attempt_landed(delivery: Delivery, now: datetime) -> bool:
     return False
 
 
+def _campaign_dm(delivery: Delivery, text: str, conversation: Conversation) -> OutboundDM:
+    """What a delivery sends: its text (rendered, links tracked) and card image, under this claim's key."""
+    campaign = delivery.campaign
+    assert campaign.template is not None and delivery.contact is not None
+    conversation.account, conversation.contact = delivery.account, delivery.contact  # already loaded: no query
+    image = _image_of(delivery)
+    return OutboundDM(
+        conversation=conversation,
+        content=text,
+        origin=MessageOrigin.CAMPAIGN,
+        idempotency_key=message_key(delivery.pk, delivery.attempts),
+        message_type=campaign.template.type,
+        attachments=[Attachment(image, uploads=RunMedia(delivery.run))] if image else [],
+        metadata={"campaignId": str(campaign.pk), "deliveryId": delivery.pk, "run": delivery.run.number},
+        marketing=True,
+    )
+
+
 def delivery_send(delivery: Delivery, text: str, conversation: Conversation | None, run: AccountRun) -> str:
-    """Send one claimed delivery whose text is rendered (links tracked); the status it ends in."""
+    """Send one claimed delivery whose text is rendered (links tracked), on its own (a retry, which first looks at
+    X for an earlier attempt); the status it ends in. First attempts go in an OutboundBatch (`_batch_send`)."""
     now = timezone.now()
-    campaign, contact = delivery.campaign, delivery.contact
-    if contact is None or conversation is None:
+    if delivery.contact is None or conversation is None:
         delivery_finish(delivery, DeliveryStatus.SKIPPED, "contact_erased", attempted_at=now)
         return DeliveryStatus.SKIPPED
     if delivery.attempts > 1:
@@ -179,33 +204,25 @@ def delivery_send(delivery: Delivery, text: str, conversation: Conversation | No
             delivery_later([delivery.pk], now + RETRY_BACKOFF[0])
             logger.warning("delivery %s: X's DM events unavailable (%s); later", delivery.pk, exc.message)
             return DeliveryStatus.PENDING
-    assert campaign.template is not None
-    conversation.account, conversation.contact = delivery.account, contact  # already loaded: no query
-    image = _image_of(delivery)
+    dm = _campaign_dm(delivery, text, conversation)
     try:
         message = message_send(
-            conversation=conversation,
-            content=text,
-            origin=MessageOrigin.CAMPAIGN,
-            message_type=campaign.template.type,
-            attachments=[Attachment(image, uploads=RunMedia(delivery.run))] if image else [],
-            marketing=True,
-            idempotency_key=message_key(delivery.pk, delivery.attempts),
-            metadata={"campaignId": str(campaign.pk), "deliveryId": delivery.pk, "run": delivery.run.number},
+            conversation=dm.conversation,
+            content=dm.content,
+            origin=dm.origin,
+            message_type=dm.message_type,
+            attachments=dm.attachments,
+            marketing=dm.marketing,
+            idempotency_key=dm.idempotency_key,
+            metadata=dm.metadata,
             on_rate_limit=run.rate_limit,
         )
-    except SendSkipped as exc:
-        delivery_finish(delivery, DeliveryStatus.SKIPPED, exc.reason, exc.message, attempted_at=now)
-        if exc.reason == "account_inactive":
-            run.stop = True
-        return DeliveryStatus.SKIPPED
-    except RateLimited as exc:  # a cap of the rolling 24 h (the quota, the reply reserve, the campaign limit)
-        reset = parse_datetime(str(exc.details.get("resetAt", ""))) or now + timedelta(hours=24)
-        delivery_later([delivery.pk], reset)
-        run.wait_until(reset, str(exc.details.get("reason", "daily_quota")))
-        return DeliveryStatus.PENDING
     except ApiError as exc:
-        return _failed_send(delivery, exc, now, run)
+        return _refused(delivery, exc, now, run)
+    return _answered(delivery, message, now, run)
+
+
+def _answered(delivery: Delivery, message: Message, now: datetime, run: AccountRun) -> str:
     if message.status != MessageStatus.SENT:  # the key answered an earlier message: look at X on the next try
         delivery_later([delivery.pk], now)
         return DeliveryStatus.PENDING
@@ -214,13 +231,44 @@ def delivery_send(delivery: Delivery, text: str, conversation: Conversation | No
     return DeliveryStatus.SENT
 
 
+def _refused(delivery: Delivery, exc: ApiError, now: datetime, run: AccountRun) -> str:
+    """A send that the outbound path refused (a rule, a cap) or that X refused or failed (`exc.__cause__`)."""
+    if isinstance(exc, SendSkipped):
+        delivery_finish(delivery, DeliveryStatus.SKIPPED, exc.reason, exc.message, attempted_at=now)
+        if exc.reason == "account_inactive":
+            run.stop = True
+        return DeliveryStatus.SKIPPED
+    if isinstance(exc, RateLimited) and exc.__cause__ is None:  # a cap of the rolling 24 h (quota, reserve, campaign)
+        reset = parse_datetime(str(exc.details.get("resetAt", ""))) or now + timedelta(hours=24)
+        delivery_later([delivery.pk], reset)
+        run.wait_until(reset, str(exc.details.get("reason", "daily_quota")))
+        return DeliveryStatus.PENDING
+    return _failed_send(delivery, exc.__cause__, exc.message, now, run)
+
+
+def _batched_send(batch: OutboundBatch, delivery: Delivery, dm: OutboundDM, run: AccountRun) -> str:
+    """One delivery of a prepared batch: what the outbound path decided for it, else its call to X."""
+    now = timezone.now()
+    if dm.refusal is not None:
+        return _refused(delivery, dm.refusal, now, run)
+    assert dm.message is not None
+    if dm.earlier:
+        return _answered(delivery, dm.message, now, run)
+    batch.send(dm)
+    if dm.rate_limit is not None:
+        run.rate_limit(dm.rate_limit)
+    if dm.error is not None:
+        cause = dm.error if isinstance(dm.error, XError) else None
+        return _failed_send(delivery, cause, dm.error.message, now, run)
+    return _answered(delivery, dm.message, now, run)
+
+
 def _image_of(delivery: Delivery) -> str:
     template = delivery.campaign.template
     return str((template.card or {}).get("imageUrl", "")) if template is not None else ""
 
 
-def _failed_send(delivery: Delivery, exc: ApiError, now: datetime, run: AccountRun) -> str:
-    cause = exc.__cause__
+def _failed_send(delivery: Delivery, cause: BaseException | None, detail: str, now: datetime, run: AccountRun) -> str:
     if isinstance(cause, XRateLimited):
         reset = cause.reset_at or now + timedelta(minutes=15)
         delivery_later([delivery.pk], reset)
@@ -234,7 +282,7 @@ def _failed_send(delivery: Delivery, exc: ApiError, now: datetime, run: AccountR
         delivery_finish(delivery, DeliveryStatus.FAILED, "x_forbidden", cause.message, attempted_at=now)
         return DeliveryStatus.FAILED
     if isinstance(cause, XBadRequest) or not isinstance(cause, XError):
-        delivery_finish(delivery, DeliveryStatus.FAILED, "rejected", exc.message, attempted_at=now)
+        delivery_finish(delivery, DeliveryStatus.FAILED, "rejected", detail, attempted_at=now)
         return DeliveryStatus.FAILED
     # X is in trouble: the account backs off (the rest of the batch and its other deliveries wait with it)
     backoff = RETRY_BACKOFF[min(delivery.failures, len(RETRY_BACKOFF) - 1)]
@@ -304,31 +352,46 @@ def _batch_send(
     run: AccountRun,
     claimed_at: datetime,
 ) -> None:
-    """Send the claimed deliveries one after the other at X's spacing; what must not go now is unclaimed: after a
-    stop, when the spacing grows, when a campaign's send window has closed, or before the batch outlasts half of
-    its lease (a slow X: the lease must never expire under a batch still sending)."""
+    """Send the claimed deliveries one after the other at X's spacing: first attempts through one OutboundBatch
+    (stored before, recorded after, two transactions for all), retries one by one. What must not go now is
+    unclaimed: after a stop, when the spacing grows, when a campaign's send window has closed, or before the batch
+    outlasts half of its lease (a slow X: the lease must never expire under a batch still sending)."""
     deadline = claimed_at + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS / 2)
-    for i, (delivery, text) in enumerate(ready):
-        current = timezone.now()
-        closing = closings.get(delivery.campaign_id)
-        if (closing is not None and current >= closing) or (i > 0 and current >= deadline):
-            deliveries_unclaim([d for d, _ in ready[i:]])
-            return
-        delivery.account = account
-        try:
-            delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
-        except BaseException:  # this one's lease lets the sweep reconcile it; the others were never tried
-            deliveries_unclaim([d for d, _ in ready[i + 1 :]])
-            raise
-        if i + 1 == len(ready):
-            return
-        sent_at = timezone.now()
-        following, _ = next_send(run.window, sent_at)
-        if run.stop or following - sent_at > BACK_TO_BACK:
-            deliveries_unclaim([d for d, _ in ready[i + 1 :]])
-            return
-        if following > sent_at:  # a few milliseconds: X's window, spread evenly
-            time.sleep((following - sent_at).total_seconds())
+    batched: dict[int, OutboundDM] = {}
+    for delivery, text in ready:
+        conversation = conversations.get(delivery.contact_id)
+        if delivery.attempts == 1 and delivery.contact is not None and conversation is not None:
+            delivery.account = account
+            batched[delivery.pk] = _campaign_dm(delivery, text, conversation)
+    batch = OutboundBatch(list(batched.values()))
+    batch.prepare()
+    left: list[Delivery] = []  # claimed, not sent now: unclaimed once the batch has withdrawn their messages
+    try:
+        for i, (delivery, text) in enumerate(ready):
+            current = timezone.now()
+            closing = closings.get(delivery.campaign_id)
+            if (closing is not None and current >= closing) or (i > 0 and current >= deadline):
+                left = [d for d, _ in ready[i:]]
+                return
+            delivery.account = account
+            left = [d for d, _ in ready[i + 1 :]]  # should this one raise, its lease lets the sweep reconcile it
+            dm = batched.get(delivery.pk)
+            if dm is None:
+                delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
+            else:
+                _batched_send(batch, delivery, dm, run)
+            if i + 1 == len(ready):
+                left = []
+                return
+            sent_at = timezone.now()
+            following, _ = next_send(run.window, sent_at)
+            if run.stop or following - sent_at > BACK_TO_BACK:
+                return
+            if following > sent_at:  # a few milliseconds: X's window, spread evenly
+                time.sleep((following - sent_at).total_seconds())
+    finally:
+        batch.record()
+        deliveries_unclaim(left)
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from contacts.models import Contact, ContactSource, ContactTag, Tag
 from contacts.validation import merge_attributes, normalize_tag, normalize_tags, validate_attribute_changes
 from mktx.accounts.models import Account
 from mktx.api.errors import InvalidInput, NotFoundError
+from mktx.bulk import values_update
 
 logger = logging.getLogger("mktx.contacts")
 
@@ -75,6 +76,29 @@ def contact_interaction_record(*, contact_id: Any, at: datetime, **counters: int
         ),
         updated_at=timezone.now(),
         **{name: F(name) + n for name, n in counters.items()},
+    )
+
+
+def contacts_messages_sent(sent: list[tuple[Any, datetime]]) -> None:
+    """`contact_interaction_record(messages_sent=1)` for many sends at once, (contact id, when) each, in one
+    statement: a contact that got several counts each, its interaction times stretched to the earliest and latest."""
+    per_contact: dict[Any, tuple[int, datetime, datetime]] = {}
+    for contact_id, at in sent:
+        n, first, last = per_contact.get(contact_id, (0, at, at))
+        per_contact[contact_id] = (n + 1, min(first, at), max(last, at))
+    when = Contact._meta.get_field("last_interaction_at")
+    values_update(
+        Contact,
+        [("k", Contact._meta.pk), ("n", Contact._meta.get_field("messages_sent")), ("first", when), ("last", when)],
+        [(pk, n, first, last) for pk, (n, first, last) in per_contact.items()],
+        assignments=(
+            "messages_sent = t.messages_sent + v.n, "
+            "first_interaction_at = CASE WHEN t.first_interaction_at IS NULL OR t.first_interaction_at > v.first "
+            "THEN v.first ELSE t.first_interaction_at END, "
+            "last_interaction_at = CASE WHEN t.last_interaction_at IS NULL OR t.last_interaction_at < v.last "
+            "THEN v.last ELSE t.last_interaction_at END, "
+            "updated_at = v.last"
+        ),
     )
 
 

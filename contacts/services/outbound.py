@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -20,16 +20,19 @@ from django.utils.dateparse import parse_datetime
 
 from contacts.media import FetchedImage, fetch_image
 from contacts.models import Contact, Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
-from contacts.services.contacts import contact_interaction_record
+from contacts.services.contacts import contact_interaction_record, contacts_messages_sent
 from contacts.services.quota import QuotaState, quota_count, quota_error, quota_lock, quota_state
 from mktx.accounts.models import Account, AccountStatus
 from mktx.accounts.services import AccountCredentialsUnreadable, account_client, account_revoked
 from mktx.api.errors import ApiError, ErrorCode, InvalidInput, RateLimited, TwitterApiError
+from mktx.bulk import values_update
 from mktx.xapi import RateLimit, XError, XForbidden, XInvalidToken, XRateLimited
 from mktx.xapi.errors import XBadRequest, api_error_for
 
 __all__ = [  # quota_state and QuotaState live in contacts.services.quota; named here for existing callers
     "Attachment",
+    "OutboundBatch",
+    "OutboundDM",
     "QuotaState",
     "SendSkipped",
     "message_found_at_x",
@@ -85,6 +88,53 @@ def _check_sendable(account: Account, contact: Contact, marketing: bool) -> None
         raise SendSkipped("The contact opted out of marketing messages", reason="opted_out", field="contactId")
 
 
+def _check_content(content: str, attachments: list[Attachment]) -> None:
+    if len(content) > MAX_TEXT:
+        raise InvalidInput("content", f"at most {MAX_TEXT} characters (X's limit); this is {len(content)}")
+    if not content.strip() and not attachments:
+        raise InvalidInput("content", "a message needs content or an attachment")
+    if len(attachments) > 1:
+        raise InvalidInput("attachments", "X allows one attachment per DM")
+
+
+def _client(account: Account) -> Any:
+    try:
+        return account_client(account)
+    except AccountCredentialsUnreadable as exc:
+        raise SendSkipped(
+            f"The X account @{account.username} cannot send: {exc.message}",
+            reason="account_inactive",
+            field="accountId",
+        ) from exc
+
+
+def _pending(
+    conversation: Conversation,
+    *,
+    content: str,
+    message_type: str,
+    attachments: list[Attachment],
+    origin: str,
+    sent_by_id: Any,
+    idempotency_key: str | None,
+    metadata: dict[str, Any] | None,
+) -> Message:
+    return Message(
+        account_id=conversation.account_id,
+        conversation=conversation,
+        direction=MessageDirection.OUTBOUND,
+        origin=origin,
+        type=message_type,
+        content=content,
+        attachments=[{"type": a.type, "url": a.url} for a in attachments],
+        metadata=metadata or {},
+        is_from_bot=origin == MessageOrigin.BOT,
+        sent_by_id=sent_by_id,
+        status=MessageStatus.PENDING,
+        idempotency_key=idempotency_key,
+    )
+
+
 def _create_pending(
     *,
     conversation: Conversation,
@@ -105,20 +155,17 @@ def _create_pending(
         blocked = state.blocking(origin)
         if blocked is not None:
             raise quota_error(state, *blocked)
-        message = Message.objects.create(
-            account_id=conversation.account_id,
-            conversation=conversation,
-            direction=MessageDirection.OUTBOUND,
-            origin=origin,
-            type=message_type,
+        message = _pending(
+            conversation,
             content=content,
-            attachments=[{"type": a.type, "url": a.url} for a in attachments],
-            metadata=metadata or {},
-            is_from_bot=origin == MessageOrigin.BOT,
+            message_type=message_type,
+            attachments=attachments,
+            origin=origin,
             sent_by_id=sent_by_id,
-            status=MessageStatus.PENDING,
             idempotency_key=idempotency_key,
+            metadata=metadata,
         )
+        message.save(force_insert=True)
         quota.add(origin=origin, at=message.created_at)
         quota.save()
         _conversation_outbound_added(conversation.pk, message.created_at)
@@ -285,7 +332,7 @@ def _upload(client: Any, account: Account, attachment: Attachment, image: Fetche
 
 
 def _refetch(message: Message, attachment: Attachment) -> FetchedImage:
-    """The image again, after the message was stored: a fetch that fails now leaves the message `failed`."""
+    """The image, fetched after the message was stored: a fetch that fails leaves the message `failed`."""
     try:
         return fetch_image(attachment.url, "attachments[0].url")
     except ApiError as exc:
@@ -330,22 +377,10 @@ def message_send(
         if (existing := _existing(account, idempotency_key)) is not None:
             return existing
         raise
-    if len(content) > MAX_TEXT:
-        raise InvalidInput("content", f"at most {MAX_TEXT} characters (X's limit); this is {len(content)}")
-    if not content.strip() and not attachments:
-        raise InvalidInput("content", "a message needs content or an attachment")
-    if len(attachments) > 1:
-        raise InvalidInput("attachments", "X allows one attachment per DM")
+    _check_content(content, attachments)
     reused = _reusable_media(account, attachments)
     images = [] if reused else [fetch_image(a.url, f"attachments[{i}].url") for i, a in enumerate(attachments)]
-    try:
-        client = account_client(account)  # before anything is stored: unreadable tokens stop the account
-    except AccountCredentialsUnreadable as exc:
-        raise SendSkipped(
-            f"The X account @{account.username} cannot send: {exc.message}",
-            reason="account_inactive",
-            field="accountId",
-        ) from exc
+    client = _client(account)  # before anything is stored: unreadable tokens stop the account
 
     try:
         message = _create_pending(
@@ -417,3 +452,217 @@ def system_message_send(*, conversation_id: Any, text: str, idempotency_key: str
         logger.warning("system message %s not sent: %s", idempotency_key, exc.message)
         return f"not sent: {exc.message}"
     return str(message.status)
+
+
+# --- many DMs at once ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutboundDM:
+    """One DM of an `OutboundBatch`: what and where (the conversation with its account and contact loaded), and,
+    once the batch has gone over it, what became of it. `refusal` is why it was not stored (the rules of
+    `message_send`: SendSkipped, RateLimited naming the cap, InvalidInput); `message` is its stored Message (an
+    earlier one when the idempotency key had been used: then it is not sent again); `error` is X's refusal or
+    failure (the message is `failed`), and `dm_event_id` set once X took it."""
+
+    conversation: Conversation
+    content: str
+    origin: str
+    idempotency_key: str
+    message_type: str = "text"
+    attachments: list[Attachment] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    marketing: bool = False
+    refusal: ApiError | None = None
+    message: Message | None = None
+    error: XError | ApiError | None = None
+    dm_event_id: str = ""
+    sent_at: datetime | None = None
+    rate_limit: RateLimit | None = None
+    attempted: bool = False  # the call to X began (an outcome not heard then is X's to tell: it stays pending)
+    earlier: bool = False  # `message` is the key's earlier message, not one stored by this batch
+
+    @property
+    def sendable(self) -> bool:
+        """Stored by this batch and not yet sent: `OutboundBatch.send` may go."""
+        return self.message is not None and not self.earlier and not self.attempted
+
+
+class OutboundBatch:
+    """Many DMs (a campaign sender's batch, the accounts' turns of one pass) under the rules of `message_send`, at
+    the cost of two transactions for all of them instead of two per DM:
+
+    - `prepare()`: the checks of `message_send`, then one transaction that locks each account's quota row,
+      applies its caps DM after DM, inserts every pending Message and counts them (quota, conversations);
+    - `send(dm)`, DM after DM at whatever pace the caller keeps: the call to X with one client (one kept-alive
+      connection) per account; nothing is written;
+    - `record()`: one transaction that marks the sent ones `sent` (those X's echo had not marked already) and
+      counts them on their contacts, marks X's refusals `failed` (their quota given back), and withdraws what
+      was never sent (deleted, uncounted). A DM whose call began without an answer heard stays `pending`: only
+      X can tell (`message_found_at_x`).
+
+    A process that dies in between leaves pending Messages, reconciled against X as any unclear send is. Only
+    for origins that answer no one (campaigns, flows): a staff or bot reply goes through `message_send`, which
+    ends the contact's wait for an answer."""
+
+    def __init__(self, dms: list[OutboundDM]) -> None:
+        assert all(dm.origin not in RESPONSE_ORIGINS for dm in dms), "replies go through message_send"
+        self.dms = dms
+        self._clients: dict[Any, Any] = {}
+
+    def prepare(self) -> None:
+        checked = [dm for dm in self.dms if self._check(dm)]
+        for _ in range(2):
+            try:
+                self._store(checked)
+                return
+            except IntegrityError:  # a key stored concurrently (never by a claim of our own): look again
+                for dm in checked:
+                    dm.message, dm.refusal, dm.earlier = None, None, False
+        raise RuntimeError("idempotency keys kept colliding")
+
+    def _check(self, dm: OutboundDM) -> bool:
+        account, contact = dm.conversation.account, dm.conversation.contact
+        try:
+            _check_sendable(account, contact, dm.marketing)
+            _check_content(dm.content, dm.attachments)
+            if account.pk not in self._clients:
+                self._clients[account.pk] = _client(account)
+        except ApiError as exc:
+            dm.refusal = exc
+            return False
+        return True
+
+    def _store(self, dms: list[OutboundDM]) -> None:
+        by_account: dict[Any, list[OutboundDM]] = {}
+        for dm in dms:
+            by_account.setdefault(dm.conversation.account_id, []).append(dm)
+        with transaction.atomic():
+            earlier = {
+                (m.account_id, m.idempotency_key): m
+                for m in Message.objects.filter(
+                    account_id__in=list(by_account), idempotency_key__in=[dm.idempotency_key for dm in dms]
+                )
+            }
+            fresh: list[Message] = []
+            for account_id in sorted(by_account, key=str):  # one lock order: two batches never deadlock
+                quota = quota_lock(account_id)
+                for dm in by_account[account_id]:
+                    if (found := earlier.get((account_id, dm.idempotency_key))) is not None:
+                        dm.message, dm.earlier = found, True
+                        continue
+                    state = quota.state()
+                    if (blocked := state.blocking(dm.origin)) is not None:
+                        dm.refusal = quota_error(state, *blocked)
+                        continue
+                    dm.message = _pending(
+                        dm.conversation,
+                        content=dm.content,
+                        message_type=dm.message_type,
+                        attachments=dm.attachments,
+                        origin=dm.origin,
+                        sent_by_id=None,
+                        idempotency_key=dm.idempotency_key,
+                        metadata=dm.metadata,
+                    )
+                    fresh.append(dm.message)
+                    quota.add(origin=dm.origin, at=quota.now)
+                quota.save()
+            Message.objects.bulk_create(fresh)
+            _conversations_outbound_added([m.conversation_id for m in fresh], timezone.now())
+
+    def send(self, dm: OutboundDM) -> None:
+        """The call to X for one prepared DM (`dm.sendable`): `dm_event_id` and `sent_at`, or `error`; X's rate
+        limit as its answer reported it in `rate_limit`. A token X refuses stops the account (`account_revoked`)."""
+        assert dm.sendable and dm.message is not None
+        account, contact = dm.conversation.account, dm.conversation.contact
+        heard: list[RateLimit] = []
+        dm.attempted = True
+        client = self._clients[account.pk]
+        try:
+            # the image is fetched when no earlier DM of the batch has uploaded it (a run's card: once)
+            reused = _reusable_media(account, dm.attachments)
+            images = [] if reused or not dm.attachments else [_refetch(dm.message, dm.attachments[0])]
+            sent = _send_to_x(
+                client, account, contact, dm.message, dm.content, dm.attachments, images, reused, heard.append
+            )
+        except XError as exc:
+            dm.error = exc
+            logger.warning("DM %s to %s failed: %s", dm.message.pk, contact.twitter_user_id, exc.message)
+            if isinstance(exc, XInvalidToken):
+                account_revoked(twitter_user_id=account.twitter_user_id, reason="X refused the account's token")
+        except ApiError as exc:  # the image could not be fetched: the message is failed already
+            dm.error = exc
+        else:  # the Message as `record()` will store it
+            dm.dm_event_id, dm.sent_at = sent.dm_event_id, timezone.now()
+            dm.message.status, dm.message.twitter_message_id = MessageStatus.SENT, dm.dm_event_id
+            dm.message.sent_at = dm.sent_at
+        dm.rate_limit = heard[-1] if heard else None
+
+    def record(self) -> None:
+        """Write every outcome (see the class); once, after the sends."""
+        stored = [dm for dm in self.dms if dm.message is not None and not dm.earlier]
+        sent = [dm for dm in stored if dm.dm_event_id]
+        failed = [dm for dm in stored if dm.error is not None and dm.message.status == MessageStatus.PENDING]  # type: ignore[union-attr]
+        withdrawn = [dm for dm in stored if not dm.attempted]
+        if not (sent or failed or withdrawn):
+            return
+        with transaction.atomic():
+            moved = set(
+                values_update(
+                    Message,
+                    [
+                        ("k", Message._meta.pk),
+                        ("x_id", Message._meta.get_field("twitter_message_id")),
+                        ("at", Message._meta.get_field("sent_at")),
+                    ],
+                    [(dm.message.pk, dm.dm_event_id, dm.sent_at) for dm in sent],  # type: ignore[union-attr]
+                    assignments="status = 'sent', twitter_message_id = v.x_id, sent_at = v.at",
+                    where="t.status = 'pending'",
+                    returning=True,
+                )
+            )
+            contacts_messages_sent([(dm.conversation.contact_id, dm.sent_at) for dm in sent if dm.message.pk in moved])  # type: ignore[misc, union-attr]
+            for dm in failed:
+                assert dm.message is not None and dm.error is not None
+                if isinstance(dm.error, XError):
+                    _mark_failed(dm.message, dm.error)
+            if withdrawn:
+                self._withdraw(withdrawn)
+
+    def _withdraw(self, dms: list[OutboundDM]) -> None:
+        """Pending messages the caller did not send after all: gone, as if never stored."""
+        ids = [dm.message.pk for dm in dms]  # type: ignore[union-attr]
+        gone = set(Message.objects.filter(pk__in=ids, status=MessageStatus.PENDING).values_list("pk", flat=True))
+        Message.objects.filter(pk__in=gone).delete()
+        by_account: dict[Any, list[Message]] = {}
+        for dm in dms:
+            if dm.message is not None and dm.message.pk in gone:
+                by_account.setdefault(dm.message.account_id, []).append(dm.message)
+                dm.message = None
+        for account_id in sorted(by_account, key=str):
+            quota = quota_lock(account_id)
+            for message in by_account[account_id]:
+                quota.add(origin=message.origin, at=min(message.created_at, quota.now), delta=-1)
+            quota.save()
+        per_conversation: dict[Any, int] = {}
+        for messages in by_account.values():
+            for message in messages:
+                per_conversation[message.conversation_id] = per_conversation.get(message.conversation_id, 0) + 1
+        for conversation_id, n in per_conversation.items():
+            Conversation.objects.filter(pk=conversation_id).update(message_count=F("message_count") - n)
+
+
+def _conversations_outbound_added(conversation_ids: list[Any], at: datetime) -> None:
+    """`_conversation_outbound_added` for many messages: one UPDATE per distinct count (one, as a rule)."""
+    counts: dict[Any, int] = {}
+    for conversation_id in conversation_ids:
+        counts[conversation_id] = counts.get(conversation_id, 0) + 1
+    by_count: dict[int, list[Any]] = {}
+    for conversation_id, n in counts.items():
+        by_count.setdefault(n, []).append(conversation_id)
+    for n, ids in by_count.items():
+        Conversation.objects.filter(pk__in=ids).update(
+            message_count=F("message_count") + n,
+            last_message_at=Case(When(last_message_at__lt=at, then=Value(at)), default=F("last_message_at")),
+        )
