@@ -11,6 +11,27 @@ from mktx.iam.models import Role, User
 from tests.factories import MerchantFactory, UserFactory, access_token
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory) -> None:
+    """SQLite's test database in a file of the session, not in memory.
+
+    For an in-memory SQLite database Django's live server (LiveServerThread, through pytest-django's `live_server`)
+    hands its request threads the test thread's own connection, one DatabaseWrapper whose transaction state
+    (`atomic_blocks`, `in_atomic_block`, autocommit, `run_on_commit`) and single sqlite3 transaction every thread then
+    shares, unlocked: a webhook the sandbox posts while the test thread queries interleaves their `atomic` blocks
+    (`IndexError: pop from empty list`, "on_commit() cannot be used in manual transaction management", one thread's
+    rollback undoing another's writes). With a file, every thread opens its own connection, as with PostgreSQL, and
+    SQLite's locks (`transaction_mode` IMMEDIATE, WAL, the 30 s busy timeout of settings.py) order their writes.
+    pytest's temporary directory is per run and per xdist worker; Django deletes the file at the end of the session.
+    """
+    from django.conf import settings
+
+    for alias, db_settings in settings.DATABASES.items():
+        test = db_settings.setdefault("TEST", {})
+        if db_settings["ENGINE"] == "django.db.backends.sqlite3" and not test.get("NAME"):
+            test["NAME"] = str(tmp_path_factory.mktemp("sqlite") / f"test_{alias}.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache(db):
     cache.clear()

@@ -12,7 +12,6 @@ import jwt
 import pytest
 import requests
 import time_machine
-from django.conf import settings
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
@@ -301,7 +300,6 @@ def _refresh_concurrently(url: str, token: str, n: int) -> list[int]:
     return statuses
 
 
-@pytest.mark.skipif(not settings.IS_POSTGRES, reason="needs concurrent transactions: SQLite serialises writers")
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_refreshes_of_one_token_succeed_exactly_once(live_server, merchant):
     user = UserFactory.create(merchant=merchant, role=Role.OWNER)
