@@ -260,6 +260,9 @@ def _route(method: str, path: str) -> tuple[str, Handler, re.Match[str]]:
 class _RequestHandler(BaseHTTPRequestHandler):
     server: SandboxServer
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY a keep-alive client waits out the delayed ACK
+    # (about 40 ms a request), as no real X front end makes it
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
