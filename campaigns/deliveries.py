@@ -5,18 +5,15 @@ path looks at X's DM events before anything is sent again."""
 from __future__ import annotations
 
 import logging
-import operator
 from datetime import datetime, timedelta
-from functools import reduce
 from typing import Any
 
-from django.db import connection
-from django.db.models import Case, F, Field, Q, Value, When
-from django.db.models.functions import Cast
+from django.db.models import F, Q
 
 from campaigns.models import Delivery, DeliveryStatus
 from contacts.models import Message, MessageStatus
 from contacts.services.outbound import message_found_at_x, message_mark_lost
+from mktx.bulk import values_update
 from mktx.xapi import XError
 
 logger = logging.getLogger("mktx.campaigns.deliveries")
@@ -55,29 +52,31 @@ def delivery_sent(delivery: Delivery, message: Message, at: datetime) -> bool:
 
 
 def deliveries_sent(sent: list[tuple[Delivery, Message, datetime]]) -> int:
-    """`delivery_sent` for a batch of (delivery, its sent message, when) in one UPDATE, each row only while it is
-    still `sending`: the sender records its batch once instead of once per DM. Answers the rows recorded."""
-    if not sent:
-        return 0
-
-    def per_row(name: str, value: Any) -> Any:
-        field = Delivery._meta.get_field(name)
-        assert isinstance(field, Field)
-        whens = [When(pk=d.pk, then=Value(value(d, m, at), output_field=field)) for d, m, at in sent]
-        case = Case(*whens, output_field=field)
-        return Cast(case, output_field=field) if connection.features.requires_casted_case_in_updates else case
-
-    claims = reduce(operator.or_, (_this_claim(d) for d, _, _ in sent))
-    return Delivery.objects.filter(claims, status=DeliveryStatus.SENDING).update(
-        status=DeliveryStatus.SENT,
-        reason="",
-        error_detail="",
-        lease_until=None,
-        message_id=per_row("message", lambda d, m, at: m.pk),
-        dm_event_id=per_row("dm_event_id", lambda d, m, at: m.twitter_message_id or ""),
-        sent_at=per_row("sent_at", lambda d, m, at: m.sent_at or at),
-        attempted_at=per_row("attempted_at", lambda d, m, at: at),
+    """`delivery_sent` for a batch of (delivery, its sent message, when) in one UPDATE from a VALUES list, each row
+    only while it is still `sending` under its claim: the sender records its batch once instead of once per DM.
+    Answers the rows recorded."""
+    field = Delivery._meta.get_field
+    columns: list[tuple[str, Any]] = [
+        ("k", Delivery._meta.pk),
+        ("claim", field("attempts")),
+        ("message", Message._meta.pk),
+        ("x_id", field("dm_event_id")),
+        ("sent", field("sent_at")),
+        ("tried", field("attempted_at")),
+    ]
+    rows = [(d.pk, d.attempts, m.pk, m.twitter_message_id or "", m.sent_at or at, at) for d, m, at in sent]
+    recorded = values_update(
+        Delivery,
+        columns,
+        rows,
+        assignments=(
+            f"status = '{DeliveryStatus.SENT}', reason = '', error_detail = '', lease_until = NULL, "
+            "message_id = v.message, dm_event_id = v.x_id, sent_at = v.sent, attempted_at = v.tried"
+        ),
+        where=f"t.status = '{DeliveryStatus.SENDING}' AND t.attempts = v.claim",
+        returning=True,
     )
+    return len(recorded)
 
 
 def delivery_later(delivery_ids: list[int], at: datetime, *, failed: bool = False) -> int:
