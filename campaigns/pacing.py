@@ -18,8 +18,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 
 from campaigns.models import AccountPacing
+from mktx.bulk import values_update
 from mktx.xapi.client import RateLimit
 
 X_DM_WINDOW = timedelta(minutes=15)  # X's DM window (x-platform-notes.md): x-rate-limit-limit sends per 15 minutes
@@ -68,29 +70,76 @@ def steady_interval(window: XWindow | None) -> timedelta:
 # --- the slot ---------------------------------------------------------------------------------------------------------
 
 
-def slot_take(account_id: Any, now: datetime, holder: str) -> bool:
-    """Take the account's slot when it is open: a compare-and-set, so two lanes never both send for one account.
-    The hold ends by itself after MKTX_SENDER_LEASE_SECONDS (a lane that died)."""
+def slots_take(account_ids: list[Any], now: datetime, holder: str) -> set[Any]:
+    """Take the slots of those accounts that are open: a compare-and-set in one UPDATE, so two lanes never both
+    send for one account; answers the accounts taken. A hold ends by itself after MKTX_SENDER_LEASE_SECONDS (a lane
+    that died). An account's first send makes its row."""
     hold = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
     open_slot = Q(next_send_at__isnull=True) | Q(next_send_at__lte=now)
-    for _ in range(2):
-        if AccountPacing.objects.filter(open_slot, pk=account_id).update(
+    ids = list(account_ids)
+    taken = AccountPacing.objects.filter(open_slot, pk__in=ids).update(
+        next_send_at=hold, last_send_at=now, holder=holder
+    )
+    if taken == len(ids):
+        return set(ids)
+    missing = set(ids) - set(AccountPacing.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    if missing:
+        AccountPacing.objects.bulk_create([AccountPacing(account_id=pk) for pk in missing], ignore_conflicts=True)
+        AccountPacing.objects.filter(open_slot, pk__in=missing).update(
             next_send_at=hold, last_send_at=now, holder=holder
-        ):
-            return True
-        _, created = AccountPacing.objects.get_or_create(account_id=account_id)  # the account's first send
-        if not created:
-            return False
-    return False
+        )
+    return set(AccountPacing.objects.filter(pk__in=ids, holder=holder, next_send_at=hold).values_list("pk", flat=True))
 
 
-def slot_release(
-    account_id: Any, holder: str, *, next_at: datetime, reason: str, window: XWindow | None, sent_at: datetime | None
-) -> None:
-    """After the sends: the next one may go at `next_at`; X's window as last reported is kept for the next lane."""
-    fields: dict[str, Any] = {"next_send_at": next_at, "holder": "", "reason": reason}
-    if window is not None:
-        fields |= {"x_limit": window.limit, "x_remaining": window.remaining, "x_reset_at": window.reset_at}
-    if sent_at is not None:
-        fields["last_send_at"] = sent_at
-    AccountPacing.objects.filter(pk=account_id, holder=holder).update(**fields)
+@dataclass(frozen=True)
+class SlotRelease:
+    """After an account's sends: its next one may go at `next_at` (`reason`); X's window as it last answered (None:
+    X did not answer, the stored one stands), and when the last DM went."""
+
+    account_id: Any
+    next_at: datetime
+    reason: str
+    window: XWindow | None
+    sent_at: datetime | None
+
+
+def slots_release(holder: str, releases: list[SlotRelease]) -> None:
+    """Give the slots back in one UPDATE, each only while this lane still holds it."""
+    field, now = AccountPacing._meta.get_field, timezone.now()
+    columns: list[tuple[str, Any]] = [
+        ("k", AccountPacing._meta.pk),
+        ("next_at", field("next_send_at")),
+        ("why", field("reason")),
+        ("lim", field("x_limit")),
+        ("rem", field("x_remaining")),
+        ("reset_at", field("x_reset_at")),
+        ("sent_at", field("last_send_at")),
+        ("now", field("updated_at")),
+    ]
+    rows = [
+        (
+            r.account_id,
+            r.next_at,
+            r.reason[:40],
+            r.window.limit if r.window else None,
+            r.window.remaining if r.window else None,
+            r.window.reset_at if r.window else None,
+            r.sent_at,
+            now,
+        )
+        for r in releases
+    ]
+    values_update(
+        AccountPacing,
+        columns,
+        rows,
+        assignments=(
+            "next_send_at = v.next_at, holder = '', reason = v.why, "
+            "x_limit = CASE WHEN v.reset_at IS NULL THEN t.x_limit ELSE v.lim END, "
+            "x_remaining = CASE WHEN v.reset_at IS NULL THEN t.x_remaining ELSE v.rem END, "
+            "x_reset_at = COALESCE(v.reset_at, t.x_reset_at), "
+            "last_send_at = COALESCE(v.sent_at, t.last_send_at), updated_at = v.now"
+        ),
+        where="t.holder = %s",
+        where_params=[holder],
+    )

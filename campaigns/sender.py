@@ -38,7 +38,7 @@ from campaigns.deliveries import (
 from campaigns.links import links_track_many
 from campaigns.media import RunMedia
 from campaigns.models import AccountPacing, Delivery, DeliveryStatus, SenderLane
-from campaigns.pacing import XWindow, next_send, slot_release, slot_take
+from campaigns.pacing import SlotRelease, XWindow, next_send, slots_release, slots_take
 from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
 from campaigns.templating import render
 from contacts.models import Conversation, Message, MessageOrigin, MessageStatus
@@ -64,6 +64,7 @@ RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
 PASS_BUDGET = timedelta(seconds=20)  # one pass over the accounts; the next pass goes on where the turns are
 HAND_OVER = timedelta(seconds=90)  # a lane sleeps until a slot this close; a later one is the minute sweep's
 BATCH_MAX = 50  # deliveries claimed at once for an account that X lets send back to back
+TURNS_MAX = 100  # accounts at X's pace whose next DMs go in one batch
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
 # a DM reaches X a moment after its send begins (the Message is stored first): none begins in a window's last second
 WINDOW_MARGIN = timedelta(seconds=1)
@@ -80,23 +81,45 @@ def _due(now: datetime) -> Any:
 # --- claiming -----------------------------------------------------------------------------------------------------
 
 
+def _claim(deliveries: Any, now: datetime) -> int:
+    lease = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
+    return int(
+        deliveries.update(status=DeliveryStatus.SENDING, lease_until=lease, claimed_at=now, attempts=F("attempts") + 1)
+    )
+
+
+def _claimed(account_ids: list[Any], now: datetime) -> list[Delivery]:
+    """The deliveries just claimed for these accounts, ready to send (an account's in order)."""
+    return list(
+        Delivery.objects.filter(account_id__in=account_ids, status=DeliveryStatus.SENDING, claimed_at=now)
+        .select_related("campaign__template", "contact", "run")
+        .order_by("account_id", "next_attempt_at", "id")
+    )
+
+
 def deliveries_claim(account_id: Any, now: datetime, *, limit: int, closed: set[Any]) -> list[Delivery]:
     """Claim up to `limit` of the account's due deliveries (not those of campaigns whose send window is closed) in
     one UPDATE over a `FOR UPDATE SKIP LOCKED` selection; the claimed rows, ready to send."""
-    lease = now + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS)
     due = _due(now).filter(account_id=account_id).exclude(campaign_id__in=closed).order_by("next_attempt_at", "id")
     with transaction.atomic():
         picked = due.select_for_update(skip_locked=True, of=("self",)).values("pk")[:limit]
-        claimed = Delivery.objects.filter(pk__in=Subquery(picked), status=DeliveryStatus.PENDING).update(
-            status=DeliveryStatus.SENDING, lease_until=lease, claimed_at=now, attempts=F("attempts") + 1
-        )
-    if not claimed:
-        return []
-    return list(
-        Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.SENDING, claimed_at=now)
-        .select_related("campaign__template", "contact", "account", "run")
-        .order_by("next_attempt_at", "id")
+        claimed = _claim(Delivery.objects.filter(pk__in=Subquery(picked), status=DeliveryStatus.PENDING), now)
+    return _claimed([account_id], now) if claimed else []
+
+
+def deliveries_claim_turns(account_ids: list[Any], now: datetime, *, closed: set[Any]) -> list[Delivery]:
+    """Claim the next due delivery of each of these accounts (their turns at X's pace) in one UPDATE. The lane
+    holds the accounts' slots, so no other lane claims for them; a delivery that stopped being pending meanwhile
+    (a cancel, a sweep) is left out."""
+    turn = _due(now).filter(account_id=OuterRef("pk")).exclude(campaign_id__in=closed)
+    picked = (
+        Account.objects.filter(pk__in=account_ids)
+        .annotate(turn=Subquery(turn.order_by("next_attempt_at", "id").values("pk")[:1]))
+        .filter(turn__isnull=False)
+        .values("turn")
     )
+    claimed = _claim(Delivery.objects.filter(pk__in=picked, status=DeliveryStatus.PENDING), now)
+    return _claimed(account_ids, now) if claimed else []
 
 
 def deliveries_unclaim(deliveries: list[Delivery]) -> None:
@@ -139,12 +162,6 @@ class AccountRun:
     stop: bool = False  # the account must not send more now (a cap, X's 429, its token)
     recorded: list[tuple[Delivery, Message, datetime]] = field(default_factory=list)  # sent, not yet written
     heard: bool = False  # X answered with its headers during this run (else the stored window is kept as it is)
-
-    def record(self) -> None:
-        """Write the batch's sent deliveries (one UPDATE). Until then they stay `sending` under their lease, and a
-        lane that died meanwhile leaves them to `leases_reconcile`, which finds their messages sent."""
-        deliveries_sent(self.recorded)
-        self.recorded = []
 
     def rate_limit(self, rate: RateLimit) -> None:
         self.window, self.heard = XWindow.of(rate), True
@@ -315,83 +332,101 @@ def _rendered(deliveries: list[Delivery]) -> list[tuple[Delivery, str]]:
     return [(d, tracked.get(d.pk, "")) for d in deliveries if d.pk in texts]
 
 
-def account_send(
-    account: Account,
-    pacing: AccountPacing | None,
+def accounts_send(
+    accounts: list[Account],
+    pacing: dict[Any, AccountPacing],
     now: datetime,
     closed: set[Any],
     closings: dict[Any, datetime] | None = None,
-) -> AccountRun:
-    """Send for one account whose slot this lane holds: a batch when X lets it send back to back, else one. No send
-    of a campaign begins after the last moment its open send window allows (`closings`: campaign id -> that
-    moment): the rest of the batch is left to the next opening."""
+    *,
+    limit: int,
+) -> dict[Any, AccountRun]:
+    """Send for accounts whose slots this lane holds: a batch of up to `limit` deliveries of one account that X
+    lets send back to back, or (`limit` 1) the next DM of each of many accounts at X's pace, their turns in one
+    batch. No send of a campaign begins after the last moment its open send window allows (`closings`: campaign
+    id -> that moment): the rest is left to the next opening. Answers each account's run."""
+    assert limit == 1 or len(accounts) == 1
     closings = closings or {}
-    run = AccountRun(window=XWindow.stored(pacing))
-    first_next, _ = next_send(run.window, now)
-    limit = BATCH_MAX if first_next - now <= BACK_TO_BACK else 1
-    deliveries = deliveries_claim(account.pk, now, limit=limit, closed=closed)
+    runs = {a.pk: AccountRun(window=XWindow.stored(pacing.get(a.pk))) for a in accounts}
+    by_pk = {a.pk: a for a in accounts}
+    if limit > 1:
+        deliveries = deliveries_claim(accounts[0].pk, now, limit=limit, closed=closed)
+    else:
+        deliveries = deliveries_claim_turns(list(by_pk), now, closed=closed)
+    for delivery in deliveries:
+        delivery.account = by_pk[delivery.account_id]
+    busy = {d.account_id for d in deliveries}
+    for pk, run in runs.items():
+        if pk not in busy:
+            run.next_at, run.reason = now, "idle"
     if not deliveries:
-        run.next_at, run.reason = now, "idle"
-        return run
+        return runs
     conversations = _conversations([d.contact for d in deliveries if d.contact is not None])
     ready = _rendered(deliveries)
     try:
-        _batch_send(account, ready, conversations, closings, run, now)
+        _batch_send(ready, conversations, closings, runs, now)
     finally:
-        run.record()
-    if not run.stop:
-        run.next_at, run.reason = next_send(run.window, run.last_sent_at or timezone.now())
-    return run
+        # one UPDATE for every sent delivery; until then they stay `sending` under their lease, and a lane that died
+        # meanwhile leaves them to `leases_reconcile`, which finds their messages sent
+        deliveries_sent([entry for pk in busy for entry in runs[pk].recorded])
+    for pk in busy:
+        run = runs[pk]
+        run.recorded = []
+        if not run.stop:
+            run.next_at, run.reason = next_send(run.window, run.last_sent_at or timezone.now())
+    return runs
 
 
 def _batch_send(
-    account: Account,
     ready: list[tuple[Delivery, str]],
     conversations: dict[Any, Conversation],
     closings: dict[Any, datetime],
-    run: AccountRun,
+    runs: dict[Any, AccountRun],
     claimed_at: datetime,
 ) -> None:
-    """Send the claimed deliveries one after the other at X's spacing: first attempts through one OutboundBatch
-    (stored before, recorded after, two transactions for all), retries one by one. What must not go now is
-    unclaimed: after a stop, when the spacing grows, when a campaign's send window has closed, or before the batch
-    outlasts half of its lease (a slow X: the lease must never expire under a batch still sending)."""
+    """Send the claimed deliveries, each account's one after the other at X's spacing: first attempts through one
+    OutboundBatch (stored before, recorded after: two transactions for all), retries one by one. What must not go
+    now is unclaimed: an account's rest after a stop or when its spacing grows, a campaign's after its send window
+    closed, and everything once the batch has outlasted half of its lease (a slow X: the lease must never expire
+    under a batch still sending)."""
     deadline = claimed_at + timedelta(seconds=settings.MKTX_SENDER_LEASE_SECONDS / 2)
     batched: dict[int, OutboundDM] = {}
+    sequences: dict[Any, list[tuple[Delivery, str]]] = {}
     for delivery, text in ready:
+        sequences.setdefault(delivery.account_id, []).append((delivery, text))
         conversation = conversations.get(delivery.contact_id)
         if delivery.attempts == 1 and delivery.contact is not None and conversation is not None:
-            delivery.account = account
             batched[delivery.pk] = _campaign_dm(delivery, text, conversation)
     batch = OutboundBatch(list(batched.values()))
     batch.prepare()
-    left: list[Delivery] = []  # claimed, not sent now: unclaimed once the batch has withdrawn their messages
+    begun: set[int] = set()  # should a send raise, its lease lets the sweep reconcile it; the rest is unclaimed
     try:
-        for i, (delivery, text) in enumerate(ready):
-            current = timezone.now()
-            closing = closings.get(delivery.campaign_id)
-            if (closing is not None and current >= closing) or (i > 0 and current >= deadline):
-                left = [d for d, _ in ready[i:]]
-                return
-            delivery.account = account
-            left = [d for d, _ in ready[i + 1 :]]  # should this one raise, its lease lets the sweep reconcile it
-            dm = batched.get(delivery.pk)
-            if dm is None:
-                delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
-            else:
-                _batched_send(batch, delivery, dm, run)
-            if i + 1 == len(ready):
-                left = []
-                return
-            sent_at = timezone.now()
-            following, _ = next_send(run.window, sent_at)
-            if run.stop or following - sent_at > BACK_TO_BACK:
-                return
-            if following > sent_at:  # a few milliseconds: X's window, spread evenly
-                time.sleep((following - sent_at).total_seconds())
+        for account_id, sequence in sequences.items():
+            run = runs[account_id]
+            for i, (delivery, text) in enumerate(sequence):
+                current = timezone.now()
+                closing = closings.get(delivery.campaign_id)
+                if current >= deadline and begun:
+                    return
+                if closing is not None and current >= closing:
+                    break
+                begun.add(delivery.pk)
+                dm = batched.get(delivery.pk)
+                if dm is None:
+                    delivery_send(delivery, text, conversations.get(delivery.contact_id), run)
+                else:
+                    _batched_send(batch, delivery, dm, run)
+                if i + 1 == len(sequence):
+                    break
+                sent_at = timezone.now()
+                following, _ = next_send(run.window, sent_at)
+                if run.stop or following - sent_at > BACK_TO_BACK:
+                    break
+                if following > sent_at:  # a few milliseconds: X's window, spread evenly
+                    time.sleep((following - sent_at).total_seconds())
     finally:
         batch.record()
-        deliveries_unclaim(left)
+        deliveries_unclaim([d for d, _ in ready if d.pk not in begun])
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------
@@ -417,6 +452,7 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
     )
     pacing = {p.pk: p for p in AccountPacing.objects.filter(pk__in=[a.pk for a in accounts])}
     pass_ends = time.monotonic() + PASS_BUDGET.total_seconds()
+    turns: dict[Any, tuple[list[Account], set[Any], dict[Any, datetime]]] = {}  # accounts at X's pace, by window
     for account in accounts:
         if time.monotonic() >= pass_ends:
             wake.append(timezone.now())
@@ -427,28 +463,62 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
             wake.append(slot.next_send_at)  # not this account's turn
             continue
         closed, closings = _window_states(windows, account, at, wake)
-        if not slot_take(account.pk, at, holder):
+        first_next, _ = next_send(XWindow.stored(slot), at)
+        if first_next - at <= BACK_TO_BACK:  # X lets it send back to back: a batch of its own
+            _turn([account], pacing, at, closed, closings, holder, BATCH_MAX, wake)
             continue
-        result: AccountRun | None = None
-        try:
-            result = account_send(account, slot, at, closed, closings)
-        except Exception:  # one account's trouble (a row, a bug) must not stop every other account's sends
-            logger.exception("sender: account %s failed; its deliveries wait for their lease", account.pk)
-        finally:
-            next_at = result.next_at if result is not None and result.next_at is not None else at
-            slot_release(
-                account.pk,
-                holder,
-                next_at=next_at,
-                reason=result.reason if result is not None else "",
-                window=result.window if result is not None and result.heard else None,
-                sent_at=result.last_sent_at if result is not None else None,
-            )
-        if result is not None and result.reason != "idle":
-            wake.append(next_at)
+        key = (frozenset(closed), tuple(sorted(closings.items())))
+        group = turns.setdefault(key, ([], closed, closings))[0]
+        group.append(account)
+        if len(group) >= TURNS_MAX:
+            _turn(group, pacing, at, closed, closings, holder, 1, wake)
+            del turns[key]
+    for group, closed, closings in turns.values():
+        _turn(group, pacing, max(now, timezone.now()), closed, closings, holder, 1, wake)
     lifecycle.runs_complete(now)
     wake += _later_work(now)
     return min(wake) if wake else None
+
+
+def _turn(
+    accounts: list[Account],
+    pacing: dict[Any, AccountPacing],
+    at: datetime,
+    closed: set[Any],
+    closings: dict[Any, datetime],
+    holder: str,
+    limit: int,
+    wake: list[datetime],
+) -> None:
+    """Take the accounts' slots, send (`accounts_send`), give the slots back with each account's next time."""
+    taken = slots_take([a.pk for a in accounts], at, holder)
+    accounts = [a for a in accounts if a.pk in taken]
+    if not accounts:
+        return
+    runs: dict[Any, AccountRun] = {}
+    try:
+        runs = accounts_send(accounts, pacing, at, closed, closings, limit=limit)
+    except Exception:  # one batch's trouble (a row, a bug) must not stop every other account's sends
+        logger.exception(
+            "sender: the sends of %s accounts failed; their deliveries wait for their lease", len(accounts)
+        )
+    finally:
+        releases = []
+        for account in accounts:
+            run = runs.get(account.pk)
+            next_at = run.next_at if run is not None and run.next_at is not None else at
+            if run is None or run.reason != "idle":
+                wake.append(next_at)
+            releases.append(
+                SlotRelease(
+                    account.pk,
+                    next_at,
+                    run.reason if run is not None else "",
+                    run.window if run is not None and run.heard else None,
+                    run.last_sent_at if run is not None else None,
+                )
+            )
+        slots_release(holder, releases)
 
 
 def _window_states(

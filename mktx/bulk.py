@@ -23,12 +23,13 @@ def values_update(
     *,
     assignments: str,
     where: str = "",
+    where_params: Sequence[Any] = (),
     returning: bool = False,
 ) -> list[Any]:
     """UPDATE `model`'s table from `rows`, joined on its primary key: `columns` names and types the VALUES
     columns (the first is the key), `assignments` is the SET clause over `t` (the row) and `v` (its values),
-    `where` more conditions. Answers the updated rows' keys when `returning` (else []). Values are adapted by
-    their column's field and, on PostgreSQL, cast to its type."""
+    `where` more conditions (with `where_params`). Answers the updated rows' keys when `returning` (else []).
+    Values are adapted by their column's field and, on PostgreSQL, cast to its type."""
     if not rows:
         return []
     cast = connection.vendor == "postgresql"
@@ -48,7 +49,7 @@ def values_update(
         f"{f' RETURNING {pk}' if returning else ''}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, *where_params])
         if not returning:
             return []
         key = columns[0][1]

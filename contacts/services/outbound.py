@@ -21,7 +21,15 @@ from django.utils.dateparse import parse_datetime
 from contacts.media import FetchedImage, fetch_image
 from contacts.models import Contact, Conversation, Message, MessageDirection, MessageOrigin, MessageStatus
 from contacts.services.contacts import contact_interaction_record, contacts_messages_sent
-from contacts.services.quota import QuotaState, quota_count, quota_error, quota_lock, quota_state
+from contacts.services.quota import (
+    QuotaState,
+    quota_count,
+    quota_error,
+    quota_lock,
+    quota_state,
+    quotas_lock,
+    quotas_save,
+)
 from mktx.accounts.models import Account, AccountStatus
 from mktx.accounts.services import AccountCredentialsUnreadable, account_client, account_revoked
 from mktx.api.errors import ApiError, ErrorCode, InvalidInput, RateLimited, TwitterApiError
@@ -545,8 +553,8 @@ class OutboundBatch:
                 )
             }
             fresh: list[Message] = []
-            for account_id in sorted(by_account, key=str):  # one lock order: two batches never deadlock
-                quota = quota_lock(account_id)
+            quotas = quotas_lock(list(by_account))
+            for account_id, quota in quotas.items():
                 for dm in by_account[account_id]:
                     if (found := earlier.get((account_id, dm.idempotency_key))) is not None:
                         dm.message, dm.earlier = found, True
@@ -567,7 +575,7 @@ class OutboundBatch:
                     )
                     fresh.append(dm.message)
                     quota.add(origin=dm.origin, at=quota.now)
-                quota.save()
+            quotas_save(list(quotas.values()))
             Message.objects.bulk_create(fresh)
             _conversations_outbound_added([m.conversation_id for m in fresh], timezone.now())
 
@@ -640,11 +648,11 @@ class OutboundBatch:
             if dm.message is not None and dm.message.pk in gone:
                 by_account.setdefault(dm.message.account_id, []).append(dm.message)
                 dm.message = None
-        for account_id in sorted(by_account, key=str):
-            quota = quota_lock(account_id)
+        quotas = quotas_lock(list(by_account))
+        for account_id, quota in quotas.items():
             for message in by_account[account_id]:
                 quota.add(origin=message.origin, at=min(message.created_at, quota.now), delta=-1)
-            quota.save()
+        quotas_save(list(quotas.values()))
         per_conversation: dict[Any, int] = {}
         for messages in by_account.values():
             for message in messages:

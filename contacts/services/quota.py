@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from contacts.models import AccountQuota, Message, MessageOrigin
 from mktx.api.errors import RateLimited
+from mktx.bulk import values_update
 
 BUCKET_SECONDS = 600
 WINDOW = timedelta(hours=24)
@@ -200,22 +201,48 @@ class LockedQuota:
             counts[column] = max(0, counts[column] + delta)
         return True
 
+    def stored(self) -> dict[str, list[int]]:
+        return {str(b): counts for b, counts in sorted(self.buckets.items()) if any(counts)}
+
     def save(self) -> None:
-        stored = {str(b): counts for b, counts in sorted(self.buckets.items()) if any(counts)}
-        AccountQuota.objects.filter(pk=self.account_id).update(buckets=stored, updated_at=self.now)
+        AccountQuota.objects.filter(pk=self.account_id).update(buckets=self.stored(), updated_at=self.now)
 
 
 def quota_lock(account_id: Any, now: datetime | None = None) -> LockedQuota:
     """The account's counter row under SELECT ... FOR UPDATE; call inside `transaction.atomic`. The account's first
     DM creates the row: INSERT ... ON CONFLICT DO NOTHING, so two first sends at once both end up locking the one
     row (the second waits for the first to commit) instead of one failing."""
+    return quotas_lock([account_id], now)[account_id]
+
+
+def quotas_lock(account_ids: list[Any], now: datetime | None = None) -> dict[Any, LockedQuota]:
+    """`quota_lock` for many accounts in one SELECT, locked in key order (two batches never deadlock)."""
     now = now or timezone.now()
-    locked = AccountQuota.objects.select_for_update().filter(pk=account_id).values_list("buckets", flat=True)
-    raw = locked.first()
-    if raw is None:
-        AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
-        raw = locked.first()
-    return LockedQuota(account_id, raw, now)
+    locked = AccountQuota.objects.select_for_update().order_by("pk")
+    raw = dict(locked.filter(pk__in=account_ids).values_list("pk", "buckets"))
+    missing = [pk for pk in account_ids if pk not in raw]
+    if missing:
+        AccountQuota.objects.bulk_create([AccountQuota(account_id=pk) for pk in missing], ignore_conflicts=True)
+        raw |= dict(locked.filter(pk__in=missing).values_list("pk", "buckets"))
+    return {pk: LockedQuota(pk, raw.get(pk), now) for pk in account_ids}
+
+
+def quotas_save(quotas: list[LockedQuota]) -> None:
+    """`LockedQuota.save` for many rows in one UPDATE."""
+    if len(quotas) == 1:
+        quotas[0].save()
+        return
+    columns: list[tuple[str, Any]] = [
+        ("k", AccountQuota._meta.pk),
+        ("b", AccountQuota._meta.get_field("buckets")),
+        ("now", AccountQuota._meta.get_field("updated_at")),
+    ]
+    values_update(
+        AccountQuota,
+        columns,
+        [(q.account_id, q.stored(), q.now) for q in quotas],
+        assignments="buckets = v.b, updated_at = v.now",
+    )
 
 
 def quota_count(*, message: Message, delta: int = 1, at: datetime | None = None) -> None:
