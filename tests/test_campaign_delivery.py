@@ -334,6 +334,32 @@ def test_a_send_costs_at_most_eight_queries_and_a_pass_no_hidden_cost_per_send(
     twenty, _ = one_pass_queries(api, "twenty", 20, django_assert_max_num_queries)
     # then each send beyond the tenth costs at most 8 queries: no hidden cost per send in the pass
     assert (twenty - ten) / 10 <= QUERIES_PER_SEND, (ten, twenty)
+    # and in fact the batch is stored and recorded in a few statements for all of its DMs
+    assert twenty - ten <= 2, (ten, twenty)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_accounts_at_xs_pace_send_their_turns_in_one_batch_at_a_few_queries_for_all_of_them(
+    api, sandbox, clock, settings, sender_not_kicked, django_assert_max_num_queries
+):
+    # given 12 accounts of one merchant, 3 customers each, X allowing 15 DMs per 15 minutes per account
+    settings.MKTX_X_DM_DAILY_LIMIT = settings.MKTX_CAMPAIGN_DAILY_LIMIT = 1_000_000
+    sandbox.limits(dm15m=15)
+    shops = [connect(api, sandbox, f"turns_shop_{i}") for i in range(12)]
+    for i, shop in enumerate(shops):
+        customers(sandbox, shop, "turns", 3, prefix=f"s{i}")
+    data = create(api, [segment(api, "Turns", "turns")], template(api))
+    start(api, data["id"])
+    # when one pass sends each account's first DM, and the next pass, a minute later, each account's turn
+    sender_step()
+    clock.shift(timedelta(seconds=61))
+    with django_assert_max_num_queries(PASS_QUERIES + 12) as captured:
+        sender_step()
+    # then each account sent one DM per pass, at X's pace, and the second pass cost a few queries for all twelve
+    per_account = [Delivery.objects.filter(account=shop["account"], status="sent").count() for shop in shops]
+    assert per_account == [2] * 12
+    assert Message.objects.filter(origin="campaign", status="sent").count() == 24
+    assert len(captured) <= PASS_QUERIES + 12, len(captured)  # a pass's own few, then at most one per account
 
 
 # --- 5. several lanes share the work ----------------------------------------------------------------------------------
