@@ -95,6 +95,7 @@ def test_xs_echo_before_the_record_counts_the_dm_once(sandbox, shop, fans):
     batch.prepare()
     dm = batch.dms[0]
     batch.send(dm)
+    assert dm.message is not None and dm.sent_at is not None
     # when X's echo of the DM arrives before the batch records it
     echo = dm_record(
         account=shop["account"],
@@ -124,7 +125,7 @@ def test_a_key_already_used_answers_its_message_and_is_not_sent_again(sandbox, s
     again.prepare()
     # then each answers its earlier message, and nothing goes to X twice
     assert all(dm.earlier and not dm.sendable for dm in again.dms)
-    assert [dm.message.pk for dm in again.dms] == [dm.message.pk for dm in first.dms]
+    assert [getattr(dm.message, "pk", None) for dm in again.dms] == [getattr(dm.message, "pk", 0) for dm in first.dms]
     again.record()
     assert len(sent_at_x(sandbox, shop)) == 2
     assert Message.objects.filter(origin="campaign").count() == 2
