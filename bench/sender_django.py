@@ -156,20 +156,26 @@ def _kind(sql: str) -> str:
 # Where a send's queries and CPU go: these functions are wrapped in this process (module, name), each one's own
 # share counted without the wrapped functions it calls. A name a newer sender no longer has is left out.
 WRAPPED = (
-    (sender, "account_send"),
+    (sender, "accounts_send"),
     (sender, "deliveries_claim"),
+    (sender, "deliveries_claim_turns"),
     (sender, "_conversations"),
     (sender, "_rendered"),
+    (sender, "_batched_send"),
     (sender, "delivery_send"),
     (sender, "message_send"),
+    (outbound.OutboundBatch, "prepare"),
+    (outbound.OutboundBatch, "send"),
+    (outbound.OutboundBatch, "record"),
     (outbound, "_create_pending"),
     (outbound, "_send_to_x"),
     (outbound, "message_mark_sent"),
     (outbound, "contact_interaction_record"),
+    (outbound, "contacts_messages_sent"),
     (sender, "deliveries_sent"),
     (sender, "deliveries_unclaim"),
-    (sender, "slot_take"),
-    (sender, "slot_release"),
+    (sender, "slots_take"),
+    (sender, "slots_release"),
 )
 
 

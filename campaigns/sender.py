@@ -65,6 +65,7 @@ PASS_BUDGET = timedelta(seconds=20)  # one pass over the accounts; the next pass
 HAND_OVER = timedelta(seconds=90)  # a lane sleeps until a slot this close; a later one is the minute sweep's
 BATCH_MAX = 50  # deliveries claimed at once for an account that X lets send back to back
 TURNS_MAX = 100  # accounts at X's pace whose next DMs go in one batch
+HELD_RECHECK = timedelta(seconds=1)  # a slot another lane holds is looked at again this soon (not at its hold's end)
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
 # a DM reaches X a moment after its send begins (the Message is stored first): none begins in a window's last second
 WINDOW_MARGIN = timedelta(seconds=1)
@@ -460,7 +461,8 @@ def sender_step(now: datetime | None = None, *, holder: str | None = None) -> da
         at = max(now, timezone.now())  # a pass over many accounts takes a while: leases and holds start now
         slot = pacing.get(account.pk)
         if slot is not None and slot.next_send_at is not None and slot.next_send_at > at:
-            wake.append(slot.next_send_at)  # not this account's turn
+            # not this account's turn; or another lane sends for it now, and gives it back long before its hold ends
+            wake.append(min(slot.next_send_at, at + HELD_RECHECK) if slot.holder else slot.next_send_at)
             continue
         closed, closings = _window_states(windows, account, at, wake)
         first_next, _ = next_send(XWindow.stored(slot), at)
@@ -492,6 +494,8 @@ def _turn(
 ) -> None:
     """Take the accounts' slots, send (`accounts_send`), give the slots back with each account's next time."""
     taken = slots_take([a.pk for a in accounts], at, holder)
+    if len(taken) < len(accounts):  # another lane took them since the pass began: look again soon
+        wake.append(at + HELD_RECHECK)
     accounts = [a for a in accounts if a.pk in taken]
     if not accounts:
         return
