@@ -143,17 +143,7 @@ def _pending(
     )
 
 
-def _create_pending(
-    *,
-    conversation: Conversation,
-    content: str,
-    message_type: str,
-    attachments: list[Attachment],
-    origin: str,
-    sent_by_id: Any,
-    idempotency_key: str | None,
-    metadata: dict[str, Any] | None,
-) -> Message:
+def _create_pending(*, conversation: Conversation, origin: str, **fields: Any) -> Message:
     """The pending Message, counted in the account's quota, in one transaction under the quota row's lock: the caps
     are checked on the locked row, so two processes never both pass one. Raises RateLimited naming the cap, or the
     IntegrityError of an idempotency key already used (nothing is stored then)."""
@@ -163,29 +153,12 @@ def _create_pending(
         blocked = state.blocking(origin)
         if blocked is not None:
             raise quota_error(state, *blocked)
-        message = _pending(
-            conversation,
-            content=content,
-            message_type=message_type,
-            attachments=attachments,
-            origin=origin,
-            sent_by_id=sent_by_id,
-            idempotency_key=idempotency_key,
-            metadata=metadata,
-        )
+        message = _pending(conversation, origin=origin, **fields)  # the fields of `_pending`
         message.save(force_insert=True)
         quota.add(origin=origin, at=message.created_at)
         quota.save()
-        _conversation_outbound_added(conversation.pk, message.created_at)
+        _conversations_outbound_added([conversation.pk], message.created_at)
     return message
-
-
-def _conversation_outbound_added(conversation_id: Any, at: datetime) -> None:
-    """conversation_message_added(inbound=False) in one UPDATE instead of two (the send path's query budget)."""
-    Conversation.objects.filter(pk=conversation_id).update(
-        message_count=F("message_count") + 1,
-        last_message_at=Case(When(last_message_at__lt=at, then=Value(at)), default=F("last_message_at")),
-    )
 
 
 def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime, contact_id: Any = None) -> bool:
@@ -662,7 +635,8 @@ class OutboundBatch:
 
 
 def _conversations_outbound_added(conversation_ids: list[Any], at: datetime) -> None:
-    """`_conversation_outbound_added` for many messages: one UPDATE per distinct count (one, as a rule)."""
+    """conversation_message_added(inbound=False) for the conversations of new outbound messages (an id once per
+    message), in one UPDATE per distinct count (a single one, as a rule) instead of two per message."""
     counts: dict[Any, int] = {}
     for conversation_id in conversation_ids:
         counts[conversation_id] = counts.get(conversation_id, 0) + 1
