@@ -13,7 +13,7 @@ Measured:
 - how late the sends were against that even schedule, and X's 429s (messages failed with RateLimited);
 - the sender's CPU per send: the CPU time of all the cluster's processes (from /proc) over the measured span,
   divided by the sends in it (PostgreSQL's and the sandbox's beside it);
-- queries per send: after the cluster stops, `campaigns.sender.sender_step` in one process over the same accounts
+- queries per send: after the cluster stops, `campaigns.lanes.sender_step` in one process over the same accounts
   for `--probe-seconds` (bench/sender_django.py probe, every query captured).
 
     .venv/bin/python bench/accounts.py [--accounts 2000] [--recipients 20] [--window 300] [--workers 3] [--lanes 2]

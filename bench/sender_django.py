@@ -12,7 +12,7 @@ a template with a link. Answers `{"campaigns": [ids]}`.
 `start`: `{"campaigns": [ids]}`, each through `campaign_start` (the audience frozen inline); `cancel` likewise;
 `kick` queues the sender loops once (`queue.sender_kick_now`).
 
-`probe`: `{"seconds", "profile"?}`: `campaigns.sender.sender_step` in this process, looping as `sender_run` does,
+`probe`: `{"seconds", "profile"?}`: `campaigns.lanes.sender_step` in this process, looping as `sender_run` does,
 until nothing is due or `seconds` have passed, every query counted from the connection's query log (BEGIN and
 COMMIT included, as Django logs them). Answers the sends, the queries and CPU time (without the profiler's
 overhead) per function of the send path (WRAPPED) and for the rest of the pass, the statements by kind, and the
@@ -39,12 +39,12 @@ django.setup()
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from campaigns import queue, sender  # noqa: E402
+from campaigns import lanes, queue, sender  # noqa: E402
 from campaigns.campaigns import campaign_create  # noqa: E402
 from campaigns.lifecycle import campaign_cancel, campaign_start  # noqa: E402
 from campaigns.models import Campaign, Delivery, DeliveryStatus, Template  # noqa: E402
 from contacts.models import Contact, ContactTag, Conversation, Segment, Tag  # noqa: E402
-from contacts.services import outbound  # noqa: E402
+from contacts.services import message_states, outbound, outbound_batch  # noqa: E402
 from mktx.accounts.crypto import encrypt  # noqa: E402
 from mktx.accounts.models import Account  # noqa: E402
 from mktx.iam.models import Merchant  # noqa: E402
@@ -164,18 +164,19 @@ WRAPPED = (
     (sender, "_batched_send"),
     (sender, "delivery_send"),
     (sender, "message_send"),
-    (outbound.OutboundBatch, "prepare"),
-    (outbound.OutboundBatch, "send"),
-    (outbound.OutboundBatch, "record"),
+    (outbound_batch.OutboundBatch, "prepare"),
+    (outbound_batch.OutboundBatch, "send"),
+    (outbound_batch.OutboundBatch, "record"),
+    (outbound_batch, "send_to_x"),
+    (outbound_batch, "contacts_messages_sent"),
     (outbound, "_create_pending"),
-    (outbound, "_send_to_x"),
+    (outbound, "send_to_x"),
     (outbound, "message_mark_sent"),
-    (outbound, "contact_interaction_record"),
-    (outbound, "contacts_messages_sent"),
+    (message_states, "contact_interaction_record"),
     (sender, "deliveries_sent"),
     (sender, "deliveries_unclaim"),
-    (sender, "slots_take"),
-    (sender, "slots_release"),
+    (lanes, "slots_take"),
+    (lanes, "slots_release"),
 )
 
 
@@ -254,7 +255,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
             wall_at = time.perf_counter()
             if profiler is not None:
                 profiler.enable()
-            wake = sender.sender_step(holder=holder)
+            wake = lanes.sender_step(holder=holder)
             if profiler is not None:
                 profiler.disable()
             wall += time.perf_counter() - wall_at

@@ -12,7 +12,7 @@ from django.db.models import F, Q
 
 from campaigns.models import Delivery, DeliveryStatus
 from contacts.models import Message, MessageStatus
-from contacts.services.outbound import message_found_at_x, message_mark_lost
+from contacts.services.message_states import message_found_at_x, message_mark_lost
 from mktx.bulk import values_update
 from mktx.xapi import XError
 

@@ -1,7 +1,9 @@
-"""The campaign sender: it claims deliveries and sends them, paced per X account, exactly once each.
+"""The campaign sender: it claims deliveries and sends them, paced per X account, exactly once each (the lanes that
+run it, pass after pass, are lanes.py's).
 
-Claiming. A lane takes an account's slot (pacing.py, a compare-and-set), then claims a batch of the account's due
-deliveries in one statement (`FOR UPDATE SKIP LOCKED`, `pending` -> `sending` with a lease) and sends them one after
+Claiming. With an account's slot taken (pacing.py, a compare-and-set), a batch of the account's due deliveries is
+claimed in one statement (`FOR UPDATE SKIP LOCKED`, `pending` -> `sending` with a lease), or, for many accounts at
+X's pace, each one's next delivery in one statement; they are sent through one OutboundBatch, an account's one after
 the other: one send per account in flight, any number of lanes and processes sharing the accounts.
 
 Exactly once. Each claim has its own idempotency key, the DM goes through the inbox's one outbound path, and the
@@ -15,42 +17,34 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from campaigns import lifecycle, queue
+from campaigns import lifecycle
 from campaigns.deliveries import (
     deliveries_sent,
     delivery_finish,
     delivery_later,
     delivery_sent,
-    leases_reconcile,
     message_key,
 )
 from campaigns.links import links_track_many
 from campaigns.media import RunMedia
-from campaigns.models import AccountPacing, Delivery, DeliveryStatus, SenderLane
-from campaigns.pacing import SlotRelease, XWindow, next_send, slots_release, slots_take
-from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
+from campaigns.models import AccountPacing, Delivery, DeliveryStatus
+from campaigns.pacing import XWindow, next_send
 from campaigns.templating import render
 from contacts.models import Conversation, Message, MessageOrigin, MessageStatus
 from contacts.services.conversations import conversation_open_for
-from contacts.services.outbound import (
-    Attachment,
-    OutboundBatch,
-    OutboundDM,
-    SendSkipped,
-    message_found_at_x,
-    message_send,
-)
+from contacts.services.message_states import message_found_at_x
+from contacts.services.outbound import Attachment, SendSkipped, message_send
+from contacts.services.outbound_batch import OutboundBatch, OutboundDM
 from mktx.accounts.models import Account
 from mktx.api.errors import ApiError, RateLimited
 from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
@@ -61,21 +55,12 @@ logger = logging.getLogger("mktx.campaigns.sender")
 
 MAX_TRIES = 3
 RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
-PASS_BUDGET = timedelta(seconds=20)  # one pass over the accounts; the next pass goes on where the turns are
-HAND_OVER = timedelta(seconds=90)  # a lane sleeps until a slot this close; a later one is the minute sweep's
-BATCH_MAX = 50  # deliveries claimed at once for an account that X lets send back to back
-TURNS_MAX = 100  # accounts at X's pace whose next DMs go in one batch
-HELD_RECHECK = timedelta(seconds=1)  # a slot another lane holds is looked at again this soon (not at its hold's end)
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
-# a DM reaches X a moment after its send begins (the Message is stored first): none begins in a window's last second
-WINDOW_MARGIN = timedelta(seconds=1)
 UNCLEAR = ("Timeout", "ServerError", "Unavailable", "Lost")  # error codes after which X may have sent the DM
-# the account's fields a pass reads, the tokens included: the sends sign with them (deferred, each pass would read
-# them again, one query apiece)
-SENDING_FIELDS = ("pk", "business_hours", "status", "username", "oauth_token_encrypted", "oauth_token_secret_encrypted")
 
 
-def _due(now: datetime) -> Any:
+def due_deliveries(now: datetime) -> Any:
+    """Pending deliveries of running campaigns whose time has come."""
     return Delivery.objects.filter(lifecycle.ACTIVE_RUN, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
 
 
@@ -101,7 +86,12 @@ def _claimed(account_ids: list[Any], now: datetime) -> list[Delivery]:
 def deliveries_claim(account_id: Any, now: datetime, *, limit: int, closed: set[Any]) -> list[Delivery]:
     """Claim up to `limit` of the account's due deliveries (not those of campaigns whose send window is closed) in
     one UPDATE over a `FOR UPDATE SKIP LOCKED` selection; the claimed rows, ready to send."""
-    due = _due(now).filter(account_id=account_id).exclude(campaign_id__in=closed).order_by("next_attempt_at", "id")
+    due = (
+        due_deliveries(now)
+        .filter(account_id=account_id)
+        .exclude(campaign_id__in=closed)
+        .order_by("next_attempt_at", "id")
+    )
     with transaction.atomic():
         picked = due.select_for_update(skip_locked=True, of=("self",)).values("pk")[:limit]
         claimed = _claim(Delivery.objects.filter(pk__in=Subquery(picked), status=DeliveryStatus.PENDING), now)
@@ -112,7 +102,7 @@ def deliveries_claim_turns(account_ids: list[Any], now: datetime, *, closed: set
     """Claim the next due delivery of each of these accounts (their turns at X's pace) in one UPDATE. The lane
     holds the accounts' slots, so no other lane claims for them; a delivery that stopped being pending meanwhile
     (a cancel, a sweep) is left out."""
-    turn = _due(now).filter(account_id=OuterRef("pk")).exclude(campaign_id__in=closed)
+    turn = due_deliveries(now).filter(account_id=OuterRef("pk")).exclude(campaign_id__in=closed)
     picked = (
         Account.objects.filter(pk__in=account_ids)
         .annotate(turn=Subquery(turn.order_by("next_attempt_at", "id").values("pk")[:1]))
@@ -428,177 +418,3 @@ def _batch_send(
     finally:
         batch.record()
         deliveries_unclaim([d for d, _ in ready if d.pk not in begun])
-
-
-# --- the loop -----------------------------------------------------------------------------------------------------
-
-
-def sender_step(now: datetime | None = None, *, holder: str | None = None) -> datetime | None:
-    """One pass: the lifecycle's sweeps, then each account whose slot is open sends (a batch or one DM). Answers
-    when something is next due (None: nothing is waiting)."""
-    now = now or timezone.now()
-    holder = holder or uuid.uuid4().hex
-    lifecycle.campaigns_fire_due(now)
-    lifecycle.runs_expire(now)
-    leases_reconcile(now)
-    lifecycle.inactive_accounts_skip()
-    windows = lifecycle.running_send_windows()
-    wake: list[datetime] = []
-    has_due = Exists(_due(now).filter(account_id=OuterRef("pk")))
-    # the accounts whose turn came first go first; a pass stops at PASS_BUDGET and answers "now" for the rest
-    accounts = list(
-        Account.objects.filter(has_due)
-        .order_by(F("pacing__next_send_at").asc(nulls_first=True), "pk")
-        .only(*SENDING_FIELDS)
-    )
-    pacing = {p.pk: p for p in AccountPacing.objects.filter(pk__in=[a.pk for a in accounts])}
-    pass_ends = time.monotonic() + PASS_BUDGET.total_seconds()
-    turns: dict[Any, tuple[list[Account], set[Any], dict[Any, datetime]]] = {}  # accounts at X's pace, by window
-    for account in accounts:
-        if time.monotonic() >= pass_ends:
-            wake.append(timezone.now())
-            break
-        at = max(now, timezone.now())  # a pass over many accounts takes a while: leases and holds start now
-        slot = pacing.get(account.pk)
-        if slot is not None and slot.next_send_at is not None and slot.next_send_at > at:
-            # not this account's turn; or another lane sends for it now, and gives it back long before its hold ends
-            wake.append(min(slot.next_send_at, at + HELD_RECHECK) if slot.holder else slot.next_send_at)
-            continue
-        closed, closings = _window_states(windows, account, at, wake)
-        first_next, _ = next_send(XWindow.stored(slot), at)
-        if first_next - at <= BACK_TO_BACK:  # X lets it send back to back: a batch of its own
-            _turn([account], pacing, at, closed, closings, holder, BATCH_MAX, wake)
-            continue
-        key = (frozenset(closed), tuple(sorted(closings.items())))
-        group = turns.setdefault(key, ([], closed, closings))[0]
-        group.append(account)
-        if len(group) >= TURNS_MAX:
-            _turn(group, pacing, at, closed, closings, holder, 1, wake)
-            del turns[key]
-    for group, closed, closings in turns.values():
-        _turn(group, pacing, max(now, timezone.now()), closed, closings, holder, 1, wake)
-    lifecycle.runs_complete(now)
-    wake += _later_work(now)
-    return min(wake) if wake else None
-
-
-def _turn(
-    accounts: list[Account],
-    pacing: dict[Any, AccountPacing],
-    at: datetime,
-    closed: set[Any],
-    closings: dict[Any, datetime],
-    holder: str,
-    limit: int,
-    wake: list[datetime],
-) -> None:
-    """Take the accounts' slots, send (`accounts_send`), give the slots back with each account's next time."""
-    taken = slots_take([a.pk for a in accounts], at, holder)
-    if len(taken) < len(accounts):  # another lane took them since the pass began: look again soon
-        wake.append(at + HELD_RECHECK)
-    accounts = [a for a in accounts if a.pk in taken]
-    if not accounts:
-        return
-    runs: dict[Any, AccountRun] = {}
-    try:
-        runs = accounts_send(accounts, pacing, at, closed, closings, limit=limit)
-    except Exception:  # one batch's trouble (a row, a bug) must not stop every other account's sends
-        logger.exception(
-            "sender: the sends of %s accounts failed; their deliveries wait for their lease", len(accounts)
-        )
-    finally:
-        releases = []
-        for account in accounts:
-            run = runs.get(account.pk)
-            next_at = run.next_at if run is not None and run.next_at is not None else at
-            if run is None or run.reason != "idle":
-                wake.append(next_at)
-            releases.append(
-                SlotRelease(
-                    account.pk,
-                    next_at,
-                    run.reason if run is not None else "",
-                    run.window if run is not None and run.heard else None,
-                    run.last_sent_at if run is not None else None,
-                )
-            )
-        slots_release(holder, releases)
-
-
-def _window_states(
-    windows: dict[Any, SendWindow], account: Account, now: datetime, wake: list[datetime]
-) -> tuple[set[Any], dict[Any, datetime]]:
-    """In the account's time zone: the campaigns whose send window is closed now, or closes within WINDOW_MARGIN
-    (their next openings join `wake`), and for each open one the last moment a send of it may begin."""
-    closed: set[Any] = set()
-    last_starts: dict[Any, datetime] = {}
-    if not windows:
-        return closed, last_starts
-    zone = window_timezone(account.business_hours)
-    for campaign_id, window in windows.items():
-        opening = window_opening(window, zone, now)
-        if opening <= now:
-            closing = window_closing(window, zone, now)
-            if closing is not None and closing - now > WINDOW_MARGIN:
-                last_starts[campaign_id] = closing - WINDOW_MARGIN
-                continue
-            opening = window_opening(window, zone, closing or now + WINDOW_MARGIN)
-        closed.add(campaign_id)
-        wake.append(opening)
-    return closed, last_starts
-
-
-def _later_work(now: datetime) -> list[datetime]:
-    """Retries and deferrals due later (a paused campaign's too: waking for them once is harmless), and leases."""
-    later = (
-        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__gt=now)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
-        .first()
-    )
-    leased = (
-        Delivery.objects.filter(status=DeliveryStatus.SENDING)
-        .order_by("lease_until")
-        .values_list("lease_until", flat=True)
-        .first()
-    )
-    return [at for at in (later, leased) if at is not None]
-
-
-def _lane_acquire(holder: str, until: datetime) -> int | None:
-    now = timezone.now()
-    for lane in range(1, settings.MKTX_SENDER_LANES + 1):
-        SenderLane.objects.get_or_create(pk=lane)
-        if SenderLane.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=lane).update(
-            lease_until=until, holder=holder
-        ):
-            return lane
-    return None
-
-
-def sender_run(budget: float | None = None) -> str:
-    """A sender loop: steps until nothing is due within its budget (seconds), sleeping until the next slot.
-    At most MKTX_SENDER_LANES loops run at once. Answers a summary for the task log."""
-    budget = settings.MKTX_SENDER_BUDGET_SECONDS if budget is None else budget
-    holder = uuid.uuid4().hex
-    lane = _lane_acquire(holder, timezone.now() + timedelta(seconds=budget + 60))
-    if lane is None:
-        return "all sender lanes busy"
-    deadline = time.monotonic() + budget
-    steps, wake = 0, None
-    try:
-        while True:
-            wake = sender_step(holder=holder)
-            steps += 1
-            if budget <= 0 or wake is None:
-                break
-            delay = (wake - timezone.now()).total_seconds()
-            if delay > HAND_OVER.total_seconds() or time.monotonic() >= deadline:
-                break
-            if delay > 0:
-                time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))  # new work is seen quickly
-    finally:
-        SenderLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
-    if budget > 0 and wake is not None and wake - timezone.now() <= HAND_OVER:
-        queue.sender_kick_now()  # a fresh task goes on (what waits longer, the minute sweep wakes)
-    return f"lane {lane}: {steps} steps, next at {wake.isoformat() if wake else 'nothing due'}"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from campaigns import lifecycle, sender
+from campaigns import lanes, lifecycle
 
 
 def run_sender() -> str:
-    return sender.sender_run()
+    return lanes.sender_run()
 
 
 def fire_campaign(campaign_id: str) -> str:

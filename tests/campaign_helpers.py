@@ -9,7 +9,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from campaigns.sender import sender_step
+from campaigns.lanes import sender_step
 from contacts.models import Contact
 from contacts.services.contacts import XProfile, contact_tags_add
 from contacts.services.inbound import dm_record

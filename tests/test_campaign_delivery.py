@@ -18,8 +18,8 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from campaigns.lanes import sender_step
 from campaigns.models import Campaign, CampaignRun, Delivery
-from campaigns.sender import sender_step
 from contacts.models import Contact, Message
 from mktx.xapi.client import XClient
 from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
@@ -416,7 +416,7 @@ def test_four_lanes_share_three_accounts_without_a_duplicate_or_two_sends_of_an_
     # given 3 accounts with 30 recipients each, X and the caps out of the way, small batches so that the lanes
     # take turns on the accounts
     fast(settings, sandbox)
-    monkeypatch.setattr("campaigns.sender.BATCH_MAX", 4)
+    monkeypatch.setattr("campaigns.lanes.BATCH_MAX", 4)
     shops = [connect(api, sandbox, f"lane_shop_{n}") for n in range(3)]
     crowds = {shop["id"]: customers(sandbox, shop, "crowd", 30, prefix=f"shop{n}") for n, shop in enumerate(shops)}
     data = create(api, [segment(api, "Crowd", "crowd")], template(api))

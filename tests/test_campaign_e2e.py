@@ -51,7 +51,7 @@ def test_a_campaign_is_delivered_and_its_metrics_move_as_customers_read_click_an
     started = inbox.api("POST", f"/campaigns/{campaign['id']}/start")
     assert started.status_code == 200, started.text
     for _ in range(20):  # the sender runs as a task per kick; the sweep would wake it too
-        from campaigns.sender import sender_step
+        from campaigns.lanes import sender_step
 
         if sender_step() is None:
             break

@@ -12,8 +12,8 @@ import pytest
 import time_machine
 
 from campaigns.campaigns import schedule_of
+from campaigns.lanes import sender_step
 from campaigns.models import Campaign, CampaignRun, Delivery, Template
-from campaigns.sender import sender_step
 from contacts.models import Segment
 from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
 from tests.factories import MerchantFactory, UserFactory

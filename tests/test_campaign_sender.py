@@ -10,8 +10,8 @@ import pytest
 import time_machine
 from django.utils.dateparse import parse_datetime
 
+from campaigns.lanes import sender_step
 from campaigns.models import Campaign, CampaignRun, Delivery
-from campaigns.sender import sender_step
 from contacts.models import ConsentAction, Contact, Message
 from contacts.services.consent import contact_consent_set
 from contacts.services.contacts import contact_tags_add

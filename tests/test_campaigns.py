@@ -6,9 +6,9 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from campaigns.lanes import sender_step
 from campaigns.lifecycle import campaign_start
 from campaigns.models import Campaign, CampaignRun, Delivery, Template
-from campaigns.sender import sender_step
 from contacts.models import Segment
 from tests.campaign_helpers import connect, customer, drain
 from tests.factories import MerchantFactory

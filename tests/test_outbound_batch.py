@@ -11,7 +11,7 @@ from django.db.models import Sum
 
 from contacts.models import Contact, Conversation, Message
 from contacts.services.inbound import dm_record
-from contacts.services.outbound import OutboundBatch, OutboundDM
+from contacts.services.outbound_batch import OutboundBatch, OutboundDM
 from contacts.services.quota import quota_state
 from mktx.api.errors import RateLimited
 from tests.campaign_helpers import connect, customer

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from contacts.models import AccountQuota, Contact, Conversation, Message
 from contacts.services.inbound import dm_record
-from contacts.services.outbound import message_found_at_x, message_mark_lost, message_send
+from contacts.services.message_states import message_found_at_x, message_mark_lost
+from contacts.services.outbound import message_send
 from contacts.services.quota import QuotaCap, bucket_expiry, bucket_of, quota_room, quota_state, reply_reserve
 from mktx.accounts.services import account_client
 from mktx.api.errors import ApiError, RateLimited

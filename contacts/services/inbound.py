@@ -26,7 +26,7 @@ from contacts.services.consent import (
 )
 from contacts.services.contacts import XProfile, contact_follow_set, contact_interaction_record, contact_upsert_from_x
 from contacts.services.conversations import conversation_message_added, conversation_open_for
-from contacts.services.outbound import message_mark_sent
+from contacts.services.message_states import message_mark_sent
 from contacts.services.quota import quota_count
 from mktx.accounts.business_hours import is_open
 from mktx.accounts.models import Account
