@@ -111,22 +111,18 @@ def _turn(
             "sender: the sends of %s accounts failed; their deliveries wait for their lease", len(accounts)
         )
     finally:
-        releases = []
-        for account in accounts:
-            run = runs.get(account.pk)
-            next_at = run.next_at if run is not None and run.next_at is not None else at
-            if run is None or run.reason != "idle":
-                wake.append(next_at)
-            releases.append(
-                SlotRelease(
-                    account.pk,
-                    next_at,
-                    run.reason if run is not None else "",
-                    run.window if run is not None and run.heard else None,
-                    run.last_sent_at if run is not None else None,
-                )
-            )
+        releases = [_release(account.pk, runs.get(account.pk), at) for account in accounts]
         slots_release(holder, releases)
+        wake += [r.next_at for r in releases if r.reason != "idle"]
+
+
+def _release(account_id: Any, run: AccountRun | None, at: datetime) -> SlotRelease:
+    """What an account's slot is given back with: its run's next time and X's window as X answered it; `at` (look
+    again now) when its sends raised before the run said."""
+    if run is None:
+        return SlotRelease(account_id, at, "", None, None)
+    window = run.window if run.heard else None
+    return SlotRelease(account_id, run.next_at or at, run.reason, window, run.last_sent_at)
 
 
 def _window_states(

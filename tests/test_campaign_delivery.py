@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from campaigns.lanes import sender_step
-from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.models import AccountPacing, Campaign, CampaignRun, Delivery
 from contacts.models import Contact, Message
 from mktx.xapi.client import XClient
 from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
@@ -389,6 +389,26 @@ class SendLog:
             ordered = sorted(spans)
             found += [(account, a, b) for a, b in itertools.pairwise(ordered) if b[0] < a[1]]
         return found
+
+
+def test_a_pass_that_finds_the_slot_held_by_another_lane_looks_again_within_a_second(
+    api, sandbox, shop, clock, settings
+):
+    # given a campaign whose account another lane is sending for (its hold runs two minutes)
+    fast(settings, sandbox)
+    customers(sandbox, shop, "held", 2)
+    data = create(api, [segment(api, "Held", "held")], template(api))
+    start(api, data["id"])
+    AccountPacing.objects.update_or_create(
+        account=shop["account"],
+        defaults={"holder": "another-lane", "next_send_at": timezone.now() + timedelta(minutes=2)},
+    )
+    # when this lane's pass meets it
+    wake = sender_step()
+    # then it sends nothing for the account, and is back within a second (a lane that slept until the hold's end
+    # would leave the campaign to the other lane alone)
+    assert statuses(data["id"]) == ["pending", "pending"]
+    assert wake is not None and wake <= timezone.now() + timedelta(seconds=1), wake
 
 
 def lane(errors: list[BaseException], deadline: float) -> None:

@@ -1,6 +1,7 @@
 """contacts.services.outbound.OutboundBatch, over real HTTP against the sandbox: many DMs stored in one transaction
 under the caps of message_send, sent one by one, recorded in one transaction; what was never sent withdrawn as if
-never stored; X's echo before the record counted once; an earlier message of a key answered, not sent again."""
+never stored; X's echo before the record counted once; an earlier message of a key answered, not sent again; an
+account whose tokens cannot be read refused as a whole."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from django.db.models import Sum
 
 from contacts.models import Contact, Conversation, Message
 from contacts.services.inbound import dm_record
+from contacts.services.outbound import SendSkipped
 from contacts.services.outbound_batch import OutboundBatch, OutboundDM
 from contacts.services.quota import quota_state
+from mktx.accounts.models import Account
 from mktx.api.errors import RateLimited
 from tests.campaign_helpers import connect, customer
 
@@ -140,3 +143,16 @@ def test_a_send_that_began_without_an_answer_stays_pending_for_x_to_tell(sandbox
     statuses = dict(Message.objects.filter(origin="campaign").values_list("content", "status"))
     assert statuses == {"Sale for fan 0": "sent", "Sale for fan 1": "pending"}
     assert quota_state(shop["account"].pk).used == 2
+
+
+def test_an_account_whose_tokens_cannot_be_read_has_all_its_dms_refused_and_is_put_in_error(sandbox, shop, fans):
+    Account.objects.filter(pk=shop["account"].pk).update(oauth_token_encrypted="not a token")
+    account = Account.objects.get(pk=shop["account"].pk)
+    for conversation in fans:
+        conversation.account = account
+    batch = batch_of(fans)
+    batch.prepare()
+    assert all(isinstance(dm.refusal, SendSkipped) and dm.refusal.reason == "account_inactive" for dm in batch.dms)
+    assert Message.objects.filter(origin="campaign").count() == 0
+    assert Account.objects.get(pk=account.pk).status == "error"
+    assert sent_at_x(sandbox, shop) == []

@@ -7,6 +7,7 @@ batch form; the Message's later state changes (X's answer, its echo, reconciliat
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -292,17 +293,27 @@ def system_message_send(*, conversation_id: Any, text: str, idempotency_key: str
     return str(message.status)
 
 
-def conversations_outbound_added(conversation_ids: list[Any], at: datetime) -> None:
-    """conversation_message_added(inbound=False) for the conversations of new outbound messages (an id once per
-    message), in one UPDATE per distinct count (a single one, as a rule) instead of two per message."""
-    counts: dict[Any, int] = {}
-    for conversation_id in conversation_ids:
-        counts[conversation_id] = counts.get(conversation_id, 0) + 1
+def _by_count(conversation_ids: list[Any]) -> dict[int, list[Any]]:
+    """The conversations (an id once per message) grouped by how many of the messages each has."""
+    counts = Counter(conversation_ids)
     by_count: dict[int, list[Any]] = {}
     for conversation_id, n in counts.items():
         by_count.setdefault(n, []).append(conversation_id)
-    for n, ids in by_count.items():
+    return by_count
+
+
+def conversations_outbound_added(conversation_ids: list[Any], at: datetime) -> None:
+    """conversation_message_added(inbound=False) for the conversations of new outbound messages (an id once per
+    message), in one UPDATE per distinct count (a single one, as a rule) instead of two per message."""
+    for n, ids in _by_count(conversation_ids).items():
         Conversation.objects.filter(pk__in=ids).update(
             message_count=F("message_count") + n,
             last_message_at=Case(When(last_message_at__lt=at, then=Value(at)), default=F("last_message_at")),
         )
+
+
+def conversations_outbound_withdrawn(conversation_ids: list[Any]) -> None:
+    """Outbound messages deleted before they were sent: uncounted (their `last_message_at` stays: the latest
+    activity's time, at most the moment they were stored)."""
+    for n, ids in _by_count(conversation_ids).items():
+        Conversation.objects.filter(pk__in=ids).update(message_count=F("message_count") - n)

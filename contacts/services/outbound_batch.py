@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from contacts.models import Conversation, Message, MessageStatus
@@ -20,13 +19,14 @@ from contacts.services.outbound import (
     check_content,
     check_sendable,
     conversations_outbound_added,
+    conversations_outbound_withdrawn,
     pending_message,
     refetch_image,
     reusable_media,
     send_to_x,
     sending_client,
 )
-from contacts.services.quota import quota_error, quotas_lock, quotas_save
+from contacts.services.quota import bucket_of, quota_error, quotas_lock, quotas_save
 from mktx.accounts.services import account_revoked
 from mktx.api.errors import ApiError
 from mktx.bulk import values_update
@@ -86,7 +86,7 @@ class OutboundBatch:
     def __init__(self, dms: list[OutboundDM]) -> None:
         assert all(dm.origin not in RESPONSE_ORIGINS for dm in dms), "replies go through message_send"
         self.dms = dms
-        self._clients: dict[Any, Any] = {}
+        self._clients: dict[Any, Any] = {}  # per account: its X client, or why it has none (SendSkipped)
 
     def prepare(self) -> None:
         checked = [dm for dm in self.dms if self._check(dm)]
@@ -105,7 +105,12 @@ class OutboundBatch:
             check_sendable(account, contact, dm.marketing)
             check_content(dm.content, dm.attachments)
             if account.pk not in self._clients:
-                self._clients[account.pk] = sending_client(account)
+                try:
+                    self._clients[account.pk] = sending_client(account)
+                except ApiError as exc:  # unreadable tokens: the account is marked once, its DMs all refused
+                    self._clients[account.pk] = exc
+            if isinstance(client := self._clients[account.pk], ApiError):
+                raise client
         except ApiError as exc:
             dm.refusal = exc
             return False
@@ -145,8 +150,13 @@ class OutboundBatch:
                     )
                     fresh.append(dm.message)
                     quota.add(origin=dm.origin, at=quota.now)
+            Message.objects.bulk_create(fresh)  # each one's created_at is set now
+            for message in fresh:  # counted in the bucket of its created_at, where a give-back will look for it
+                quota = quotas[message.account_id]
+                if bucket_of(message.created_at) != bucket_of(quota.now):
+                    quota.add(origin=message.origin, at=quota.now, delta=-1)
+                    quota.add(origin=message.origin, at=message.created_at)
             quotas_save(list(quotas.values()))
-            Message.objects.bulk_create(fresh)
             conversations_outbound_added([m.conversation_id for m in fresh], timezone.now())
 
     def send(self, dm: OutboundDM) -> None:
@@ -209,7 +219,8 @@ class OutboundBatch:
                 self._withdraw(withdrawn)
 
     def _withdraw(self, dms: list[OutboundDM]) -> None:
-        """Pending messages the caller did not send after all: gone, as if never stored."""
+        """Pending messages the caller did not send after all: deleted, their quota and conversation counts given
+        back (`conversations_outbound_withdrawn`)."""
         ids = [dm.message.pk for dm in dms]  # type: ignore[union-attr]
         gone = set(Message.objects.filter(pk__in=ids, status=MessageStatus.PENDING).values_list("pk", flat=True))
         Message.objects.filter(pk__in=gone).delete()
@@ -223,9 +234,4 @@ class OutboundBatch:
             for message in by_account[account_id]:
                 quota.add(origin=message.origin, at=min(message.created_at, quota.now), delta=-1)
         quotas_save(list(quotas.values()))
-        per_conversation: dict[Any, int] = {}
-        for messages in by_account.values():
-            for message in messages:
-                per_conversation[message.conversation_id] = per_conversation.get(message.conversation_id, 0) + 1
-        for conversation_id, n in per_conversation.items():
-            Conversation.objects.filter(pk=conversation_id).update(message_count=F("message_count") - n)
+        conversations_outbound_withdrawn([m.conversation_id for messages in by_account.values() for m in messages])
