@@ -36,3 +36,10 @@ def tags_added(*, contact: Contact, tags: list[str]) -> None:
 
 def campaign_replied(*, contact: Contact, campaign_id: Any) -> None:
     """A campaign recipient replied within the attribution window: `campaign_replied` flows start."""
+
+
+def contacts_enroll(*, flow: Any, contacts: list[Contact]) -> list[tuple[Contact, Any]]:
+    """`POST /automation/flows/{id}/enroll`: start `flow` (active, trigger `manual`) for each contact. Answers
+    (contact, Execution) for each started one and (contact, reason: str) for each not started (`already_enrolled`
+    under reentry never, `running`, `opted_out`? no: opted-out contacts are enrolled, their sends skipped)."""
+    return []
