@@ -1,13 +1,312 @@
-"""The state machine of an execution (being written by the lead)."""
+"""The state machine of an execution, whole in this module: start, advance node by node, wait, resume, finish,
+cancel.
+
+An execution is `running` from its start until it ends `completed`, `failed` or `cancelled`. While running it is
+at `current_node_id`, and either due (`due_at` <= now: a worker may advance it) or waiting: on time (`due_at` in
+the future) or on the contact's reply (`waiting_for` = reply, `due_at` its timeout). A worker advances it only under
+a lease (`lease_holder`, `lease_until`), taken by one conditional UPDATE, so any number of workers share executions
+and a killed worker's executions are taken over when its lease ends.
+
+Each node visited is one Step. A step's outcome (automation/runners.py) and the execution's move are recorded in
+one transaction whose conditional UPDATE names the node and the lease it found: an execution cancelled, or taken
+over, meanwhile is left as it is (and the step's writes roll back). The node runners that call X (`send_message`,
+`ai_reply`) run before that transaction, never inside it: their DM is keyed per (execution, node, visit, attempt),
+so a step run again after a crash answers the DM already stored instead of sending a second one.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from automation.models import Execution, ExecutionStatus, Step, StepStatus
+from automation import queue
+from automation.models import Execution, ExecutionStatus, FlowVersion, Step, StepStatus, WaitKind
+from automation.runners import EXTERNAL, RUNNERS, Outcome, StepContext
+from contacts.models import Contact, Message
+
+logger = logging.getLogger("mktx.automation")
+
+MAX_DEPTH = 3  # a chain of flows triggering flows deeper than this stops (`trigger_depth`)
+STEPS_PER_ADVANCE = 200  # nodes one advance runs before handing the execution back (due now) to the resumer
+LEASE = timedelta(seconds=60)
+LOOKAHEAD = timedelta(seconds=70)  # a wait ending sooner than this (before the next minute tick) kicks the resumer
+
+# the depth of the execution whose step runs now: flows its actions trigger start one deeper
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("flow_depth", default=0)
+
+
+def trigger_depth() -> int:
+    """The depth a flow started now gets: 1 from an outside event, one more than the step that caused it."""
+    return _depth.get() + 1
+
+
+@dataclass
+class Graph:
+    """A version's definition, ready to walk."""
+
+    nodes: dict[str, dict[str, Any]]
+    edges: dict[str, dict[str | None, str]]
+    entry: str
+    account_ids: list[str] | None
+    trigger_config: dict[str, Any]
+
+
+_graphs: dict[int, Graph] = {}
+
+
+def graph_of(version: FlowVersion) -> Graph:
+    """The walkable graph of a version (versions never change: cached per process)."""
+    graph = _graphs.get(version.pk)
+    if graph is None:
+        from automation.validation import entry_node, next_nodes  # TEMPORARY until validation.py lands
+
+        graph = Graph(
+            nodes={node["id"]: node for node in version.nodes},
+            edges=next_nodes(version.nodes, version.connections),
+            entry=entry_node(version.nodes, version.connections),
+            account_ids=version.account_ids,
+            trigger_config=version.trigger_config or {},
+        )
+        if len(_graphs) > 10_000:
+            _graphs.clear()
+        _graphs[version.pk] = graph
+    return graph
+
+
+# --- start ---------------------------------------------------------------------------------------------------------
+
+
+def execution_start(*, version: FlowVersion, contact: Contact, now: datetime | None = None) -> Execution | str:
+    """Start `version`'s flow for `contact` (inside the caller's transaction; advanced after the commit). Answers
+    the new execution, or why none started: `already_enrolled` (re-entry `never` and the contact went through the
+    flow before), `running` (an execution of the flow runs for the contact: a unique constraint, not a check)."""
+    now = now or timezone.now()
+    graph = graph_of(version)
+    reentry = graph.trigger_config.get("reentry", "never")
+    earlier = Execution.objects.filter(flow_id=version.flow_id, contact_id=contact.pk)
+    if reentry == "never" and earlier.exists():
+        return "already_enrolled"
+    depth = trigger_depth()
+    fields: dict[str, Any] = {
+        "merchant_id": contact.merchant_id,
+        "flow_id": version.flow_id,
+        "version": version,
+        "contact": contact,
+        "current_node_id": graph.entry,
+        "started_at": now,
+        "depth": depth,
+    }
+    if depth > MAX_DEPTH:  # a loop of flows triggering flows: stopped, and visible
+        fields.update(status=ExecutionStatus.FAILED, error="trigger_depth", completed_at=now, current_node_id="")
+    else:
+        fields.update(due_at=now)
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(**fields)
+    except IntegrityError:
+        return "running"
+    if execution.status == ExecutionStatus.RUNNING:
+        queue.advance_later(execution.pk)
+    else:
+        logger.warning("flow %s not started for %s: trigger depth %s", version.flow_id, contact.pk, depth)
+    return execution
+
+
+# --- advance -------------------------------------------------------------------------------------------------------
+
+
+def execution_lease(*, execution_id: Any, now: datetime | None = None) -> str | None:
+    """Take one due execution's lease (the queued advance of a new or resumed execution); its holder, or None."""
+    now = now or timezone.now()
+    holder = uuid.uuid4().hex
+    taken = Execution.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        pk=execution_id,
+        status=ExecutionStatus.RUNNING,
+        due_at__lte=now,
+    ).update(lease_until=now + LEASE, lease_holder=holder)
+    return holder if taken else None
+
+
+def execution_advance(*, execution_id: Any, holder: str) -> str:
+    """Advance a leased execution node by node until it waits or ends (or STEPS_PER_ADVANCE nodes ran). Answers
+    how it stopped, for the task log."""
+    execution = (
+        Execution.objects.select_related("version", "contact", "contact__account")
+        .filter(pk=execution_id, status=ExecutionStatus.RUNNING, lease_holder=holder)
+        .first()
+    )
+    if execution is None:
+        return "not leased"
+    graph = graph_of(execution.version)
+    token = _depth.set(execution.depth)
+    try:
+        for _ in range(STEPS_PER_ADVANCE):
+            outcome = _step(execution, graph, holder)
+            if outcome != "next":
+                return outcome
+    finally:
+        _depth.reset(token)
+    _release(execution, holder, due_at=timezone.now())
+    return "handed back"
+
+
+def _step(execution: Execution, graph: Graph, holder: str) -> str:
+    node_id = execution.current_node_id
+    node = graph.nodes.get(node_id)
+    if node is None:  # cannot happen for a validated version; never loop on it
+        _finish(execution, holder, ExecutionStatus.FAILED, f"unknown node {node_id!r}")
+        return "failed"
+    resumed = execution.waiting_for != WaitKind.NONE
+    visit = execution.visits.get(node_id, 0) + (0 if resumed else 1)
+    now = timezone.now()
+    context = StepContext(
+        execution=execution,
+        node=node,
+        config=node.get("config") or {},
+        contact=execution.contact,
+        visit=visit,
+        resumed=resumed,
+        now=now,
+        graph_accounts=graph.account_ids,
+    )
+    runner = RUNNERS[node["type"]]
+    if node["type"] in EXTERNAL:
+        outcome = _run(runner, context)
+        with transaction.atomic():
+            moved = _record(execution, graph, holder, context, outcome)
+    else:
+        try:
+            with transaction.atomic():
+                outcome = _run(runner, context)
+                moved = _record(execution, graph, holder, context, outcome)
+                if moved is None:
+                    raise _Lost
+        except _Lost:
+            moved = None
+    return "lost" if moved is None else moved
+
+
+class _Lost(Exception):
+    """The execution was cancelled or taken over while the step ran: its writes roll back."""
+
+
+def _run(runner: Any, context: StepContext) -> Outcome:
+    try:
+        return runner(context)
+    except Exception as exc:  # a bug in a node must fail the execution visibly, not retry it forever
+        logger.exception("flow node %s of execution %s failed", context.node["id"], context.execution.pk)
+        return Outcome.fail(f"internal error: {type(exc).__name__}")
+
+
+def _record(execution: Execution, graph: Graph, holder: str, context: StepContext, outcome: Outcome) -> str | None:
+    """The step's outcome and the execution's move, in the caller's transaction. None: the execution is no longer
+    this holder's at this node (cancelled, taken over); nothing is written."""
+    now = timezone.now()
+    node_id = context.node["id"]
+    visits = {**execution.visits, node_id: context.visit}
+    # a node's state (a send's attempt, the reply that resumed a wait) lasts while the execution is at the node
+    state = dict(outcome.state if outcome.state is not None else execution.state) if outcome.kind == "wait" else {}
+    scope = Execution.objects.filter(
+        pk=execution.pk, status=ExecutionStatus.RUNNING, lease_holder=holder, current_node_id=node_id
+    )
+    if outcome.kind == "wait":
+        changes: dict[str, Any] = {
+            "due_at": outcome.until,
+            "waiting_for": outcome.waiting_for,
+            "lease_until": None,
+            "lease_holder": "",
+        }
+        result = "waiting"
+        if outcome.until is not None and outcome.until - now <= LOOKAHEAD:
+            queue.resumer_kick()
+    elif outcome.kind == "fail":
+        changes = {"status": ExecutionStatus.FAILED, "error": outcome.reason[:500], "completed_at": now}
+        changes.update(due_at=None, waiting_for=WaitKind.NONE, lease_until=None, lease_holder="")
+        result = "failed"
+    else:
+        following = graph.edges.get(node_id, {}).get(outcome.branch)
+        if following is None:
+            changes = {"status": ExecutionStatus.COMPLETED, "completed_at": now, "current_node_id": ""}
+            changes.update(due_at=None, waiting_for=WaitKind.NONE, lease_until=None, lease_holder="")
+            result = "completed"
+        else:
+            changes = {"current_node_id": following, "due_at": now, "waiting_for": WaitKind.NONE}
+            result = "next"
+    if not scope.update(visits=visits, state=state, **changes):
+        return None
+    _step_write(execution, context, outcome, now)
+    for field, value in {"visits": visits, "state": state, **changes}.items():
+        setattr(execution, field, value)
+    return result
+
+
+STEP_STATUS = {"wait": StepStatus.WAITING, "fail": StepStatus.FAILED, "next": StepStatus.COMPLETED}
+
+
+def _step_write(execution: Execution, context: StepContext, outcome: Outcome, now: datetime) -> None:
+    status = StepStatus.SKIPPED if outcome.skipped else STEP_STATUS[outcome.kind]
+    finished = None if outcome.kind == "wait" else now
+    detail = {**outcome.detail, **({"branch": outcome.branch} if outcome.branch else {})}
+    if outcome.kind == "fail":
+        detail.setdefault("reason", outcome.reason)
+    node_id = context.node["id"]
+    updated = Step.objects.filter(execution_id=execution.pk, node_id=node_id, visit=context.visit).update(
+        status=status, finished_at=finished, detail=detail
+    )
+    if not updated:
+        Step.objects.create(
+            execution_id=execution.pk,
+            node_id=node_id,
+            type=context.node["type"],
+            visit=context.visit,
+            status=status,
+            started_at=context.now,
+            finished_at=finished,
+            detail=detail,
+        )
+
+
+def _release(execution: Execution, holder: str, *, due_at: datetime) -> None:
+    Execution.objects.filter(pk=execution.pk, lease_holder=holder).update(
+        lease_until=None, lease_holder="", due_at=due_at
+    )
+
+
+def _finish(execution: Execution, holder: str, status: str, error: str) -> None:
+    now = timezone.now()
+    Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING, lease_holder=holder).update(
+        status=status, error=error[:500], completed_at=now, due_at=None, waiting_for=WaitKind.NONE, lease_holder=""
+    )
+
+
+# --- replies and stops ---------------------------------------------------------------------------------------------
+
+
+def execution_reply(*, execution: Execution, message: Message) -> bool:
+    """A waiting_for_reply execution takes the contact's DM: due now, with the reply in its state (the runner picks
+    the `replied` branch). False when it was no longer waiting (a timeout resumed it first)."""
+    taken = Execution.objects.filter(
+        pk=execution.pk,
+        status=ExecutionStatus.RUNNING,
+        waiting_for=WaitKind.REPLY,
+        current_node_id=execution.current_node_id,
+    ).update(
+        due_at=timezone.now(),
+        waiting_for=WaitKind.TIME,
+        state={**execution.state, "reply": {"messageId": str(message.pk), "text": message.content[:4000]}},
+    )
+    if taken:
+        queue.advance_later(execution.pk)
+    return bool(taken)
 
 
 def executions_cancel(*, flow_id: Any = None, contact_id: Any = None, reason: str) -> int:
@@ -20,11 +319,18 @@ def executions_cancel(*, flow_id: Any = None, contact_id: Any = None, reason: st
     if contact_id is not None:
         scope &= Q(contact_id=contact_id)
     now = timezone.now()
-    ids = list(Execution.objects.filter(scope).values_list("pk", flat=True))
-    cancelled = Execution.objects.filter(scope, pk__in=ids).update(
-        status=ExecutionStatus.CANCELLED, error=reason, completed_at=now, due_at=None, waiting_for=""
-    )
-    Step.objects.filter(execution_id__in=ids, status=StepStatus.WAITING).update(
-        status=StepStatus.CANCELLED, finished_at=now, detail={"reason": reason}
-    )
+    with transaction.atomic():
+        ids = list(Execution.objects.filter(scope).values_list("pk", flat=True))
+        cancelled = Execution.objects.filter(scope, pk__in=ids).update(
+            status=ExecutionStatus.CANCELLED,
+            error=reason,
+            completed_at=now,
+            due_at=None,
+            waiting_for=WaitKind.NONE,
+            lease_holder="",
+            lease_until=None,
+        )
+        Step.objects.filter(execution_id__in=ids, status=StepStatus.WAITING).update(
+            status=StepStatus.CANCELLED, finished_at=now, detail={"reason": reason}
+        )
     return cancelled

@@ -309,6 +309,10 @@ MKTX_MIN_SEND_INTERVAL_MS = env_int("MKTX_MIN_SEND_INTERVAL_MS", 1000, minimum=0
 MKTX_SENDER_LANES = env_int("MKTX_SENDER_LANES", 1, minimum=1)  # keep it below MKTX_WORKERS: inbound work needs one
 MKTX_SENDER_BUDGET_SECONDS = env_int("MKTX_SENDER_BUDGET_SECONDS", 0 if TASKS_SYNC else 50, minimum=0)
 MKTX_SENDER_LEASE_SECONDS = env_int("MKTX_SENDER_LEASE_SECONDS", 120, minimum=10)
+# automation flows: the loop guard's flow DMs per contact per 24 h; resumer loops at once, and how long one runs
+MKTX_FLOW_SENDS_PER_CONTACT_DAY = env_int("MKTX_FLOW_SENDS_PER_CONTACT_DAY", 10, minimum=0)
+MKTX_FLOW_LANES = env_int("MKTX_FLOW_LANES", 1, minimum=1)
+MKTX_FLOW_BUDGET_SECONDS = env_int("MKTX_FLOW_BUDGET_SECONDS", 0 if TASKS_SYNC else 50, minimum=0)
 # audiences estimated above this many contacts are frozen by a worker rather than in the start request
 MKTX_INLINE_FREEZE_LIMIT = env_int("MKTX_INLINE_FREEZE_LIMIT", 20000, minimum=0)
 MKTX_REPLY_ATTRIBUTION_HOURS = env_int("MKTX_REPLY_ATTRIBUTION_HOURS", 72, minimum=1)

@@ -1,0 +1,112 @@
+"""The due-waits resumer: claims due executions in batches (`FOR UPDATE SKIP LOCKED` and a lease, so any number of
+workers share them and a killed worker's executions are taken over once its lease ends) and advances them.
+
+`resumer_run` is one loop (at most MKTX_FLOW_LANES at once, each holding a ResumerLane by lease) of passes
+(`resumer_step`). The minute tick starts one; a loop stays while something is due before the next tick, sleeping
+until then, so a wait ends on time rather than at the next tick; an execution whose wait is that close kicks one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from automation import queue
+from automation.engine import LEASE, LOOKAHEAD, execution_advance
+from automation.models import Execution, ExecutionStatus, ResumerLane
+
+BATCH = 200  # executions claimed at once
+FRESH_SHARE = 20  # of each batch, the most recently due: a wait ending now is not stuck behind a backlog
+PASS_BUDGET = 20.0  # seconds of one pass
+
+
+def _claimable(now: datetime) -> Any:
+    return Execution.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now), status=ExecutionStatus.RUNNING, due_at__lte=now
+    )
+
+
+def due_claim(*, now: datetime, holder: str, limit: int = BATCH) -> list[Any]:
+    """Lease up to `limit` due executions to `holder`: the longest due first, and a share of the most recently due
+    (so one wait's lateness does not grow with a backlog). Rows another worker is claiming are skipped."""
+    with transaction.atomic():
+        locked = _claimable(now).select_for_update(skip_locked=True)
+        oldest = list(locked.order_by("due_at").values_list("pk", flat=True)[: max(limit - FRESH_SHARE, 1)])
+        fresh = list(
+            locked.exclude(pk__in=oldest).order_by("-due_at").values_list("pk", flat=True)[: limit - len(oldest)]
+        )
+        ids = oldest + fresh
+        if ids:
+            Execution.objects.filter(pk__in=ids).update(lease_until=now + LEASE, lease_holder=holder)
+    return ids
+
+
+def next_due(now: datetime) -> datetime | None:
+    """When the next execution is due (a leased one: when its lease ends)."""
+    free = Execution.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now), status=ExecutionStatus.RUNNING, due_at__isnull=False
+    ).aggregate(at=Min("due_at"))["at"]
+    leased = Execution.objects.filter(status=ExecutionStatus.RUNNING, lease_until__gte=now).aggregate(
+        at=Min("lease_until")
+    )["at"]
+    found = [at for at in (free, leased) if at is not None]
+    return min(found) if found else None
+
+
+def resumer_step(now: datetime | None = None) -> datetime | None:
+    """Advance what is due (in batches, for up to PASS_BUDGET seconds). Answers when the next execution is due."""
+    started = time.monotonic()
+    while True:
+        holder = uuid.uuid4().hex
+        ids = due_claim(now=now or timezone.now(), holder=holder)
+        for execution_id in ids:
+            execution_advance(execution_id=execution_id, holder=holder)
+        if len(ids) < BATCH or time.monotonic() - started > PASS_BUDGET:
+            break
+    return next_due(timezone.now())
+
+
+def _lane_acquire(holder: str, until: datetime) -> int | None:
+    now = timezone.now()
+    for lane in range(1, settings.MKTX_FLOW_LANES + 1):
+        ResumerLane.objects.get_or_create(pk=lane)
+        if ResumerLane.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=lane).update(
+            lease_until=until, holder=holder
+        ):
+            return lane
+    return None
+
+
+def resumer_run(budget: float | None = None) -> str:
+    """A resumer loop: passes until nothing is due within LOOKAHEAD or its budget (seconds) is spent; then a fresh
+    task goes on if something is due soon. Answers a summary for the task log."""
+    budget = settings.MKTX_FLOW_BUDGET_SECONDS if budget is None else budget
+    holder = uuid.uuid4().hex
+    lane = _lane_acquire(holder, timezone.now() + timedelta(seconds=budget + 60))
+    if lane is None:
+        return "all resumer lanes busy"
+    deadline = time.monotonic() + budget
+    steps, wake = 0, None
+    try:
+        while True:
+            wake = resumer_step()
+            steps += 1
+            if budget <= 0 or wake is None or time.monotonic() >= deadline:
+                break
+            delay = (wake - timezone.now()).total_seconds()
+            if delay > LOOKAHEAD.total_seconds():
+                break
+            if delay > 0:
+                time.sleep(min(delay, 0.5, max(0.0, deadline - time.monotonic())))  # new waits are seen quickly
+    finally:
+        ResumerLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
+    if budget > 0 and wake is not None and wake - timezone.now() <= LOOKAHEAD:
+        queue.resumer_kick_now()
+    return f"lane {lane}: {steps} passes, next at {wake.isoformat() if wake else 'nothing due'}"
