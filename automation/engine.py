@@ -59,12 +59,13 @@ class Graph:
     trigger_config: dict[str, Any]
 
 
-_graphs: dict[int, Graph] = {}
+_graphs: dict[tuple[Any, int], Graph] = {}
 
 
 def graph_of(version: FlowVersion) -> Graph:
-    """The walkable graph of a version (versions never change: cached per process)."""
-    graph = _graphs.get(version.pk)
+    """The walkable graph of a version (versions never change: cached per process, by flow and number)."""
+    key = (version.flow_id, version.number)
+    graph = _graphs.get(key)
     if graph is None:
         from automation.validation import entry_node, next_nodes  # TEMPORARY until validation.py lands
 
@@ -77,7 +78,7 @@ def graph_of(version: FlowVersion) -> Graph:
         )
         if len(_graphs) > 10_000:
             _graphs.clear()
-        _graphs[version.pk] = graph
+        _graphs[key] = graph
     return graph
 
 

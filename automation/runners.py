@@ -205,7 +205,7 @@ def send_message(context: StepContext) -> Outcome:
     except _Refused as exc:
         return Outcome.fail(exc.reason, error=exc.message)
     except ApiError as exc:  # a placeholder no source fills: never sent with a raw {{...}}
-        return Outcome.fail("placeholder_missing", error=exc.message, **exc.details)
+        return Outcome.fail("placeholder_missing", error=exc.message, field=exc.details.get("field"))
     try:
         message = message_send(
             conversation=campaign_conversation(contact),

@@ -121,6 +121,10 @@ def contacts_enroll(*, flow: Flow, contacts: list[Contact]) -> list[tuple[Contac
     version.flow = flow
     answers: list[tuple[Contact, Execution | str]] = []
     for contact in contacts:
-        answers.append((contact, execution_start(version=version, contact=contact) if _in_scope(version, contact)
-                        else "out_of_scope"))
+        answers.append(
+            (
+                contact,
+                execution_start(version=version, contact=contact) if _in_scope(version, contact) else "out_of_scope",
+            )
+        )
     return answers
