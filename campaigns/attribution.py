@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 
 from campaigns.models import Delivery, DeliveryStatus
+from contacts.hooks import campaign_replied_fire
 from contacts.models import Message, MessageDirection
 from mktx.accounts.models import Account
 
@@ -24,17 +26,30 @@ def deliveries_opened(*, account: Account, reader_id: str, at: datetime) -> int:
     ).update(opened_at=at)
 
 
-def deliveries_replied(*, message: Message | None) -> int:
-    """An inbound DM: the deliveries sent to its sender within the window before it are replied to."""
+def deliveries_replied(*, message: Message | None, hooks: bool = True) -> int:
+    """An inbound DM: the deliveries sent to its sender within the window before it are replied to, and each
+    campaign replied to is told to the `campaign_replied` listener (contacts/hooks.py) once; `hooks=False` for a
+    DM that triggers nothing (a consent keyword). How many deliveries."""
     if message is None or message.direction != MessageDirection.INBOUND:
         return 0
     window = timedelta(hours=settings.MKTX_REPLY_ATTRIBUTION_HOURS)
     at = message.sent_at or message.created_at
     contact_id = message.conversation.contact_id
-    return Delivery.objects.filter(
+    unreplied = Delivery.objects.filter(
         contact_id=contact_id,
         status=DeliveryStatus.SENT,
         replied_at__isnull=True,
         sent_at__lte=at,
         sent_at__gte=at - window,
-    ).update(replied_at=at)
+    )
+    if not unreplied.exists():  # most DMs: one query, as a bare UPDATE would be
+        return 0
+    with transaction.atomic():
+        # locked, so that of two replies at once only the one that marks a delivery tells its campaign
+        rows = list(unreplied.select_for_update().values_list("pk", "campaign_id"))
+        replied = Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(replied_at=at)
+        if hooks and rows:
+            contact = message.conversation.contact
+            for campaign_id in dict.fromkeys(campaign_id for _, campaign_id in rows):
+                campaign_replied_fire(contact=contact, campaign_id=campaign_id)
+    return replied

@@ -97,7 +97,8 @@ def test_every_metric_and_its_rates_and_timeline(api, sandbox, shop, crowd):
         sent_at=timezone.now(),
         profiles={crowd[2]["id"]: XProfile(id=crowd[2]["id"], username="fan_2", name="Fan 2")},
     )
-    deliveries_replied(message=reply)
+    assert reply is not None
+    deliveries_replied(message=reply.message)
     metrics = api.get(f"{BASE}/campaigns/{data['id']}/metrics").json()["data"]
     assert {k: metrics[k] for k in ("totalSent", "delivered", "opened", "clicked", "replied", "failed")} == {
         "totalSent": 4,
@@ -139,7 +140,8 @@ def test_a_reply_after_the_attribution_window_is_not_counted(api, shop, crowd, s
             sent_at=timezone.now(),
             profiles={crowd[1]["id"]: XProfile(id=crowd[1]["id"], username="fan_1", name="Fan 1")},
         )
-        assert deliveries_replied(message=reply) == 0
+        assert reply is not None
+        assert deliveries_replied(message=reply.message) == 0
     assert api.get(f"{BASE}/campaigns/{data['id']}/metrics").json()["data"]["replied"] == 0
 
 

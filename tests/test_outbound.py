@@ -300,7 +300,7 @@ def test_a_dm_after_a_conversation_was_closed_starts_a_new_one(api, shop, john):
         text="One more question", sent_at=timezone.now(), profiles={},
     )  # fmt: skip
 
-    assert again is not None and again.conversation_id != closed.id
+    assert again is not None and again.conversation.pk != closed.id
     closed.refresh_from_db()
     assert closed.status == "closed"
     contact = closed.contact
@@ -309,7 +309,7 @@ def test_a_dm_after_a_conversation_was_closed_starts_a_new_one(api, shop, john):
 
 
 def test_attachments_and_quick_reply_metadata_of_inbound_dms_are_kept(shop, john):
-    message = dm_record(
+    recorded = dm_record(
         account=shop["account"],
         x_event_id="900000000000000003",
         sender_id=john["id"],
@@ -320,7 +320,8 @@ def test_attachments_and_quick_reply_metadata_of_inbound_dms_are_kept(shop, john
         attachment={"type": "media", "media": {"id_str": "951", "media_url_https": "https://ton.twimg.com/dm/951.jpg"}},
         quick_reply_response={"type": "options", "metadata": "size_m"},
     )
-    assert message is not None
+    assert recorded is not None
+    message = recorded.message
     assert message.type == "image"
     assert message.attachments == [{"type": "image", "url": "https://ton.twimg.com/dm/951.jpg", "mediaId": "951"}]
     assert message.metadata == {"quickReplyResponse": {"type": "options", "metadata": "size_m"}}

@@ -111,7 +111,7 @@ def test_xs_echo_before_the_record_counts_the_dm_once(sandbox, shop, fans):
     )
     batch.record()
     # then it is one message, sent, counted once on the contact
-    assert echo is None or echo.pk == dm.message.pk
+    assert echo is None or echo.message.pk == dm.message.pk
     assert list(Message.objects.filter(origin__in=["campaign", "x_app"]).values_list("status", flat=True)) == ["sent"]
     assert counted(fans[:1])[0] == contacts_before + 1
     assert quota_state(shop["account"].pk).used == 1

@@ -187,7 +187,7 @@ def test_dms_written_in_xs_app_count_in_the_quota_once(sandbox, shop, fans, sett
         "profiles": {},
     }  # fmt: skip
     recorded = dm_record(**echo)
-    assert recorded is not None and recorded.origin == "x_app"
+    assert recorded is not None and recorded.message.origin == "x_app"
     assert dm_record(**echo) is None  # a replay
 
     assert used(fans[0]) == 1

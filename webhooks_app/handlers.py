@@ -9,9 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from automation import triggers
+from automation.engine import executions_cancel
 from campaigns.attribution import deliveries_opened, deliveries_replied
+from contacts.models import ConsentAction
+from contacts.services.consent import consent_confirm_later, consent_keyword, contact_consent_set
 from contacts.services.contacts import XProfile
-from contacts.services.inbound import dm_record, follow_record, read_receipt_record
+from contacts.services.inbound import (
+    RecordedDM,
+    away_message_if_closed,
+    dm_record,
+    follow_record,
+    read_receipt_record,
+)
 from mktx.accounts.models import Account
 from mktx.accounts.services import account_revoked
 from webhooks_app.events import DirectMessageEvent, FollowEvent, ReadReceiptEvent, RevokeEvent, XUserInfo
@@ -22,7 +32,9 @@ def _profile(user: XUserInfo) -> XProfile:
 
 
 def _direct_message(event: DirectMessageEvent, account: Account) -> None:
-    message = dm_record(
+    """Record the DM, attribute it to the campaigns it replies to, then decide who answers it: the one place
+    that does. Echoes of the account's own DMs are recorded only."""
+    recorded = dm_record(
         account=account,
         x_event_id=event.event_id,
         sender_id=event.sender_id,
@@ -34,17 +46,48 @@ def _direct_message(event: DirectMessageEvent, account: Account) -> None:
         quick_reply_response=event.quick_reply_response,
         entities=event.entities,
     )
-    deliveries_replied(message=message)
+    if recorded is None:  # stored already: a replay, or X's duplicate delivery
+        return
+    keyword = consent_keyword(recorded.message.content, account) if recorded.inbound else None
+    deliveries_replied(message=recorded.message, hooks=keyword is None)  # a consent word triggers no flow
+    if not recorded.inbound:
+        return
+    if keyword is not None:
+        _consent_answer(recorded, action=keyword[0], keyword=keyword[1])
+        return
+    _answer(recorded, account)
+
+
+def _consent_answer(recorded: RecordedDM, *, action: str, keyword: str) -> None:
+    """A consent keyword: the change recorded and confirmed once; a STOP also ends the contact's running flows."""
+    change = contact_consent_set(contact=recorded.contact, action=action, keyword=keyword, message=recorded.message)
+    if change is not None:
+        consent_confirm_later(event=change, conversation=recorded.conversation)
+    if action == ConsentAction.OPT_OUT:
+        executions_cancel(contact_id=recorded.contact.pk, reason="opted_out")
+
+
+def _answer(recorded: RecordedDM, account: Account) -> None:
+    """Who answers a customer's DM (not a consent word), the first that takes it: (b) an execution waiting for
+    this contact's reply, (c) the `message_received` flows, (d) the chatbot, (e) the away message."""
+    if triggers.reply_take(message=recorded.message):
+        return
+    if triggers.message_received(message=recorded.message):
+        return
+    # (d) the chatbot answers here (issue 14)
+    away_message_if_closed(account=account, conversation=recorded.conversation)
 
 
 def _follow(event: FollowEvent, account: Account) -> None:
-    follow_record(
+    follower = follow_record(
         account=account,
         follower=_profile(event.source),
         followed_id=event.target.id,
         following=event.type == "follow",
         at=event.created_at,
     )
+    if follower is not None:  # a new follower (not an unfollow, nor a follow X told again)
+        triggers.follower_added(contact=follower)
 
 
 def _read_receipt(event: ReadReceiptEvent, account: Account) -> None:

@@ -12,6 +12,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from contacts.erasure import ErasedContact, erasure_hooks_run
+from contacts.hooks import contact_created_fire, tags_added_fire
 from contacts.models import Contact, ContactSource, ContactTag, Tag
 from contacts.validation import merge_attributes, normalize_tag, normalize_tags, validate_attribute_changes
 from mktx.accounts.models import Account
@@ -35,20 +36,24 @@ def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -
     """The account's contact for this X user, created if new; its X profile refreshed. (contact, created)"""
     contact = Contact.objects.filter(account=account, twitter_user_id=profile.id).first()
     if contact is None:
-        try:
-            with transaction.atomic():
-                contact = Contact.objects.create(
-                    merchant_id=account.merchant_id,
-                    account=account,
-                    twitter_user_id=profile.id,
-                    username=profile.username[:50],
-                    display_name=profile.name[:100],
-                    profile_image_url=profile.profile_image_url[:500],
-                    source=source,
-                )
-            return contact, True
-        except IntegrityError:  # created a moment ago by a concurrent event
-            contact = Contact.objects.get(account=account, twitter_user_id=profile.id)
+        with transaction.atomic():  # the contact and what its listeners do, together
+            try:
+                with transaction.atomic():
+                    contact = Contact.objects.create(
+                        merchant_id=account.merchant_id,
+                        account=account,
+                        twitter_user_id=profile.id,
+                        username=profile.username[:50],
+                        display_name=profile.name[:100],
+                        profile_image_url=profile.profile_image_url[:500],
+                        source=source,
+                    )
+            except IntegrityError:  # created a moment ago by a concurrent event
+                contact = None
+            if contact is not None:
+                contact_created_fire(contact=contact)
+                return contact, True
+        contact = Contact.objects.get(account=account, twitter_user_id=profile.id)
     changes: dict[str, Any] = {}
     if profile.username and contact.username != profile.username:
         changes["username"] = profile.username[:50]
@@ -103,22 +108,32 @@ def contacts_messages_sent(sent: list[tuple[Any, datetime]]) -> None:
 
 
 def contact_follow_set(*, account: Account, profile: XProfile, following: bool, at: datetime) -> Contact | None:
+    """The X user follows (or no longer follows) the account. The contact when it went from not following to
+    following (a new follower); None for an unfollow, or a follow X told again."""
     if following:
         contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.NEW_FOLLOWER)
-        Contact.objects.filter(pk=contact.pk).update(following=True)
+        started = Contact.objects.filter(pk=contact.pk, following=False).update(following=True)
         contact_interaction_record(contact_id=contact.pk, at=at)
-        return contact
+        contact.following = True
+        return contact if started else None
     Contact.objects.filter(account=account, twitter_user_id=profile.id).update(following=False)
     return None
 
 
 @transaction.atomic
 def contact_tags_add(*, contact: Contact, tags: Any) -> list[str]:
+    """Add tags (made for the merchant if new); the contact's tag names. Every path that tags a contact comes here:
+    the tags it did not have yet are told to the `tags_added` listener (contacts/hooks.py)."""
     names = normalize_tags(tags)
+    added: list[str] = []
     for name in names:
         tag, _ = Tag.objects.get_or_create(merchant_id=contact.merchant_id, name=name)
-        ContactTag.objects.get_or_create(contact=contact, tag=tag)
-    return _sync_tag_names(contact)
+        _, created = ContactTag.objects.get_or_create(contact=contact, tag=tag)
+        if created:
+            added.append(name)
+    all_names = _sync_tag_names(contact)
+    tags_added_fire(contact=contact, tags=added)
+    return all_names
 
 
 @transaction.atomic

@@ -1,8 +1,12 @@
 """What X tells the service happened: DMs in and out, follows, read receipts. Called by the webhook handler
-table with plain values; each function is idempotent (replays and duplicate deliveries call it again)."""
+table with plain values; each function is idempotent (replays and duplicate deliveries call it again).
+
+These functions record only and answer what they recorded: who answers an inbound DM (a consent confirmation, a
+flow, the chatbot, the away message) is decided in one place, the inbound edge's DM handler."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import (
+    Contact,
     ContactSource,
     Conversation,
     Message,
@@ -18,12 +23,7 @@ from contacts.models import (
     MessageOrigin,
     MessageStatus,
 )
-from contacts.services.consent import (
-    consent_confirm_later,
-    consent_keyword,
-    contact_consent_set,
-    send_system_message_later,
-)
+from contacts.services.consent import send_system_message_later
 from contacts.services.contacts import XProfile, contact_follow_set, contact_interaction_record, contact_upsert_from_x
 from contacts.services.conversations import conversation_message_added, conversation_open_for
 from contacts.services.message_states import message_mark_sent
@@ -50,6 +50,17 @@ def _attachments(attachment: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [{"type": "image", "url": media.get("media_url_https", ""), "mediaId": str(media.get("id_str", ""))}]
 
 
+@dataclass(frozen=True)
+class RecordedDM:
+    """A DM dm_record stored (or, for the echo of the service's own send, matched to the message it sent)."""
+
+    message: Message
+    contact: Contact
+    conversation: Conversation
+    inbound: bool  # the contact sent it (not an echo of the account's own DM)
+    new_contact: bool  # its contact was created for it
+
+
 def dm_record(
     *,
     account: Account,
@@ -62,15 +73,16 @@ def dm_record(
     attachment: dict[str, Any] | None = None,
     quick_reply_response: dict[str, Any] | None = None,
     entities: dict[str, Any] | None = None,
-) -> Message | None:
+) -> RecordedDM | None:
     """A DM between the account and someone: inbound when they sent it, outbound when the account did (an echo of
-    the service's own send, or a DM written in X's app). Never stored twice."""
+    the service's own send, or a DM written in X's app). Never stored twice: None when it already was. Records
+    only; answering it is the handler's."""
     if Message.objects.filter(account=account, twitter_message_id=x_event_id).exists():
         return None
     if sender_id == account.twitter_user_id:
         return _outbound_seen(account, x_event_id, recipient_id, text, sent_at, profiles, attachment)
     profile = profiles.get(sender_id) or XProfile(id=sender_id)
-    contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
+    contact, created = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
     conversation = conversation_open_for(contact=contact, at=sent_at)
     metadata: dict[str, Any] = {}
     if quick_reply_response:
@@ -92,15 +104,7 @@ def dm_record(
     )
     conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=True)
     contact_interaction_record(contact_id=contact.pk, at=sent_at, messages_received=1)
-
-    keyword = consent_keyword(text, account)
-    if keyword is not None:
-        event = contact_consent_set(contact=contact, action=keyword[0], keyword=keyword[1], message=message)
-        if event is not None:
-            consent_confirm_later(event=event, conversation=conversation)
-    else:
-        _away_message_if_closed(account, conversation)
-    return message
+    return RecordedDM(message=message, contact=contact, conversation=conversation, inbound=True, new_contact=created)
 
 
 def _outbound_seen(
@@ -111,9 +115,9 @@ def _outbound_seen(
     sent_at: datetime,
     profiles: dict[str, XProfile],
     attachment: dict[str, Any] | None,
-) -> Message | None:
+) -> RecordedDM:
     profile = profiles.get(recipient_id) or XProfile(id=recipient_id)
-    contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
+    contact, created = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
     # The echo of the service's own send, arriving before the send recorded X's id, or after it failed
     # ambiguously (a timeout): the message already stored takes the id instead of a second copy.
     ours = (
@@ -126,12 +130,15 @@ def _outbound_seen(
             content=text,
             created_at__gte=timezone.now() - RECONCILE_WINDOW,
         )
+        .select_related("conversation")
         .order_by("created_at")
         .first()
     )
     if ours is not None:
         message_mark_sent(message=ours, dm_event_id=x_event_id, at=sent_at)
-        return ours
+        return RecordedDM(
+            message=ours, contact=contact, conversation=ours.conversation, inbound=False, new_contact=created
+        )
     conversation = conversation_open_for(contact=contact, at=sent_at)
     with transaction.atomic():  # X counted the DM: so does the account's quota, with the insert
         message = Message.objects.create(
@@ -147,30 +154,36 @@ def _outbound_seen(
         quota_count(message=message, at=sent_at)
     conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=False)
     message_mark_sent(message=message, dm_event_id=x_event_id, at=sent_at)
-    return message
+    return RecordedDM(message=message, contact=contact, conversation=conversation, inbound=False, new_contact=created)
 
 
-def _away_message_if_closed(account: Account, conversation: Conversation) -> None:
-    """Outside business hours, the away message: at most once per conversation per 12 hours."""
+def away_message_if_closed(*, account: Account, conversation: Conversation) -> bool:
+    """Outside business hours, the away message: at most once per conversation per 12 hours. True when one was
+    queued (sent after commit through the outbound path)."""
     hours = account.business_hours or {}
     now = timezone.now()
     if not (account.auto_reply_enabled and account.away_message and hours.get("enabled")) or is_open(hours, now):
-        return
+        return False
     claimed = Conversation.objects.filter(
         Q(away_message_sent_at__isnull=True) | Q(away_message_sent_at__lt=now - AWAY_MESSAGE_EVERY),
         pk=conversation.pk,
     ).update(away_message_sent_at=now)
-    if claimed:
-        send_system_message_later(
-            conversation_id=conversation.pk, text=account.away_message, key=f"away:{conversation.pk}:{now.isoformat()}"
-        )
+    if not claimed:
+        return False
+    send_system_message_later(
+        conversation_id=conversation.pk, text=account.away_message, key=f"away:{conversation.pk}:{now.isoformat()}"
+    )
+    return True
 
 
-def follow_record(*, account: Account, follower: XProfile, followed_id: str, following: bool, at: datetime) -> None:
-    """Someone followed (or unfollowed) the account; the account's own follows of others are not contacts."""
+def follow_record(
+    *, account: Account, follower: XProfile, followed_id: str, following: bool, at: datetime
+) -> Contact | None:
+    """Someone followed (or unfollowed) the account; the account's own follows of others are not contacts. The
+    contact when it is a new follower (it did not follow before); None otherwise."""
     if followed_id != account.twitter_user_id or follower.id == account.twitter_user_id:
-        return
-    contact_follow_set(account=account, profile=follower, following=following, at=at)
+        return None
+    return contact_follow_set(account=account, profile=follower, following=following, at=at)
 
 
 def read_receipt_record(*, account: Account, reader_id: str, last_read_event_id: str, at: datetime) -> int:
