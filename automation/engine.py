@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,13 @@ LOOKAHEAD = timedelta(seconds=70)  # a wait ending sooner than this (before the 
 
 # the depth of the execution whose step runs now: flows its actions trigger start one deeper
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("flow_depth", default=0)
+
+
+def trigger_depth_set(depth: int) -> Callable[[], None]:
+    """While a step of an execution at `depth` runs, the flows it triggers start one deeper; call the answer to
+    put the depth back."""
+    token = _depth.set(depth)
+    return lambda: _depth.reset(token)
 
 
 def trigger_depth() -> int:
@@ -148,16 +156,31 @@ def execution_advance(*, execution_id: Any, holder: str) -> str:
     if execution is None:
         return "not leased"
     graph = graph_of(execution.version)
-    token = _depth.set(execution.depth)
+    restore = trigger_depth_set(execution.depth)
     try:
         for _ in range(STEPS_PER_ADVANCE):
             outcome = _step(execution, graph, holder)
             if outcome != "next":
                 return outcome
     finally:
-        _depth.reset(token)
+        restore()
     _release(execution, holder, due_at=timezone.now())
     return "handed back"
+
+
+def context_for(execution: Execution, graph: Graph, node: dict[str, Any]) -> StepContext:
+    """The context of the execution's step at `node` (its current node)."""
+    resumed = execution.waiting_for != WaitKind.NONE
+    return StepContext(
+        execution=execution,
+        node=node,
+        config=node.get("config") or {},
+        contact=execution.contact,
+        visit=execution.visits.get(node["id"], 0) + (0 if resumed else 1),
+        resumed=resumed,
+        now=timezone.now(),
+        graph_accounts=graph.account_ids,
+    )
 
 
 def _step(execution: Execution, graph: Graph, holder: str) -> str:
@@ -166,28 +189,16 @@ def _step(execution: Execution, graph: Graph, holder: str) -> str:
     if node is None:  # cannot happen for a validated version; never loop on it
         _finish(execution, holder, ExecutionStatus.FAILED, f"unknown node {node_id!r}")
         return "failed"
-    resumed = execution.waiting_for != WaitKind.NONE
-    visit = execution.visits.get(node_id, 0) + (0 if resumed else 1)
-    now = timezone.now()
-    context = StepContext(
-        execution=execution,
-        node=node,
-        config=node.get("config") or {},
-        contact=execution.contact,
-        visit=visit,
-        resumed=resumed,
-        now=now,
-        graph_accounts=graph.account_ids,
-    )
+    context = context_for(execution, graph, node)
     runner = RUNNERS[node["type"]]
     if node["type"] in EXTERNAL:
-        outcome = _run(runner, context)
+        outcome = run_safely(runner, context)
         with transaction.atomic():
             moved = _record(execution, graph, holder, context, outcome)
     else:
         try:
             with transaction.atomic():
-                outcome = _run(runner, context)
+                outcome = run_safely(runner, context)
                 moved = _record(execution, graph, holder, context, outcome)
                 if moved is None:
                     raise _Lost
@@ -200,7 +211,7 @@ class _Lost(Exception):
     """The execution was cancelled or taken over while the step ran: its writes roll back."""
 
 
-def _run(runner: Any, context: StepContext) -> Outcome:
+def run_safely(runner: Any, context: StepContext) -> Outcome:
     try:
         return runner(context)
     except Exception as exc:  # a bug in a node must fail the execution visibly, not retry it forever
@@ -208,72 +219,81 @@ def _run(runner: Any, context: StepContext) -> Outcome:
         return Outcome.fail(f"internal error: {type(exc).__name__}")
 
 
+@dataclass(frozen=True)
+class Move:
+    """Where a step's outcome takes the execution: the changes of its row, and how the advance goes on."""
+
+    changes: dict[str, Any]
+    result: str  # "next", "waiting", "failed" or "completed"
+
+
+def move_for(execution: Execution, graph: Graph, context: StepContext, outcome: Outcome, now: datetime) -> Move:
+    node_id = context.node["id"]
+    # a node's state (a send's attempt, the reply that resumed a wait) lasts while the execution is at the node
+    state = dict(outcome.state if outcome.state is not None else execution.state) if outcome.kind == "wait" else {}
+    changes: dict[str, Any] = {"visits": {**execution.visits, node_id: context.visit}, "state": state}
+    ended = {"due_at": None, "waiting_for": WaitKind.NONE, "lease_until": None, "lease_holder": "", "completed_at": now}
+    if outcome.kind == "wait":
+        changes.update(due_at=outcome.until, waiting_for=outcome.waiting_for, lease_until=None, lease_holder="")
+        return Move(changes, "waiting")
+    if outcome.kind == "fail":
+        changes.update(ended, status=ExecutionStatus.FAILED, error=outcome.reason[:500])
+        return Move(changes, "failed")
+    following = graph.edges.get(node_id, {}).get(outcome.branch)
+    if following is None:
+        changes.update(ended, status=ExecutionStatus.COMPLETED, current_node_id="")
+        return Move(changes, "completed")
+    changes.update(current_node_id=following, due_at=now, waiting_for=WaitKind.NONE)
+    return Move(changes, "next")
+
+
+def wake_if_soon(moves: list[Move], now: datetime) -> None:
+    """A wait that ends before the next minute tick kicks the resumer (once for all of them)."""
+    if any(m.result == "waiting" and m.changes["due_at"] - now <= LOOKAHEAD for m in moves):
+        queue.resumer_kick()
+
+
 def _record(execution: Execution, graph: Graph, holder: str, context: StepContext, outcome: Outcome) -> str | None:
     """The step's outcome and the execution's move, in the caller's transaction. None: the execution is no longer
     this holder's at this node (cancelled, taken over); nothing is written."""
     now = timezone.now()
-    node_id = context.node["id"]
-    visits = {**execution.visits, node_id: context.visit}
-    # a node's state (a send's attempt, the reply that resumed a wait) lasts while the execution is at the node
-    state = dict(outcome.state if outcome.state is not None else execution.state) if outcome.kind == "wait" else {}
+    move = move_for(execution, graph, context, outcome, now)
     scope = Execution.objects.filter(
-        pk=execution.pk, status=ExecutionStatus.RUNNING, lease_holder=holder, current_node_id=node_id
+        pk=execution.pk, status=ExecutionStatus.RUNNING, lease_holder=holder, current_node_id=context.node["id"]
     )
-    if outcome.kind == "wait":
-        changes: dict[str, Any] = {
-            "due_at": outcome.until,
-            "waiting_for": outcome.waiting_for,
-            "lease_until": None,
-            "lease_holder": "",
-        }
-        result = "waiting"
-        if outcome.until is not None and outcome.until - now <= LOOKAHEAD:
-            queue.resumer_kick()
-    elif outcome.kind == "fail":
-        changes = {"status": ExecutionStatus.FAILED, "error": outcome.reason[:500], "completed_at": now}
-        changes.update(due_at=None, waiting_for=WaitKind.NONE, lease_until=None, lease_holder="")
-        result = "failed"
-    else:
-        following = graph.edges.get(node_id, {}).get(outcome.branch)
-        if following is None:
-            changes = {"status": ExecutionStatus.COMPLETED, "completed_at": now, "current_node_id": ""}
-            changes.update(due_at=None, waiting_for=WaitKind.NONE, lease_until=None, lease_holder="")
-            result = "completed"
-        else:
-            changes = {"current_node_id": following, "due_at": now, "waiting_for": WaitKind.NONE}
-            result = "next"
-    if not scope.update(visits=visits, state=state, **changes):
+    if not scope.update(**move.changes):
         return None
-    _step_write(execution, context, outcome, now)
-    for field, value in {"visits": visits, "state": state, **changes}.items():
+    step = step_of(execution.pk, context, outcome, now)
+    if context.resumed:  # the visit's step was stored when it began to wait
+        Step.objects.filter(execution_id=execution.pk, node_id=step.node_id, visit=step.visit).update(
+            status=step.status, finished_at=step.finished_at, **({"detail": step.detail} if step.detail else {})
+        )
+    else:
+        step.save(force_insert=True)
+    for field, value in move.changes.items():
         setattr(execution, field, value)
-    return result
+    wake_if_soon([move], now)
+    return move.result
 
 
 STEP_STATUS = {"wait": StepStatus.WAITING, "fail": StepStatus.FAILED, "next": StepStatus.COMPLETED}
 
 
-def _step_write(execution: Execution, context: StepContext, outcome: Outcome, now: datetime) -> None:
-    status = StepStatus.SKIPPED if outcome.skipped else STEP_STATUS[outcome.kind]
-    finished = None if outcome.kind == "wait" else now
+def step_of(execution_id: Any, context: StepContext, outcome: Outcome, now: datetime) -> Step:
+    """The Step row of a visit as its outcome leaves it (unsaved)."""
     detail = {**outcome.detail, **({"branch": outcome.branch} if outcome.branch else {})}
     if outcome.kind == "fail":
         detail.setdefault("reason", outcome.reason)
-    node_id = context.node["id"]
-    updated = Step.objects.filter(execution_id=execution.pk, node_id=node_id, visit=context.visit).update(
-        status=status, finished_at=finished, detail=detail
+    return Step(
+        execution_id=execution_id,
+        node_id=context.node["id"],
+        type=context.node["type"],
+        visit=context.visit,
+        status=StepStatus.SKIPPED if outcome.skipped else STEP_STATUS[outcome.kind],
+        started_at=context.now,
+        finished_at=None if outcome.kind == "wait" else now,
+        detail=detail,
     )
-    if not updated:
-        Step.objects.create(
-            execution_id=execution.pk,
-            node_id=node_id,
-            type=context.node["type"],
-            visit=context.visit,
-            status=status,
-            started_at=context.now,
-            finished_at=finished,
-            detail=detail,
-        )
 
 
 def _release(execution: Execution, holder: str, *, due_at: datetime) -> None:

@@ -19,7 +19,8 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from automation import queue
-from automation.engine import LEASE, LOOKAHEAD, execution_advance
+from automation.batch import executions_advance_many
+from automation.engine import LEASE, LOOKAHEAD
 from automation.models import Execution, ExecutionStatus, ResumerLane
 
 BATCH = 200  # executions claimed at once
@@ -66,8 +67,8 @@ def resumer_step(now: datetime | None = None) -> datetime | None:
     while True:
         holder = uuid.uuid4().hex
         ids = due_claim(now=now or timezone.now(), holder=holder)
-        for execution_id in ids:
-            execution_advance(execution_id=execution_id, holder=holder)
+        if ids:
+            executions_advance_many(execution_ids=ids, holder=holder)
         if len(ids) < BATCH or time.monotonic() - started > PASS_BUDGET:
             break
     return next_due(timezone.now())

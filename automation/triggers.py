@@ -7,7 +7,9 @@ account (`accountIds`), and its trigger's config accepts the event; always on it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from automation.engine import execution_reply, execution_start, graph_of
@@ -18,8 +20,34 @@ from mktx.api.errors import InvalidInput
 Accepts = Callable[[dict[str, Any]], bool]
 
 
+_memo: contextvars.ContextVar[dict[tuple[Any, str], list[FlowVersion]] | None] = contextvars.ContextVar(
+    "flow_versions_memo", default=None
+)
+
+
+@contextmanager
+def versions_memo() -> Iterator[None]:
+    """While a batch of steps runs, the flows a trigger looks for are read once per merchant and trigger type
+    (a batch's `add_tag` tells the tags of thousands of contacts)."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
 def _versions(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:
     """The latest versions of the merchant's active flows with this trigger."""
+    memo = _memo.get()
+    if memo is None:
+        return _versions_read(merchant_id, trigger_type)
+    key = (merchant_id, trigger_type)
+    if key not in memo:
+        memo[key] = _versions_read(merchant_id, trigger_type)
+    return memo[key]
+
+
+def _versions_read(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:
     return [
         version
         for version in FlowVersion.objects.filter(
