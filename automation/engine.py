@@ -330,11 +330,16 @@ def execution_reply(*, execution: Execution, message: Message) -> bool:
     return bool(taken)
 
 
-def executions_cancel(*, flow_id: Any = None, contact_id: Any = None, reason: str) -> int:
-    """Cancel the running executions of a flow, of a contact, or of both; their waiting step too. The count."""
-    if flow_id is None and contact_id is None:
-        raise ValueError("executions_cancel needs a flow or a contact")
+def executions_cancel(
+    *, flow_id: Any = None, contact_id: Any = None, execution_ids: list[Any] | None = None, reason: str
+) -> int:
+    """Cancel the running executions of a flow, of a contact, these ones, or where those meet; their waiting step
+    too. The count."""
+    if flow_id is None and contact_id is None and execution_ids is None:
+        raise ValueError("executions_cancel needs a flow, a contact or executions")
     scope = Q(status=ExecutionStatus.RUNNING)
+    if execution_ids is not None:
+        scope &= Q(pk__in=execution_ids)
     if flow_id is not None:
         scope &= Q(flow_id=flow_id)
     if contact_id is not None:
