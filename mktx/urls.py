@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularSwaggerView
 
+from automation.urls import router as automation_router
 from campaigns.campaign_views import tracked_link
 from campaigns.urls import router as campaigns_router
 from contacts.urls import router as contacts_router
@@ -21,6 +22,7 @@ mkt_x_patterns = [
     *accounts_router.urls,
     *contacts_router.urls,
     *campaigns_router.urls,
+    *automation_router.urls,
     path("", include("webhooks_app.urls")),
 ]
 
