@@ -31,6 +31,7 @@ from django.utils import timezone
 from automation import queue
 from automation.models import Execution, ExecutionStatus, FlowVersion, Step, StepStatus, WaitKind
 from automation.runners import EXTERNAL, RUNNERS, Outcome, StepContext
+from automation.validation import entry_node, next_nodes
 from contacts.models import Contact, Message
 
 logger = logging.getLogger("mktx.automation")
@@ -75,8 +76,6 @@ def graph_of(version: FlowVersion) -> Graph:
     key = (version.flow_id, version.number)
     graph = _graphs.get(key)
     if graph is None:
-        from automation.validation import entry_node, next_nodes  # TEMPORARY until validation.py lands
-
         graph = Graph(
             nodes={node["id"]: node for node in version.nodes},
             edges=next_nodes(version.nodes, version.connections),

@@ -165,6 +165,7 @@ def _earlier_landed(context: StepContext, attempt: int) -> Message | None:
 def _content(context: StepContext) -> tuple[str, str]:
     """(text, message type) of the node for this contact; InvalidInput when a placeholder has no value."""
     config = context.config
+    template: Any
     if config.get("templateId"):
         template = Template.objects.filter(pk=config["templateId"], merchant_id=context.contact.merchant_id).first()
         if template is None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from automation.engine import execution_reply, execution_start, graph_of
+from automation.keywords import keyword_match
 from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, WaitKind
 from contacts.models import Contact, Message
 from mktx.api.errors import InvalidInput
@@ -78,8 +79,6 @@ def _start(contact: Contact, trigger_type: str, accepts: Accepts | None = None) 
 
 def _keywords_accept(text: str) -> Accepts:
     def accepts(config: dict[str, Any]) -> bool:
-        from automation.validation import keyword_match  # TEMPORARY until validation.py lands
-
         keywords = config.get("keywords") or []
         return not keywords or keyword_match(text, keywords, config.get("match") or "contains")
 

@@ -6,15 +6,13 @@ The engine and the triggers read valid definitions with `next_nodes`, `entry_nod
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
+from automation.keywords import regex_problem
 from campaigns.models import Campaign, Template
 from campaigns.send_window import parse_send_window
 from contacts.segments import compile_conditions
@@ -68,7 +66,6 @@ MAX_KEYWORD = 200  # a regex's length too
 MAX_SPLIT_KEYS = 20
 MAX_SPLIT_KEY = 50
 MAX_WEIGHT = 1_000_000
-MAX_MATCH_TEXT = 4_000  # a DM's first characters are all keyword_match reads
 FIELDS = ("name", "description", "trigger", "nodes", "connections", "accountIds")
 
 
@@ -149,24 +146,6 @@ def entry_node(nodes: list[dict[str, Any]], connections: list[dict[str, Any]]) -
         listed = ", ".join(repr(entry) for entry in entries[:10])
         raise InvalidInput("nodes", f"only the entry may have no incoming connection; these have none: {listed}")
     return entries[0]
-
-
-def keyword_match(text: str, keywords: list[str], match: str) -> bool:
-    """Whether a DM's text matches one of the keywords, case-insensitive (no keywords: any text matches). `exact`
-    compares the whole stripped text, `contains` and `startsWith` a substring and a prefix, `regex` is re.search."""
-    if not keywords:
-        return True
-    text = unicodedata.normalize("NFC", text[:MAX_MATCH_TEXT])
-    if match == "regex":
-        return any(pattern.search(text) for pattern in map(_compiled, keywords) if pattern is not None)
-    folded = text.casefold().strip()
-    for keyword in keywords:
-        word = unicodedata.normalize("NFC", keyword).casefold().strip()
-        if not word:
-            continue
-        if folded == word if match == "exact" else folded.startswith(word) if match == "startsWith" else word in folded:
-            return True
-    return False
 
 
 def _text(value: Any, path: str, *, limit: int, required: bool = False) -> str:
@@ -273,48 +252,9 @@ def _keywords(config: dict[str, Any], path: str, out: dict[str, Any]) -> None:
 
 
 def _check_regex(pattern: str, path: str) -> None:
-    try:
-        re.compile(pattern, re.IGNORECASE)
-    except (re.error, OverflowError, RecursionError, ValueError) as error:
-        raise InvalidInput(path, f"is not a valid regular expression ({error})") from error
-    if nested_repeat(pattern):
-        raise InvalidInput(
-            path, "repeats a group holding a repeat or a choice, as (a+)+ or (a|a)*: it could take exponential time"
-        )
-
-
-@lru_cache(maxsize=512)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern, re.IGNORECASE)
-    except (re.error, OverflowError, RecursionError, ValueError):
-        return None
-
-
-_QUANTIFIER = re.compile(r"[*+?]|\{(\d*)(,?)(\d*)\}")
-
-
-def _repeats(quantifier: re.Match[str] | None) -> bool:
-    """Whether a quantifier allows more than one (`*`, `+`, `{2,}`; not `?` nor `{1}`)."""
-    if quantifier is None or quantifier[0] == "?" or (quantifier[0][0] == "{" and not quantifier[0].strip("{,}")):
-        return False
-    high = quantifier[3] if quantifier[2] else quantifier[1]
-    return quantifier[0] in ("*", "+") or not high or int(high) > 1
-
-
-def nested_repeat(pattern: str) -> bool:
-    """A static guard against catastrophic backtracking: a group repeated (`*`, `+`, `{2,}`) that holds a quantifier
-    or a `|` at any depth: `(a+)+`, `(a*)*`, `(a|a)*`; some safe ones too (`(\\d+,)*`, `(hi|hello)+`)."""
-    text = re.sub(r"\[\^?\]?[^\]]*\]", "x", re.sub(r"\\.", "x", pattern))  # escapes, then classes: one character
-    text = re.sub(r"\(\?(?:[aiLmsux]+|#[^)]*|P=\w+)\)", "", text)  # inline flags, comments, named backreferences
-    text = re.sub(r"\(\?(?:[:>=!]|<[=!]|P?<\w+>|[aiLmsux]*(?:-[imsx]+)?:)", "(", text)  # group openers
-    while group := re.search(r"\(([^()]*)\)", text):  # the innermost groups first, each replaced by a character
-        risky = bool(_QUANTIFIER.search(group[1])) or "|" in group[1]
-        after = _QUANTIFIER.match(text, group.end())
-        if risky and _repeats(after):
-            return True
-        text = text[: group.start()] + ("x+" if risky or after else "x") + text[group.end() :]
-    return False
+    problem = regex_problem(pattern)
+    if problem is not None:
+        raise InvalidInput(path, problem)
 
 
 def _trigger(raw: Any, refs: _Refs) -> tuple[str, dict[str, Any]]:

@@ -293,7 +293,8 @@ def test_xs_rate_limit_makes_the_execution_wait_not_fail(merchant, sandbox, shop
     contacts_enroll(flow=flow, contacts=[jane["contact"]])
     run_due()
     execution = only_execution(flow)
-    assert execution.status == ExecutionStatus.RUNNING and execution.due_at > timezone.now()
+    assert execution.status == ExecutionStatus.RUNNING
+    assert execution.due_at is not None and execution.due_at > timezone.now()
     clock.move_to(execution.due_at + timedelta(seconds=1))
     run_due()
     assert only_execution(flow).status == ExecutionStatus.COMPLETED
