@@ -13,8 +13,8 @@ import time_machine
 from django.utils import timezone
 
 from automation.models import Execution
-from tests.flow_helpers import run_due
 from tests.factories import access_token
+from tests.flow_helpers import run_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
