@@ -24,7 +24,7 @@ from django.utils.html import format_html
 
 from automation.engine import executions_cancel
 from automation.flows import flow_activate, flow_deactivate, flow_delete
-from automation.models import Execution, ExecutionStatus, Flow, FlowVersion, Step
+from automation.models import Execution, ExecutionStatus, Flow, FlowVersion, ResumerLane, Step
 from automation.validation import BRANCHES, CONFIG_FIELDS, TRIGGER_FIELDS, entry_node, next_nodes
 from contacts.models import Contact
 from mktx.api.errors import ApiError
@@ -430,3 +430,13 @@ class ExecutionAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="version")
     def version_number(self, execution: Execution) -> int:
         return execution.version.number
+
+
+@admin.register(ResumerLane)
+class ResumerLaneAdmin(ReadOnly, admin.ModelAdmin):
+    """Read-only: which resumer loop holds each lane, and until when (automation/resumer.py keeps the rows)."""
+
+    list_display = ("id", "holder", "lease_until")
+    search_fields = ("holder",)
+    fields = list_display
+    readonly_fields = list_display

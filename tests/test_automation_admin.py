@@ -92,6 +92,7 @@ def test_the_flow_and_execution_pages_render_for_staff(staff, merchant, account)
         f"{EXECUTIONS}?q=jane",
         f"{EXECUTIONS}?q={running.pk}",
         f"{FLOWS}?q=VIP&deleted=no",
+        "/admin/automation/resumerlane/",
     ):
         response = staff.get(url)
         assert response.status_code == 200, url
