@@ -118,7 +118,10 @@ def _things(api: APIClient, sandbox: Any, shop_name: str, customers: list[str]) 
         )
     )
     contacts = [person["contact"] for person in people]
+    flow, execution = _flow(api, template["id"], contacts[0].pk)
     return {
+        "automation": [flow],
+        "execution_id": [execution],
         "accounts": [str(shop["account"].id)],
         "contacts": [str(contact.id) for contact in contacts],
         "conversations": [
@@ -130,8 +133,30 @@ def _things(api: APIClient, sandbox: Any, shop_name: str, customers: list[str]) 
     }
 
 
+def _flow(api: APIClient, template_id: str, contact_id: Any) -> tuple[str, str]:
+    """An active manual flow (send the template, wait a day, tag) with one contact enrolled: its id, the
+    execution's."""
+    nodes = [
+        {"id": "send", "type": "send_message", "config": {"templateId": template_id, "variables": {"code": "F10"}}},
+        {"id": "wait", "type": "wait", "config": {"duration": 86400}},
+        {"id": "tag", "type": "add_tag", "config": {"tags": ["flowed"]}},
+    ]
+    body = {
+        "name": "Welcome flow",
+        "trigger": {"type": "manual", "config": {}},
+        "nodes": nodes,
+        "connections": [{"fromNodeId": "send", "toNodeId": "wait"}, {"fromNodeId": "wait", "toNodeId": "tag"}],
+    }
+    flow = _data(api.post("/api/v1/mkt-x/automation/flows", body, format="json"))["id"]
+    _data(api.post(f"/api/v1/mkt-x/automation/flows/{flow}/activate"))
+    enrolled = _data(
+        api.post(f"/api/v1/mkt-x/automation/flows/{flow}/enroll", {"contactIds": [str(contact_id)]}, format="json")
+    )
+    return flow, enrolled["executions"][0]["id"]
+
+
 def _real_ids(world: FuzzWorld, method: str, path: str, name: str) -> list[str]:
-    destructive = (method.upper() == "DELETE" and path.endswith("/{id}")) or path.endswith("/cancel")
+    destructive = (method.upper() == "DELETE" and path.endswith("/{id}")) or path.endswith(("/cancel", "/deactivate"))
     ids = world.expendable if destructive else world.ids
     if name == "id":
         resource = path.split("/api/v1/mkt-x/", 1)[-1].split("/", 1)[0]
