@@ -145,7 +145,7 @@ else:
 TASKS_SYNC = env_bool("MKTX_TASKS_SYNC", False)
 Q_CLUSTER: dict[str, object] = {
     "name": "mktx",
-    "workers": env_int("MKTX_WORKERS", 2, minimum=1),
+    "workers": env_int("MKTX_WORKERS", 4, minimum=1),  # the sender and resumer loops hold one each
     "timeout": 120,
     "retry": 180,
     "max_attempts": 1,

@@ -64,3 +64,18 @@ def test_seeded_contacts_are_listed_and_filtered_by_the_api(api, merchant):
     listed = api.get("/api/v1/mkt-x/contacts", {"tags": "vip", "take": 100}).json()
     assert listed["pagination"]["total"] == ContactTag.objects.filter(tag__name="vip", tag__merchant=merchant).count()
     assert all("vip" in c["tags"] for c in listed["data"])
+
+
+def test_seed_demo_adds_the_demo_flows_once_active(merchant):
+    from automation.models import Flow, FlowVersion
+
+    assert "demo flows: 2 created and activated" in seed("--merchant-id", str(merchant.id), "--contacts", "5")
+    flows = {flow.name: flow for flow in Flow.objects.filter(merchant=merchant)}
+    assert set(flows) == {"Welcome flow", "Price questions"}
+    assert {(flow.status, flow.version, flow.trigger_type) for flow in flows.values()} == {
+        ("active", 1, "new_follower"),
+        ("active", 1, "message_received"),
+    }
+    assert FlowVersion.objects.filter(flow__merchant=merchant).count() == 2
+    assert "demo flows: already there" in seed("--merchant-id", str(merchant.id), "--contacts", "5")
+    assert Flow.objects.filter(merchant=merchant).count() == 2

@@ -48,6 +48,24 @@ def check_x_credentials(app_configs: Any, **kwargs: Any) -> list[Warning]:
     return []
 
 
+@register()
+def check_worker_lanes(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """The campaign sender's and the flow resumer's loops each hold a task worker while they run: with no worker
+    left over, inbound webhooks wait for a loop to hand over."""
+    workers = int(settings.Q_CLUSTER["workers"])  # type: ignore[call-overload]
+    loops = settings.MKTX_SENDER_LANES + settings.MKTX_FLOW_LANES
+    if not settings.Q_CLUSTER.get("sync") and loops >= workers:
+        return [
+            Warning(
+                f"MKTX_SENDER_LANES + MKTX_FLOW_LANES = {loops} loops may hold all {workers} MKTX_WORKERS: inbound "
+                "webhooks and flow steps would wait for a loop to hand over",
+                hint="raise MKTX_WORKERS above the lanes' sum",
+                id="mktx.W011",
+            )
+        ]
+    return []
+
+
 @register(Tags.security)
 def check_production_keys(app_configs: Any, **kwargs: Any) -> list[Error]:
     """Not deploy-only: runserver, qcluster and (through `refuse_to_start_on_errors`) gunicorn run it too."""

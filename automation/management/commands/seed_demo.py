@@ -7,12 +7,16 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from automation.seed import demo_flows_seed
 from contacts.seed import seed_demo
 from mktx.iam.models import Merchant, User
 
 
 class Command(BaseCommand):
-    help = "Fill a merchant with realistic demo data: contacts with tags and attributes, conversations, messages."
+    help = (
+        "Fill a merchant with realistic demo data: contacts with tags and attributes, conversations, messages, "
+        "and the demo flows (a welcome flow for new followers, a keyword flow)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--merchant-id", help="default: the demo merchant, else a new 'Seed Demo' merchant")
@@ -26,6 +30,8 @@ class Command(BaseCommand):
         self.stdout.write(f"seeding {count:,} contacts for merchant {merchant.name} ({merchant.id})")
         started = time.monotonic()
         seed_demo(merchant=merchant, contacts=count, progress=self.stdout.write)
+        flows = demo_flows_seed(merchant=merchant)
+        self.stdout.write(f"demo flows: {flows} created and activated" if flows else "demo flows: already there")
         self.stdout.write(f"done: {count:,} contacts in {time.monotonic() - started:.1f} s")
 
     def _merchant(self, merchant_id: str | None) -> Merchant:
