@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import Count, QuerySet
 
-from automation.models import Execution, ExecutionStatus, Flow, Step
+from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, Step
 
 
 def flows_of(merchant_id: uuid.UUID) -> QuerySet[Flow]:
@@ -59,3 +60,15 @@ def execution_steps(execution: Execution) -> QuerySet[Step]:
 def executions_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Execution]:
     """Executions with their versions in one query (the enrol answer)."""
     return {e.pk: e for e in Execution.objects.filter(pk__in=list(ids)).select_related("version")}
+
+
+def flows_using_template(template: Any) -> dict[str, list[str]]:
+    """The merchant's active flows that send `template` (campaigns/hooks.py asks before a template is deleted)."""
+    active = flows_of(template.merchant_id).filter(status=FlowStatus.ACTIVE).only("pk", "nodes")
+    template_id = str(template.pk)
+    using = [
+        str(flow.pk)
+        for flow in active
+        if any((node.get("config") or {}).get("templateId") == template_id for node in flow.nodes or [])
+    ]
+    return {"flowIds": using} if using else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from campaigns.hooks import template_users
 from campaigns.models import ACTIVE_STATUSES, Template, TemplateType
 from campaigns.templating import MAX_TEXT, check_variables, placeholders, texts_of
 from mktx.api.errors import InvalidInput, ResourceInUse
@@ -116,4 +117,7 @@ def template_delete(*, template: Template) -> None:
         raise ResourceInUse(
             "The template is used by active campaigns", details={"campaignIds": [str(pk) for pk in in_use]}
         )
+    others = template_users(template)  # active flows (campaigns/hooks.py)
+    if others:
+        raise ResourceInUse("The template is used by active flows: deactivate them first", details=others)
     template.delete()  # drafts and finished campaigns keep their rows, without the template

@@ -448,3 +448,37 @@ def _inbound(person: dict[str, Any], text: str) -> Message:
         status=MessageStatus.RECEIVED,
         sent_at=timezone.now(),
     )
+
+
+def test_a_template_an_active_flow_sends_cannot_be_deleted_until_the_flow_is_deactivated(merchant, owner):
+    from automation.flows import flow_deactivate
+    from campaigns.templates import template_delete
+    from mktx.api.errors import ResourceInUse
+
+    template = Template.objects.create(merchant=merchant, name="Welcome", content="Hi!")
+    flow = active_flow(merchant, "manual", [node("s", "send_message", templateId=str(template.pk))])
+    with pytest.raises(ResourceInUse) as refused:
+        template_delete(template=template)
+    assert refused.value.details == {"flowIds": [str(flow.pk)]}
+    assert Template.objects.filter(pk=template.pk).exists()
+    flow_deactivate(flow=flow)
+    template_delete(template=template)
+    assert not Template.objects.filter(pk=template.pk).exists()
+
+
+def test_a_full_daily_quota_makes_the_flow_wait_for_the_window_not_fail(merchant, sandbox, shop, jane, settings, clock):
+    # 2 DMs a day, 1 of them kept for replies: a flow (a marketing sender) gets one
+    settings.MKTX_X_DM_DAILY_LIMIT = 2
+    flow = active_flow(
+        merchant, "manual", [node("a", "send_message", content="One"), node("b", "send_message", content="Two")]
+    )
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    execution = only_execution(flow)
+    assert execution.status == ExecutionStatus.RUNNING and execution.current_node_id == "b"
+    assert execution.due_at is not None and execution.due_at > timezone.now() + timedelta(hours=23)
+    assert execution.steps.get(node_id="b").detail["reason"] == "reply_reserve"
+    clock.move_to(execution.due_at + timedelta(seconds=1))
+    run_due()
+    assert only_execution(flow).status == ExecutionStatus.COMPLETED
+    assert dms_to(sandbox, shop, jane) == ["One", "Two"]
