@@ -4,6 +4,7 @@ failures, versions, re-entry and the loop guards."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from automation.engine import execution_advance, executions_cancel
 from automation.models import Execution, ExecutionStatus, FlowStatus, FlowVersion, Step
 from automation.resumer import due_claim
 from automation.triggers import contacts_enroll, follower_added, message_received, reply_take
-from campaigns.models import Template
+from campaigns.models import Campaign, Template
 from contacts.models import Contact, Message, MessageOrigin, MessageStatus
 from contacts.services.contacts import contact_erase, contact_tags_add
 from tests.campaign_helpers import FreshTokenClient, connect, customer
@@ -482,3 +483,70 @@ def test_a_full_daily_quota_makes_the_flow_wait_for_the_window_not_fail(merchant
     run_due()
     assert only_execution(flow).status == ExecutionStatus.COMPLETED
     assert dms_to(sandbox, shop, jane) == ["One", "Two"]
+
+
+def test_contact_actions_update_attributes_assign_and_close_the_conversation(
+    merchant, owner, agent, sandbox, shop, jane
+):
+    nodes = [
+        node("attrs", "update_attributes", attributes={"tier": "gold", "points": 10}),
+        node("assign", "assign_conversation", userId=str(agent.pk)),
+        node("close", "close_conversation", reason="handled by the welcome flow"),
+    ]
+    flow = active_flow(merchant, "manual", nodes)
+    contact = jane["contact"]
+    Contact.objects.filter(pk=contact.pk).update(attributes={"city": "Hanoi"})
+    contacts_enroll(flow=flow, contacts=[Contact.objects.get(pk=contact.pk)])
+    run_due()
+    execution = only_execution(flow)
+    assert step_summary(execution) == [("attrs", "completed"), ("assign", "completed"), ("close", "completed")]
+    assert Contact.objects.get(pk=contact.pk).attributes == {"city": "Hanoi", "tier": "gold", "points": 10}
+    conversation = contact.conversations.get()
+    assert conversation.assigned_to_id == agent.pk
+    assert conversation.status == "closed" and conversation.close_reason == "handled by the welcome flow"
+
+
+def test_round_robin_assigns_to_the_staff_member_with_the_fewest_open_conversations(
+    merchant, owner, agent, sandbox, shop
+):
+    flow = active_flow(merchant, "manual", [node("assign", "assign_conversation", strategy="round_robin")])
+    people = [customer(sandbox, shop, f"rr_fan_{i}") for i in range(4)]
+    contacts_enroll(flow=flow, contacts=[person["contact"] for person in people])
+    run_due()
+    assigned = [person["contact"].conversations.get().assigned_to_id for person in people]
+    assert sorted(assigned.count(user.pk) for user in (owner, agent)) == [2, 2]
+
+
+def test_actions_on_a_contact_with_no_open_conversation_are_skipped(merchant, shop, jane):
+    jane["contact"].conversations.update(status="closed")
+    flow = active_flow(merchant, "manual", [node("close", "close_conversation"), node("t", "add_tag", tags=["x"])])
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    execution = only_execution(flow)
+    assert step_summary(execution) == [("close", "skipped"), ("t", "completed")]
+    assert execution.steps.get(node_id="close").detail == {"reason": "no_open_conversation"}
+
+
+def test_a_new_contact_starts_the_contact_created_flows(merchant, sandbox, shop):
+    flow = active_flow(merchant, "contact_created", [node("t", "add_tag", tags=["new"])])
+    newcomer = customer(sandbox, shop, "brand_new")  # made by the inbound path: the contacts hook tells the trigger
+    customer(sandbox, shop, "brand_new")  # the same person again: not a new contact
+    run_due()
+    execution = only_execution(flow)
+    assert execution.contact_id == newcomer["contact"].pk and execution.status == ExecutionStatus.COMPLETED
+
+
+def test_campaign_replied_flows_start_for_their_campaign_or_any(merchant, shop, jane):
+    from automation.triggers import campaign_replied
+
+    one = str(uuid.uuid4())
+    campaign = Campaign.objects.create(merchant=merchant, name="Spring")
+    only_this = active_flow(
+        merchant, "campaign_replied", [node("t", "add_tag", tags=["a"])], name="One", campaignId=str(campaign.pk)
+    )
+    any_campaign = active_flow(merchant, "campaign_replied", [node("t", "add_tag", tags=["b"])], name="Any")
+    campaign_replied(contact=jane["contact"], campaign_id=one)
+    assert not Execution.objects.filter(flow=only_this).exists()
+    assert Execution.objects.filter(flow=any_campaign).count() == 1
+    campaign_replied(contact=jane["contact"], campaign_id=campaign.pk)
+    assert Execution.objects.filter(flow=only_this).count() == 1
