@@ -246,8 +246,14 @@ def move_for(execution: Execution, graph: Graph, context: StepContext, outcome: 
     return Move(changes, "next")
 
 
+# set while a resumer loop runs: it sees the waits it makes itself, no kick needed
+resumer_awake: contextvars.ContextVar[bool] = contextvars.ContextVar("resumer_awake", default=False)
+
+
 def wake_if_soon(moves: list[Move], now: datetime) -> None:
     """A wait that ends before the next minute tick kicks the resumer (once for all of them)."""
+    if resumer_awake.get():
+        return
     if any(m.result == "waiting" and m.changes["due_at"] - now <= LOOKAHEAD for m in moves):
         queue.resumer_kick()
 

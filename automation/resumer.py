@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from automation import queue
 from automation.batch import executions_advance_many
-from automation.engine import LEASE, LOOKAHEAD
+from automation.engine import LEASE, LOOKAHEAD, resumer_awake
 from automation.models import Execution, ExecutionStatus, ResumerLane
 
 BATCH = 200  # executions claimed at once
@@ -95,6 +95,7 @@ def resumer_run(budget: float | None = None) -> str:
         return "all resumer lanes busy"
     deadline = time.monotonic() + budget
     steps, wake = 0, None
+    awake = resumer_awake.set(True)
     try:
         while True:
             wake = resumer_step()
@@ -107,6 +108,7 @@ def resumer_run(budget: float | None = None) -> str:
             if delay > 0:
                 time.sleep(min(delay, 0.5, max(0.0, deadline - time.monotonic())))  # new waits are seen quickly
     finally:
+        resumer_awake.reset(awake)
         ResumerLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
     if budget > 0 and wake is not None and wake - timezone.now() <= LOOKAHEAD:
         queue.resumer_kick_now()
