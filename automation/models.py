@@ -123,7 +123,7 @@ class Execution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.flow_id}/{self.contact_id} {self.status}"
+        return f"execution {self.pk} ({self.status})"
 
 
 class StepStatus(models.TextChoices):

@@ -9,7 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from automation.flows import MAX_ENROLL
-from automation.models import Execution, ExecutionStatus, FlowStatus
+from automation.models import Execution, ExecutionStatus, FlowStatus, WaitKind
 from automation.validation import NODE_TYPES, TRIGGER_TYPES
 from mktx.api.errors import InvalidInput
 from mktx.api.serializers import CamelSerializer, StrictFieldsMixin
@@ -157,7 +157,8 @@ class ExecutionOutput(CamelSerializer):
         data: dict[str, Any] = super().to_representation(execution)
         running = execution.status == ExecutionStatus.RUNNING
         data["currentNodeId"] = (execution.current_node_id or None) if running else None
-        data["waitingUntil"] = data["waitingUntil"] if running else None
+        waiting = running and execution.waiting_for != WaitKind.NONE  # due now, between two steps: not waiting
+        data["waitingUntil"] = data["waitingUntil"] if waiting else None
         data["error"] = execution.error or None
         return data
 

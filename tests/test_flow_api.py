@@ -359,6 +359,14 @@ def test_the_executions_list_filters_pages_and_shows_waiting_runs_at_their_wait(
     assert error_field(api.get(f"{FLOWS}/{flow.pk}/executions", {"contactId": "nope"})) == "contactId"
 
 
+def test_an_execution_due_between_two_steps_is_running_but_not_waiting(api, merchant):
+    flow = activated(api)
+    between = execution(flow, contact_of(merchant), current_node_id="node-1", due_at=timezone.now(), waiting_for="")
+    (item,) = api.get(f"{FLOWS}/{flow.pk}/executions").json()["data"]
+    assert item["id"] == str(between.pk)
+    assert (item["status"], item["currentNodeId"], item["waitingUntil"]) == ("running", "node-1", None)
+
+
 def test_the_executions_list_runs_a_constant_number_of_queries(api, merchant, unthrottled, django_assert_num_queries):
     flow = activated(api)
     execution(flow, contact_of(merchant))
