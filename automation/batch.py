@@ -143,6 +143,7 @@ def _advance_group(group: list[tuple[Execution, Graph, StepContext]], holder: st
         held = set(
             Execution.objects.select_for_update()
             .filter(pk__in=ids, status=ExecutionStatus.RUNNING, lease_holder=holder)
+            .order_by("pk")  # key order, as executions_cancel locks: never a deadlock between the two
             .values_list("pk", flat=True)
         )
         group = [item for item in group if item[0].pk in held]

@@ -351,7 +351,8 @@ def executions_cancel(
         scope &= Q(contact_id=contact_id)
     now = timezone.now()
     with transaction.atomic():
-        ids = list(Execution.objects.filter(scope).values_list("pk", flat=True))
+        # rows locked in key order, as the resumer's batches lock them: the two never deadlock
+        ids = list(Execution.objects.select_for_update().filter(scope).order_by("pk").values_list("pk", flat=True))
         cancelled = Execution.objects.filter(scope, pk__in=ids).update(
             status=ExecutionStatus.CANCELLED,
             error=reason,
