@@ -154,8 +154,8 @@ def phase1(env: dict[str, str], args: argparse.Namespace, url: str) -> dict[str,
     try:
         time.sleep(3)
         memory.sample()
-        at = flows_django(env, "backlog", {"flows": flows, "executions": n, "singles": args.singles,
-                                           "spacing": args.spacing, "margin": margin})  # fmt: skip
+        spec = {"flows": flows, "executions": n, "singles": args.singles, "spacing": args.spacing}
+        at = flows_django(env, "backlog", {**spec, "margin": margin, "kicks": args.kicks})
         t0 = at["t0"]
         print(f"  {n:,} executions due at T0 (+{margin} s), {args.singles} single waits due every {args.spacing} s "
               f"after it; committed {at['committed'] - t0:+.1f} s from T0, the resumer kicked "
@@ -408,6 +408,7 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=20, help="single waits due during the batch")
     parser.add_argument("--spacing", type=float, default=2.0, help="seconds between the single waits' due times")
     parser.add_argument("--margin", type=float, default=0.0, help="seconds from the backlog's insert to T0 (0: auto)")
+    parser.add_argument("--kicks", type=int, default=1, help="resumer tasks queued at T0 (the engine queues 1)")
     parser.add_argument("--rate", type=float, default=10.0, help="phase 2: follows per second")
     parser.add_argument("--profile", type=int, default=0, help="in-process profile of a backlog of N")
     args = parser.parse_args()

@@ -7,11 +7,12 @@ backlog set-based, make an owner for the API, and profile the resumer in this pr
 activated through the services: "bulk" (`wait` 60 s -> `add_tag` ["bench"] -> `end`) and "single" (`wait` 60 s ->
 `end`). Answers their ids.
 
-`backlog`: `{"flows", "executions", "singles", "spacing", "margin"}`: T0 = now + `margin` seconds; `executions`
-executions of "bulk", all due at T0, and `singles` of "single", due at T0 + `spacing`, T0 + 2 `spacing`, ...,
-inserted with COPY in one transaction as the engine leaves an execution that entered its wait 60 s before it is
-due (engine.py: `move_for` of a `wait` outcome, and its waiting Step). Then ANALYZE, and the resumer kicked
-(`queue.resumer_kick_now`). Answers T0 and when the rows were committed (epoch seconds).
+`backlog`: `{"flows", "executions", "singles", "spacing", "margin", "kicks"?}`: T0 = now + `margin` seconds;
+`executions` executions of "bulk", all due at T0, and `singles` of "single", due at T0 + `spacing`, T0 + 2
+`spacing`, ..., inserted with COPY in one transaction as the engine leaves an execution that entered its wait 60 s
+before it is due (engine.py: `move_for` of a `wait` outcome, and its waiting Step). Then ANALYZE, and the resumer
+kicked (`queue.resumer_kick_now`, `kicks` times: once, as the engine does). Answers T0 and when the rows were
+committed (epoch seconds).
 
 `owner`: `{"name"}`: a merchant and its owner; answers the merchant's id and an access token. `flow`:
 `{"merchantId", "definition"}`: a flow made and activated through the services (when the API has no flow routes).
@@ -206,7 +207,8 @@ def backlog(spec: dict[str, Any]) -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE automation_execution")
         cursor.execute("ANALYZE automation_step")
-    queue.resumer_kick_now()
+    for _ in range(int(spec.get("kicks", 1))):
+        queue.resumer_kick_now()
     return {"t0": t0.timestamp(), "committed": committed, "kicked": time.time()}
 
 
