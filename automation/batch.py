@@ -1,13 +1,14 @@
 """The batch form of `engine.execution_advance`, for the resumer: the executions of one claim advance together,
 node by node, as the state machine of engine.py says, but a node whose runner has a set-based form (`MANY`) runs
-once for all the executions at it, and their outcomes are recorded in a handful of statements (the executions'
-rows from one VALUES list, the new steps in one INSERT), so 100,000 due executions cost thousands of queries, not
-millions. An execution at any other node (a send, which calls X; the contact and conversation actions) goes on
-alone through `execution_advance`, under the same lease.
+once for all the executions at it, and the whole claim's progress is written at its end in a handful of statements
+(the executions' rows from one table of values, the new steps in one INSERT), so 100,000 due executions cost
+thousands of queries, not millions. An execution that reaches any other node (a send, which calls X; the contact
+and conversation actions) has its progress written with the others, then goes on alone through
+`execution_advance`, under the same lease.
 
-Each group's runner and record share one transaction, after the group's rows are locked (`SELECT ... FOR
-UPDATE`) and found still running, under this lease, at this node: an execution cancelled or taken over meanwhile
-drops out of the group before anything is written for it.
+The claim is one transaction: its rows are locked first (`SELECT ... FOR UPDATE`) and only those still running
+under this lease go on, so an execution cancelled or taken over meanwhile is left as it is; the node runners'
+writes (tags) commit with the steps that record them, or not at all.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from automation.engine import (
     trigger_depth_set,
     wake_if_soon,
 )
-from automation.models import Execution, ExecutionStatus, Step, StepStatus
+from automation.models import Execution, ExecutionStatus, FlowVersion, Step, StepStatus
 from automation.runners import Outcome, StepContext
 from automation.triggers import versions_memo
 from contacts.models import Contact
 from contacts.segments import compile_conditions
 from contacts.services.contacts import contacts_tags_add
-from mktx.bulk import values_update
+from mktx.bulk import values_insert, values_update
 
 ROUNDS = 50  # nodes a batch advances before what is left goes on alone
 
@@ -80,44 +81,123 @@ MANY: dict[str, Callable[[list[StepContext]], list[Outcome]]] = {
 
 def executions_advance_many(*, execution_ids: list[Any], holder: str) -> dict[str, int]:
     """Advance the executions leased to `holder`; answers how many ended each way (for the task log)."""
+    with transaction.atomic():
+        executions = _locked(execution_ids, holder)
+        claim = _Claim(holder)
+        pending = executions
+        for _ in range(ROUNDS):
+            groups = claim.groups(pending)
+            if not groups:
+                break
+            pending = [execution for group in groups.values() for execution in claim.run(group)]
+        claim.alone.extend(pending)
+        claim.write()
+    wake_if_soon(claim.moves, timezone.now())
+    for execution in claim.alone:
+        claim.results[execution_advance(execution_id=execution.pk, holder=holder)] += 1
+    return dict(claim.results)
+
+
+CONTACT_FIELDS = ("id", "merchant_id", "account_id", "tag_names", "opted_out")
+
+
+def _locked(execution_ids: list[Any], holder: str) -> list[Execution]:
+    """The claim's executions still running under this lease, their rows locked in key order (as
+    executions_cancel locks: never a deadlock between the two), each with its contact's few fields and its version
+    (read once per version: every execution of a flow shares it)."""
     executions = list(
-        Execution.objects.select_related("version", "contact").filter(
-            pk__in=execution_ids, status=ExecutionStatus.RUNNING, lease_holder=holder
-        )
+        Execution.objects.select_for_update(of=("self",))
+        .filter(pk__in=execution_ids, status=ExecutionStatus.RUNNING, lease_holder=holder)
+        .select_related("contact")
+        .only(*(f.name for f in Execution._meta.concrete_fields), *(f"contact__{f}" for f in CONTACT_FIELDS))
+        .order_by("pk")
     )
-    results: dict[str, int] = defaultdict(int)
-    alone: list[Execution] = []
-    for _ in range(ROUNDS):
-        groups: dict[tuple[Any, int, str], list[tuple[Execution, Graph, StepContext]]] = defaultdict(list)
+    versions = FlowVersion.objects.in_bulk({execution.version_id for execution in executions})
+    for execution in executions:
+        execution.version = versions[execution.version_id]
+    return executions
+
+
+class _Claim:
+    """The claim's progress in memory: each group's outcomes are applied to its executions at once, and the rows
+    are written together at the end (`write`), one UPDATE for the executions, one INSERT for the new steps."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        self.results: dict[str, int] = defaultdict(int)
+        self.alone: list[Execution] = []
+        self.moves: list[Move] = []
+        self.touched: dict[Any, Execution] = {}
+        self.new_steps: list[Step] = []
+        self.finished: dict[str, list[Any]] = defaultdict(list)  # step status -> executions whose wait ended
+        self.finished_with_detail: list[Step] = []
+
+    def groups(self, executions: list[Execution]) -> dict[tuple[Any, int, str], list[Item]]:
+        """The executions at a node with a set-based form, by version and node; the others go alone."""
+        groups: dict[tuple[Any, int, str], list[Item]] = defaultdict(list)
         for execution in executions:
             graph = graph_of(execution.version)
             node = graph.nodes.get(execution.current_node_id)
-            context = context_for(execution, graph, node) if node is not None else None
-            if context is None or node is None or node["type"] not in MANY or not _pure(context):
-                alone.append(execution)
+            if node is None or node["type"] not in MANY:
+                self.alone.append(execution)
                 continue
-            key = (execution.flow_id, execution.version.number, node["id"])
-            groups[key].append((execution, graph, context))
-        going_on: list[Execution] = []
-        for group in groups.values():
-            for execution, move in _advance_group(group, holder):
-                if move.result == "next":
-                    going_on.append(execution)
-                else:
-                    results[move.result] += 1
-        if not going_on:
-            break
-        executions = going_on
-    else:
-        alone.extend(executions)
-    for execution in alone:
-        results[execution_advance(execution_id=execution.pk, holder=holder)] += 1
-    return dict(results)
+            context = context_for(execution, graph, node)
+            if not _pure(context):
+                self.alone.append(execution)
+                continue
+            groups[(execution.flow_id, execution.version.number, node["id"])].append((execution, graph, context))
+        return groups
+
+    def run(self, group: list[Item]) -> list[Execution]:
+        """One node's step for a group at it; the executions that go on to a next node."""
+        restore = trigger_depth_set(max(execution.depth for execution, _, _ in group))
+        try:
+            outcomes = MANY[group[0][2].node["type"]]([context for _, _, context in group])
+        finally:
+            restore()
+        now = timezone.now()
+        going_on = []
+        for (execution, graph, context), outcome in zip(group, outcomes, strict=True):
+            move = move_for(execution, graph, context, outcome, now)
+            self._step(execution, context, outcome, now)
+            for name, value in move.changes.items():
+                setattr(execution, name, value)
+            self.touched[execution.pk] = execution
+            self.moves.append(move)
+            if move.result == "next":
+                going_on.append(execution)
+            else:
+                self.results[move.result] += 1
+        return going_on
+
+    def _step(self, execution: Execution, context: StepContext, outcome: Outcome, now: Any) -> None:
+        step = step_of(execution.pk, context, outcome, now)
+        if not context.resumed:
+            self.new_steps.append(step)
+        elif outcome.kind == "wait":
+            return  # waits again (a window): its step waits on
+        elif step.detail:
+            self.finished_with_detail.append(step)  # a reply's branch: rare, written one by one
+        else:
+            self.finished[step.status].append(execution.pk)
+
+    def write(self) -> None:
+        now = timezone.now()
+        rows = [_row(execution, now) for execution in self.touched.values()]
+        values_update(Execution, COLUMNS, rows, assignments=ASSIGNMENTS)
+        for status, ids in self.finished.items():  # before the inserts: an execution waits in one step at a time
+            Step.objects.filter(execution_id__in=ids, status=StepStatus.WAITING).update(status=status, finished_at=now)
+        for step in self.finished_with_detail:
+            Step.objects.filter(execution_id=step.execution_id, node_id=step.node_id, visit=step.visit).update(
+                status=step.status, finished_at=step.finished_at, detail=step.detail
+            )
+        values_insert(Step, STEP_FIELDS, [[getattr(step, name) for name in STEP_FIELDS] for step in self.new_steps])
 
 
+Item = tuple[Execution, Graph, StepContext]
+STEP_FIELDS = ("execution_id", "node_id", "type", "visit", "status", "started_at", "finished_at", "detail")
 COLUMNS = (
     ("k", Execution._meta.pk),
-    ("at_node", Execution._meta.get_field("current_node_id")),
     ("node", Execution._meta.get_field("current_node_id")),
     ("status", Execution._meta.get_field("status")),
     ("due", Execution._meta.get_field("due_at")),
@@ -128,89 +208,27 @@ COLUMNS = (
     ("done", Execution._meta.get_field("completed_at")),
     ("holder", Execution._meta.get_field("lease_holder")),
     ("lease", Execution._meta.get_field("lease_until")),
+    ("now", Execution._meta.get_field("updated_at")),
 )
 ASSIGNMENTS = (
     "current_node_id = v.node, status = v.status, due_at = v.due, waiting_for = v.waiting, visits = v.visits, "
     "state = v.state, error = v.error, completed_at = v.done, lease_holder = v.holder, lease_until = v.lease, "
-    "updated_at = %s"
+    "updated_at = v.now"
 )
 
 
-def _advance_group(group: list[tuple[Execution, Graph, StepContext]], holder: str) -> list[tuple[Execution, Move]]:
-    """One node's step for a group of executions at it: run once, recorded together."""
-    with transaction.atomic():
-        ids = [execution.pk for execution, _, _ in group]
-        held = set(
-            Execution.objects.select_for_update()
-            .filter(pk__in=ids, status=ExecutionStatus.RUNNING, lease_holder=holder)
-            .order_by("pk")  # key order, as executions_cancel locks: never a deadlock between the two
-            .values_list("pk", flat=True)
-        )
-        group = [item for item in group if item[0].pk in held]
-        if not group:
-            return []
-        node_type = group[0][2].node["type"]
-        restore = trigger_depth_set(max(execution.depth for execution, _, _ in group))
-        try:
-            outcomes = MANY[node_type]([context for _, _, context in group])
-        finally:
-            restore()
-        now = timezone.now()
-        moves = [move_for(e, g, c, o, now) for (e, g, c), o in zip(group, outcomes, strict=True)]
-        _write(group, outcomes, moves, holder, now)
-    wake_if_soon(moves, now)
-    for (execution, _, _), move in zip(group, moves, strict=True):
-        for field, value in move.changes.items():
-            setattr(execution, field, value)
-    return [(execution, move) for (execution, _, _), move in zip(group, moves, strict=True)]
-
-
-def _row(execution: Execution, context: StepContext, move: Move) -> tuple[Any, ...]:
-    changes = move.changes
+def _row(execution: Execution, now: Any) -> tuple[Any, ...]:
     return (
         execution.pk,
-        context.node["id"],
-        changes.get("current_node_id", execution.current_node_id),
-        changes.get("status", ExecutionStatus.RUNNING),
-        changes["due_at"],
-        changes["waiting_for"],
-        changes["visits"],
-        changes["state"],
-        changes.get("error", execution.error),
-        changes.get("completed_at"),
-        changes.get("lease_holder", execution.lease_holder),
-        changes.get("lease_until", execution.lease_until),
+        execution.current_node_id,
+        execution.status,
+        execution.due_at,
+        execution.waiting_for,
+        execution.visits,
+        execution.state,
+        execution.error,
+        execution.completed_at,
+        execution.lease_holder,
+        execution.lease_until,
+        now,
     )
-
-
-def _write(
-    group: list[tuple[Execution, Graph, StepContext]], outcomes: list[Outcome], moves: list[Move], holder: str, now: Any
-) -> None:
-    rows = [_row(e, c, m) for (e, _, c), m in zip(group, moves, strict=True)]
-    values_update(
-        Execution,
-        COLUMNS,
-        rows,
-        assignments=ASSIGNMENTS,
-        where="t.current_node_id = v.at_node AND t.lease_holder = %s",
-        where_params=[now, holder],
-    )
-    new_steps: list[Step] = []
-    finished: dict[str, list[Any]] = defaultdict(list)
-    for (execution, _, context), outcome in zip(group, outcomes, strict=True):
-        step = step_of(execution.pk, context, outcome, now)
-        if not context.resumed:
-            new_steps.append(step)
-        elif outcome.kind != "wait" and not step.detail:
-            finished[step.status].append(execution.pk)
-        else:  # a resumed step with a detail of its own (a reply's branch): rare, one by one
-            Step.objects.filter(execution_id=execution.pk, node_id=step.node_id, visit=step.visit).update(
-                status=step.status, finished_at=step.finished_at, detail=step.detail
-            )
-    if new_steps:
-        Step.objects.bulk_create(new_steps)
-    node_id = group[0][2].node["id"]
-    for status, ids in finished.items():
-        Step.objects.filter(execution_id__in=ids, node_id=node_id, status=StepStatus.WAITING).update(
-            status=status, finished_at=now
-        )
