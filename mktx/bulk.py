@@ -68,7 +68,7 @@ def values_update(
     sql = (
         f"{with_clause}UPDATE {qn(model._meta.db_table)} AS t SET {assignments} FROM {source} "  # noqa: S608
         f"WHERE t.{pk} = v.{qn(columns[0][0])}{f' AND ({where})' if where else ''}"
-        f"{f' RETURNING t.{pk}' if returning else ''}"
+        f"{f' RETURNING {pk}' if returning else ''}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *where_params])
