@@ -24,8 +24,9 @@ from django.utils.html import format_html
 
 from automation.engine import executions_cancel
 from automation.flows import flow_activate, flow_deactivate, flow_delete
+from automation.graph import entry_node, next_nodes
 from automation.models import Execution, ExecutionStatus, Flow, FlowVersion, ResumerLane, Step
-from automation.validation import BRANCHES, CONFIG_FIELDS, TRIGGER_FIELDS, entry_node, next_nodes
+from automation.validation import BRANCHES, CONFIG_FIELDS, TRIGGER_FIELDS
 from contacts.models import Contact
 from mktx.api.errors import ApiError
 

@@ -13,6 +13,7 @@ writes (tags) commit with the steps that record them, or not at all.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from automation.engine import (
     Move,
     context_for,
     execution_advance,
+    executions_cancel,
     graph_of,
     move_for,
     run_safely,
@@ -33,13 +35,15 @@ from automation.engine import (
     trigger_depth_set,
     wake_if_soon,
 )
-from automation.models import Execution, ExecutionStatus, FlowVersion, Step, StepStatus
+from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, Step, StepStatus
 from automation.runners import Outcome, StepContext
 from automation.triggers import versions_memo
 from contacts.models import Contact
 from contacts.segments import compile_conditions
 from contacts.services.contacts import contacts_tags_add
 from mktx.bulk import values_insert, values_update
+
+logger = logging.getLogger("mktx.automation")
 
 ROUNDS = 50  # nodes a batch advances before what is left goes on alone
 
@@ -112,6 +116,17 @@ def _locked(execution_ids: list[Any], holder: str) -> list[Execution]:
         .only(*(f.name for f in Execution._meta.concrete_fields), *(f"contact__{f}" for f in CONTACT_FIELDS))
         .order_by("pk")
     )
+    stopped = set(
+        Flow.objects.filter(pk__in={execution.flow_id for execution in executions})
+        .exclude(status=FlowStatus.ACTIVE)
+        .values_list("pk", flat=True)
+    )
+    if stopped:  # started by a trigger as its flow was deactivated: cancelled, as the deactivation would have
+        executions_cancel(
+            execution_ids=[execution.pk for execution in executions if execution.flow_id in stopped],
+            reason="flow_inactive",
+        )
+        executions = [execution for execution in executions if execution.flow_id not in stopped]
     versions = FlowVersion.objects.in_bulk({execution.version_id for execution in executions})
     for execution in executions:
         execution.version = versions[execution.version_id]
@@ -132,9 +147,9 @@ class _Claim:
         self.finished: dict[str, list[Any]] = defaultdict(list)  # step status -> executions whose wait ended
         self.finished_with_detail: list[Step] = []
 
-    def groups(self, executions: list[Execution]) -> dict[tuple[Any, int, str], list[Item]]:
+    def groups(self, executions: list[Execution]) -> dict[tuple[Any, int, str, int], list[Item]]:
         """The executions at a node with a set-based form, by version and node; the others go alone."""
-        groups: dict[tuple[Any, int, str], list[Item]] = defaultdict(list)
+        groups: dict[tuple[Any, int, str, int], list[Item]] = defaultdict(list)
         for execution in executions:
             graph = graph_of(execution.version)
             node = graph.nodes.get(execution.current_node_id)
@@ -145,14 +160,20 @@ class _Claim:
             if not _pure(context):
                 self.alone.append(execution)
                 continue
-            groups[(execution.flow_id, execution.version.number, node["id"])].append((execution, graph, context))
+            # by depth too: the flows a step triggers start one deeper than its own execution
+            key = (execution.flow_id, execution.version.number, node["id"], execution.depth)
+            groups[key].append((execution, graph, context))
         return groups
 
     def run(self, group: list[Item]) -> list[Execution]:
         """One node's step for a group at it; the executions that go on to a next node."""
-        restore = trigger_depth_set(max(execution.depth for execution, _, _ in group))
+        restore = trigger_depth_set(group[0][0].depth)
         try:
-            outcomes = MANY[group[0][2].node["type"]]([context for _, _, context in group])
+            with transaction.atomic():  # a savepoint: a node's error fails its group, not the whole claim
+                outcomes = MANY[group[0][2].node["type"]]([context for _, _, context in group])
+        except Exception as exc:
+            logger.exception("flow node %s failed for a batch of %s executions", group[0][2].node["id"], len(group))
+            outcomes = [Outcome.fail(f"internal error: {type(exc).__name__}") for _ in group]
         finally:
             restore()
         now = timezone.now()

@@ -29,9 +29,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from automation import queue
-from automation.models import Execution, ExecutionStatus, FlowVersion, Step, StepStatus, WaitKind
+from automation.graph import entry_node, next_nodes
+from automation.models import Execution, ExecutionStatus, FlowStatus, FlowVersion, Step, StepStatus, WaitKind
 from automation.runners import EXTERNAL, RUNNERS, Outcome, StepContext
-from automation.validation import entry_node, next_nodes
 from contacts.models import Contact, Message
 
 logger = logging.getLogger("mktx.automation")
@@ -188,6 +188,8 @@ def _step(execution: Execution, graph: Graph, holder: str) -> str:
     if node is None:  # cannot happen for a validated version; never loop on it
         _finish(execution, holder, ExecutionStatus.FAILED, f"unknown node {node_id!r}")
         return "failed"
+    if not _renew(execution, holder):
+        return "lost"
     context = context_for(execution, graph, node)
     runner = RUNNERS[node["type"]]
     if node["type"] in EXTERNAL:
@@ -204,6 +206,25 @@ def _step(execution: Execution, graph: Graph, holder: str) -> str:
         except _Lost:
             moved = None
     return "lost" if moved is None else moved
+
+
+def _renew(execution: Execution, holder: str) -> bool:
+    """Before each step, and so right before any call to X: the lease renewed, if the execution is still this
+    holder's, at this node, in this state, and its flow still active (a worker whose lease ran out while X was slow
+    must not send the next DM, nor one after a deactivation). An execution whose flow stopped meanwhile (a trigger
+    that started it as the flow was deactivated) is cancelled here."""
+    scope = Execution.objects.filter(
+        pk=execution.pk,
+        status=ExecutionStatus.RUNNING,
+        lease_holder=holder,
+        current_node_id=execution.current_node_id,
+        waiting_for=execution.waiting_for,
+    )
+    if scope.filter(flow__status=FlowStatus.ACTIVE).update(lease_until=timezone.now() + LEASE):
+        return True
+    if scope.exists():  # still this holder's: its flow is no longer active
+        executions_cancel(execution_ids=[execution.pk], reason="flow_inactive")
+    return False
 
 
 class _Lost(Exception):
@@ -263,8 +284,13 @@ def _record(execution: Execution, graph: Graph, holder: str, context: StepContex
     this holder's at this node (cancelled, taken over); nothing is written."""
     now = timezone.now()
     move = move_for(execution, graph, context, outcome, now)
+    # the state the step read: a reply that landed meanwhile (waiting_for moved on) wins over a timeout
     scope = Execution.objects.filter(
-        pk=execution.pk, status=ExecutionStatus.RUNNING, lease_holder=holder, current_node_id=context.node["id"]
+        pk=execution.pk,
+        status=ExecutionStatus.RUNNING,
+        lease_holder=holder,
+        current_node_id=context.node["id"],
+        waiting_for=execution.waiting_for,
     )
     if not scope.update(**move.changes):
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import unicodedata
 from functools import lru_cache
 from typing import Any
@@ -18,7 +19,7 @@ import regex
 logger = logging.getLogger("mktx.automation")
 
 MAX_MATCH_TEXT = 4_000  # a DM's first characters are all keyword_match reads
-MATCH_TIMEOUT = 0.05  # seconds a regex keyword may search one DM
+MATCH_TIMEOUT = 0.05  # seconds a trigger's (or a node's) regex keywords may search one DM, together
 
 
 def keyword_match(text: str, keywords: list[str], match: str) -> bool:
@@ -29,7 +30,8 @@ def keyword_match(text: str, keywords: list[str], match: str) -> bool:
         return True
     text = unicodedata.normalize("NFC", text[:MAX_MATCH_TEXT])
     if match == "regex":
-        return any(_search(pattern, text) for pattern in map(_compiled, keywords) if pattern is not None)
+        deadline = time.monotonic() + MATCH_TIMEOUT  # for all of the keywords together
+        return any(_search(pattern, text, deadline) for pattern in map(_compiled, keywords) if pattern is not None)
     folded = text.casefold().strip()
     for keyword in keywords:
         word = unicodedata.normalize("NFC", keyword).casefold().strip()
@@ -44,23 +46,32 @@ def keyword_match(text: str, keywords: list[str], match: str) -> bool:
 def _compiled(pattern: str) -> Any:
     try:
         return regex.compile(pattern, regex.IGNORECASE | regex.V0)
-    except (regex.error, OverflowError, RecursionError, ValueError):
+    except Exception:  # noqa: BLE001  # the regex module raises more than regex.error on odd flags ((?V1) ...)
         return None
 
 
-def _search(pattern: Any, text: str) -> bool:
+def _search(pattern: Any, text: str, deadline: float) -> bool:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return False
     try:
-        return pattern.search(text, timeout=MATCH_TIMEOUT) is not None
+        return pattern.search(text, timeout=left) is not None
     except TimeoutError:
         logger.warning("the keyword regex %r took over %ss on a DM: no match", pattern.pattern, MATCH_TIMEOUT)
         return False
 
 
+# recursion and backreferences: nothing a keyword needs, and slow on any input
+_REFUSED = re.compile(r"\\(?:[1-9]|g)|\(\?(?:R|[0-9+]|&|P>|P=|V)")
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why a regex keyword is refused (None: it is fine)."""
+    if _REFUSED.search(pattern):
+        return "uses a backreference, recursion or a version flag: keywords take plain patterns"
     try:
         regex.compile(pattern, regex.IGNORECASE | regex.V0)
-    except (regex.error, OverflowError, RecursionError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001  # not only regex.error: (?V1) raises a KeyError
         return f"is not a valid regular expression ({error})"
     if nested_repeat(pattern):
         return "repeats a group holding a repeat or a choice, as (a+)+ or (a|a)*: it could take exponential time"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,12 +62,16 @@ def next_due(now: datetime) -> datetime | None:
     return min(found) if found else None
 
 
-def resumer_step(now: datetime | None = None) -> datetime | None:
-    """Advance what is due (in batches, for up to PASS_BUDGET seconds). Answers when the next execution is due."""
+def resumer_step(now: datetime | None = None, *, on_backlog: Callable[[], None] | None = None) -> datetime | None:
+    """Advance what is due (in batches, for up to PASS_BUDGET seconds). Answers when the next execution is due.
+    `on_backlog` is called once when a claim comes back full (more is due than one claim)."""
     started = time.monotonic()
     while True:
         holder = uuid.uuid4().hex
         ids = due_claim(now=now or timezone.now(), holder=holder)
+        if len(ids) == BATCH and on_backlog is not None:
+            on_backlog()
+            on_backlog = None
         if ids:
             executions_advance_many(execution_ids=ids, holder=holder)
         if len(ids) < BATCH or time.monotonic() - started > PASS_BUDGET:
@@ -96,9 +101,12 @@ def resumer_run(budget: float | None = None) -> str:
     deadline = time.monotonic() + budget
     steps, wake = 0, None
     awake = resumer_awake.set(True)
+    # a backlog wakes the other lanes (one more loop at a time: each that starts with a backlog wakes the next)
+    more = queue.resumer_kick_now if settings.MKTX_FLOW_LANES > 1 and budget > 0 else None
     try:
         while True:
-            wake = resumer_step()
+            wake = resumer_step(on_backlog=more)
+            more = None
             steps += 1
             if budget <= 0 or wake is None or time.monotonic() >= deadline:
                 break
@@ -110,6 +118,8 @@ def resumer_run(budget: float | None = None) -> str:
     finally:
         resumer_awake.reset(awake)
         ResumerLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
-    if budget > 0 and wake is not None and wake - timezone.now() <= LOOKAHEAD:
-        queue.resumer_kick_now()
+    if budget > 0 and wake is not None:
+        wake = next_due(timezone.now())  # again, after the lane is free: a kick that came meanwhile found it busy
+        if wake is not None and wake - timezone.now() <= LOOKAHEAD:
+            queue.resumer_kick_now()
     return f"lane {lane}: {steps} passes, next at {wake.isoformat() if wake else 'nothing due'}"

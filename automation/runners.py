@@ -29,6 +29,7 @@ from contacts.services.contacts import contact_attributes_merge, contact_tag_rem
 from contacts.services.conversations import conversation_assign, conversation_close
 from contacts.services.message_states import message_found_at_x, message_mark_lost
 from contacts.services.outbound import SendSkipped, message_send
+from mktx.accounts.services import AccountCredentialsUnreadable
 from mktx.api.errors import ApiError, RateLimited
 from mktx.iam.models import User
 from mktx.xapi import XError, XForbidden, XInvalidToken, XRateLimited
@@ -36,6 +37,10 @@ from mktx.xapi.errors import XBadRequest
 
 RETRY_BACKOFF = (timedelta(seconds=5), timedelta(seconds=30), timedelta(minutes=2))  # X 5xx and timeouts: 3 retries
 UNCLEAR_RECHECK = timedelta(seconds=30)  # X's DM events could not be read: look again before any resend
+UNCLEAR_RECHECKS = 20  # ... this many times (10 minutes), then the step fails (`x_unclear`)
+# a pending DM younger than this may still be on its way to X (a call's connect and read timeouts, and a margin):
+# nobody looks for it at X, nor sends it again, before
+IN_FLIGHT = timedelta(seconds=settings.X_API_CONNECT_TIMEOUT + settings.X_API_READ_TIMEOUT + 5)
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,22 @@ def _earlier_landed(context: StepContext, attempt: int) -> Message | None:
         Q(status__in=[MessageStatus.SENT, MessageStatus.PENDING])
         | Q(status=MessageStatus.FAILED, error_code__in=UNCLEAR)
     )
-    for message in earlier.select_related("account", "conversation__contact").order_by("-created_at"):
+    messages = list(earlier.select_related("account", "conversation__contact").order_by("-created_at"))
+    in_flight = [m.created_at + IN_FLIGHT for m in messages if m.status == MessageStatus.PENDING]
+    if in_flight and max(in_flight) > context.now:
+        raise _TooSoon(max(in_flight))
+    for message in messages:
         if message.status == MessageStatus.SENT or message_found_at_x(message=message):
             return message
         if message.status == MessageStatus.PENDING:
             message_mark_lost(message=message, detail="the flow step ran again and X does not have it")
     return None
+
+
+class _TooSoon(Exception):
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"an earlier try may be in flight until {until}")
+        self.until = until
 
 
 def _content(context: StepContext) -> tuple[str, str]:
@@ -193,8 +208,16 @@ def send_message(context: StepContext) -> Outcome:
     if attempt > 1:
         try:
             landed = _earlier_landed(context, attempt)
+        except _TooSoon as soon:  # the earlier try may still be on its way to X: never look (nor resend) before
+            return Outcome.wait(soon.until, state=state, reason="x_unclear")
+        except (XInvalidToken, AccountCredentialsUnreadable) as exc:
+            return Outcome.fail("account_inactive", error=exc.message)
         except XError as exc:
-            return Outcome.wait(context.now + UNCLEAR_RECHECK, state=state, reason="x_unclear", error=exc.message)
+            rechecks = int(state.get("rechecks", 0)) + 1
+            if rechecks > UNCLEAR_RECHECKS:
+                return Outcome.fail("x_unclear", error=exc.message)
+            until = context.now + UNCLEAR_RECHECK
+            return Outcome.wait(until, state={**state, "rechecks": rechecks}, reason="x_unclear", error=exc.message)
         if landed is not None:
             return Outcome.done({"messageId": str(landed.pk), "attempts": attempt - 1})
     key = _key(context, attempt)
@@ -223,8 +246,10 @@ def send_message(context: StepContext) -> Outcome:
         return Outcome.done({"messageId": str(message.pk), "attempts": attempt})
     if message.status == MessageStatus.FAILED and message.error_code not in UNCLEAR:
         return Outcome.fail("x_rejected", messageId=str(message.pk), error=message.error_detail)
-    # the key answered a DM whose send has no known outcome (a worker stopped mid-send): look at X, then resend
-    return Outcome.wait(context.now, state={"attempt": attempt + 1}, reason="unclear", messageId=str(message.pk))
+    # the key answered a DM whose send has no known outcome (a worker stopped mid-send, or one still sending):
+    # look at X once it can no longer be in flight, then resend if X does not have it
+    until = max(context.now, message.created_at + IN_FLIGHT)
+    return Outcome.wait(until, state={"attempt": attempt + 1}, reason="unclear", messageId=str(message.pk))
 
 
 def _refused(context: StepContext, exc: ApiError, attempt: int) -> Outcome:

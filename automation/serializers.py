@@ -15,13 +15,16 @@ from mktx.api.errors import InvalidInput
 from mktx.api.serializers import CamelSerializer, StrictFieldsMixin
 
 FLOW_KEYS = ("name", "description", "trigger", "nodes", "connections", "accountIds")
+# what a GET answers besides: a client may PUT a flow back as it read it (these are not read)
+READ_ONLY_KEYS = ("id", "status", "version", "executions", "createdAt", "updatedAt")
 
 
 def flow_body(data: Any) -> Mapping[str, Any]:
-    """The request body of a create or update: an object of the keys a flow has (a typo is an error, not a no-op)."""
+    """The request body of a create or update: an object of the keys a flow has (a typo is an error, not a no-op;
+    the read-only keys of a flow as the API shows it are let through and not read)."""
     if not isinstance(data, Mapping):
         raise InvalidInput("body", "must be a JSON object")
-    unknown = sorted(str(key) for key in data if key not in FLOW_KEYS)
+    unknown = sorted(str(key) for key in data if key not in FLOW_KEYS and key not in READ_ONLY_KEYS)
     if unknown:
         raise InvalidInput(unknown[0], "unknown field")
     return data

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.db.models import F
+
 from automation.engine import execution_reply, execution_start, graph_of
 from automation.keywords import keyword_match
 from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, WaitKind
@@ -49,16 +51,15 @@ def _versions(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:
 
 
 def _versions_read(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:
-    return [
-        version
-        for version in FlowVersion.objects.filter(
+    return list(
+        FlowVersion.objects.filter(
             flow__merchant_id=merchant_id,
             flow__status=FlowStatus.ACTIVE,
             flow__deleted_at__isnull=True,
             flow__trigger_type=trigger_type,
+            number=F("flow__version"),
         ).select_related("flow")
-        if version.number == version.flow.version
-    ]
+    )
 
 
 def _in_scope(version: FlowVersion, contact: Contact) -> bool:
@@ -87,20 +88,23 @@ def _keywords_accept(text: str) -> Accepts:
 
 def reply_take(*, message: Message) -> bool:
     """An inbound customer DM (not a consent word): an execution of this contact waiting in a `wait_for_reply`
-    takes it. True when one waits (the DM then triggers no `message_received` flow and gets no other answer); a
-    reply that misses the node's keywords leaves it waiting."""
+    takes it. True when one took it or still waits for it (a reply that misses the node's keywords leaves it
+    waiting): the DM then triggers no `message_received` flow and gets no other answer."""
     contact_id = message.conversation.contact_id
     waiting = list(
         Execution.objects.filter(
             contact_id=contact_id, status=ExecutionStatus.RUNNING, waiting_for=WaitKind.REPLY
         ).select_related("version")
     )
+    kept = False
     for execution in waiting:
         node = graph_of(execution.version).nodes.get(execution.current_node_id) or {}
         config = node.get("config") or {}
-        if _keywords_accept(message.content)(config):
-            execution_reply(execution=execution, message=message)
-    return bool(waiting)
+        if not _keywords_accept(message.content)(config):
+            kept = True  # still waiting for the right words: the DM is its, nobody else answers it
+        elif execution_reply(execution=execution, message=message):
+            kept = True
+    return kept  # False also when each waiting one timed out first: the DM goes on to the flows and the rest
 
 
 def message_received(*, message: Message) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from automation.graph import graph_check
 from automation.keywords import regex_problem
 from campaigns.models import Campaign, Template
 from campaigns.send_window import parse_send_window
@@ -121,31 +122,9 @@ def flow_definition_clean(
     nodes = _nodes(given["nodes"], refs)
     raw_connections = given.get("connections")
     connections = _connections([] if raw_connections is None else raw_connections, nodes)
-    _check_graph(nodes, connections)
+    graph_check(nodes, connections)
     refs.check()
     return FlowDefinition(name, description, trigger_type, trigger_config, nodes, connections, account_ids)
-
-
-def next_nodes(
-    definition_nodes: list[dict[str, Any]], connections: list[dict[str, Any]]
-) -> dict[str, dict[str | None, str]]:
-    """{fromNodeId: {branch (None for a plain node): toNodeId}}, every node present (no key: it ends there)."""
-    following: dict[str, dict[str | None, str]] = {node["id"]: {} for node in definition_nodes}
-    for connection in connections:
-        following[connection["fromNodeId"]][connection.get("branch")] = connection["toNodeId"]
-    return following
-
-
-def entry_node(nodes: list[dict[str, Any]], connections: list[dict[str, Any]]) -> str:
-    """The id of the one node no connection leads to (InvalidInput `nodes` when there is not exactly one)."""
-    targets = {connection["toNodeId"] for connection in connections}
-    entries = [node["id"] for node in nodes if node["id"] not in targets]
-    if not entries:
-        raise InvalidInput("nodes", "there is no entry node: every node has an incoming connection")
-    if len(entries) > 1:
-        listed = ", ".join(repr(entry) for entry in entries[:10])
-        raise InvalidInput("nodes", f"only the entry may have no incoming connection; these have none: {listed}")
-    return entries[0]
 
 
 def _text(value: Any, path: str, *, limit: int, required: bool = False) -> str:
@@ -366,7 +345,11 @@ def _wait(config: dict[str, Any], path: str, out: dict[str, Any]) -> None:
         except ValueError as error:
             raise InvalidInput(f"{path}.until", "must be an ISO 8601 date and time") from error
         moment = moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)  # naive: UTC
-        out["until"] = moment.astimezone(UTC).isoformat()
+        try:
+            moment = moment.astimezone(UTC)
+        except (OverflowError, ValueError) as error:
+            raise InvalidInput(f"{path}.until", "is out of range") from error
+        out["until"] = moment.isoformat()
     window = parse_send_window(config.get("window"), f"{path}.window")
     if window is not None:
         out["window"] = {key: value for key, value in window.as_json().items() if value is not None}
@@ -455,49 +438,3 @@ def _connections(raw: Any, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if missing:
                 raise InvalidInput(f"nodes[{index}]", f"{node['id']!r} has no connection for branch {missing[0]!r}")
     return connections
-
-
-def _check_graph(nodes: list[dict[str, Any]], connections: list[dict[str, Any]]) -> None:
-    entry = entry_node(nodes, connections)
-    following = next_nodes(nodes, connections)
-    reached, todo = {entry}, [entry]
-    while todo:
-        for target in following[todo.pop()].values():
-            if target not in reached:
-                reached.add(target)
-                todo.append(target)
-    for index, node in enumerate(nodes):
-        if node["id"] not in reached:
-            raise InvalidInput(f"nodes[{index}]", f"node {node['id']!r} cannot be reached from the entry {entry!r}")
-    cycle = _cycle_without_pause(nodes, following)
-    if cycle:
-        raise InvalidInput("connections", f"the loop {' -> '.join(cycle)} has no wait or wait_for_reply to pause at")
-
-
-def _cycle_without_pause(nodes: list[dict[str, Any]], following: dict[str, dict[str | None, str]]) -> list[str]:
-    """Node ids of a cycle among the nodes that do not pause ([] when none): depth first, at most MAX_NODES deep."""
-    # a wait `until` a moment long past does not pause; a wait for a duration and a wait_for_reply always do
-    pausing = {
-        n["id"] for n in nodes if n["type"] == "wait_for_reply" or (n["type"] == "wait" and "duration" in n["config"])
-    }
-    graph = {
-        n["id"]: [t for t in following[n["id"]].values() if t not in pausing] for n in nodes if n["id"] not in pausing
-    }
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(node_id: str, trail: list[str]) -> list[str]:
-        state[node_id] = 1
-        trail.append(node_id)
-        for target in graph[node_id]:
-            if state.get(target) == 1:
-                return [*trail[trail.index(target) :], target]
-            if target not in state and (found := visit(target, trail)):
-                return found
-        state[node_id] = 2
-        trail.pop()
-        return []
-
-    for node_id in graph:
-        if node_id not in state and (found := visit(node_id, [])):
-            return found
-    return []

@@ -311,7 +311,7 @@ MKTX_SENDER_BUDGET_SECONDS = env_int("MKTX_SENDER_BUDGET_SECONDS", 0 if TASKS_SY
 MKTX_SENDER_LEASE_SECONDS = env_int("MKTX_SENDER_LEASE_SECONDS", 120, minimum=10)
 # automation flows: the loop guard's flow DMs per contact per 24 h; resumer loops at once, and how long one runs
 MKTX_FLOW_SENDS_PER_CONTACT_DAY = env_int("MKTX_FLOW_SENDS_PER_CONTACT_DAY", 10, minimum=0)
-MKTX_FLOW_LANES = env_int("MKTX_FLOW_LANES", 1, minimum=1)
+MKTX_FLOW_LANES = env_int("MKTX_FLOW_LANES", 2, minimum=1)
 MKTX_FLOW_BUDGET_SECONDS = env_int("MKTX_FLOW_BUDGET_SECONDS", 0 if TASKS_SYNC else 50, minimum=0)
 # audiences estimated above this many contacts are frozen by a worker rather than in the start request
 MKTX_INLINE_FREEZE_LIMIT = env_int("MKTX_INLINE_FREEZE_LIMIT", 20000, minimum=0)

@@ -566,3 +566,13 @@ def test_an_admin_may_write_flows(client_for, merchant):
     assert post(admin, flow_id, "activate").status_code == 200
     assert post(admin, flow_id, "deactivate").status_code == 200
     assert admin.delete(f"{FLOWS}/{flow_id}").status_code == 200
+
+
+def test_a_flow_read_with_get_can_be_put_back_as_it_is_with_a_change(api):
+    flow = api.post(FLOWS, body(), format="json").json()["data"]
+    read = api.get(f"{FLOWS}/{flow['id']}").json()["data"]
+    response = api.put(f"{FLOWS}/{flow['id']}", {**read, "name": "Renamed"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"]["name"] == "Renamed"
+    assert response.json()["data"]["nodes"] == read["nodes"]
+    assert error_field(api.put(f"{FLOWS}/{flow['id']}", {**read, "nmae": "typo"}, format="json")) == "nmae"

@@ -63,3 +63,14 @@ def test_a_catastrophic_regex_stops_at_its_time_bound_and_does_not_match():
     matched = keyword_match("a" * 60 + "!", [r"(a+)+$"], "regex")
     assert matched is False
     assert time.perf_counter() - started < 1.0
+
+
+def test_regex_keywords_share_one_time_bound_per_dm():
+    started = time.perf_counter()
+    matched = keyword_match("a" * 60 + "!", [r"(a+)+$", r"(a|aa)+$", r"(a*)*$", "price"], "regex")
+    assert matched is False
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_pattern_the_regex_module_cannot_compile_matches_nothing():
+    assert keyword_match("abc", [r"(?V1)[[a]--[b]]"], "regex") is False

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
+from automation.graph import entry_node, next_nodes
 from automation.models import Flow
 from automation.validation import (
     MAX_NODES,
     FlowDefinition,
     branches_of,
-    entry_node,
     flow_definition_clean,
-    next_nodes,
 )
 from campaigns.models import Campaign, Template
 from mktx.api.errors import InvalidInput
@@ -514,3 +513,15 @@ def test_a_flow_definition_reads_a_stored_flow(merchant, templates):
     definition = clean(merchant, reference_example(templates))
     stored = Flow.objects.create(merchant=merchant, **dataclasses.asdict(definition))
     assert FlowDefinition.of(Flow.objects.get(pk=stored.pk)) == definition
+
+
+@pytest.mark.parametrize("until", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_a_wait_until_out_of_range_is_refused(merchant, until):
+    assert refused_at(merchant, flow(node("w", "wait", until=until))) == "nodes[0].config.until"
+
+
+@pytest.mark.parametrize("pattern", [r"(?V1)[[a]--[b]]", r"(a)\1", r"(?R)", r"(?P<n>a)(?P>n)", r"\g<1>"])
+def test_regex_keywords_with_version_flags_backreferences_or_recursion_are_refused(merchant, pattern):
+    config = {"keywords": [pattern], "match": "regex"}
+    data = flow(end("a"), trigger={"type": MESSAGE, "config": config})
+    assert refused_at(merchant, data) == "trigger.config.keywords[0]"

@@ -1,0 +1,161 @@
+"""The flow engine where two things happen at once: a flow stopped as a trigger starts it, a reply that races the
+timeout, chains of flows at different depths in one batch, a send whose first try is still in flight, X gone for
+good after an unclear try, a node that fails in the middle of a batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from automation import batch
+from automation.models import Execution, ExecutionStatus, Flow
+from automation.runners import IN_FLIGHT
+from automation.triggers import contacts_enroll, reply_take
+from contacts.models import Contact, Message, MessageOrigin, MessageStatus
+from contacts.services.contacts import contact_tags_add
+from contacts.services.outbound import SendSkipped
+from tests.campaign_helpers import FreshTokenClient, connect, customer
+from tests.flow_helpers import active_flow, node, only_execution, run_due, step_summary
+from tests.test_flow_engine import _inbound, dms_to
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(START, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def shop(owner, sandbox, clock):
+    return connect(FreshTokenClient(owner), sandbox)
+
+
+@pytest.fixture
+def jane(sandbox, shop):
+    return customer(sandbox, shop, "jane_doe")
+
+
+def test_an_execution_started_as_its_flow_was_deactivated_is_cancelled_before_it_sends(merchant, sandbox, shop, jane):
+    # given executions started by a trigger whose transaction committed after the deactivation cancelled the rest
+    at_tag = active_flow(merchant, "manual", [node("t", "add_tag", tags=["x"]), node("s", "send_message", content="A")])
+    at_send = active_flow(merchant, "manual", [node("s", "send_message", content="B")], name="Send")
+    contacts_enroll(flow=at_tag, contacts=[jane["contact"]])
+    contacts_enroll(flow=at_send, contacts=[jane["contact"]])
+    Flow.objects.filter(pk__in=[at_tag.pk, at_send.pk]).update(status="inactive")
+    # when the resumer reaches them
+    run_due()
+    # then neither sends: one is cancelled in its batch, the other right before its call to X
+    for flow in (at_tag, at_send):
+        execution = only_execution(flow)
+        assert (execution.status, execution.error) == (ExecutionStatus.CANCELLED, "flow_inactive")
+    assert dms_to(sandbox, shop, jane) == []
+    assert Contact.objects.get(pk=jane["contact"].pk).tag_names == []
+
+
+def test_flows_reached_directly_and_through_a_chain_keep_their_own_depth_in_one_batch(merchant, sandbox, shop, clock):
+    # P: a -> b; Q: b -> vip; X: vip -> wait -> gold; Y: gold -> done
+    active_flow(merchant, "tag_added", [node("t", "add_tag", tags=["b"])], name="P", tag="a")
+    active_flow(merchant, "tag_added", [node("t", "add_tag", tags=["vip"])], name="Q", tag="b")
+    active_flow(
+        merchant,
+        "tag_added",
+        [node("w", "wait", duration=10), node("t", "add_tag", tags=["gold"])],
+        name="X",
+        tag="vip",
+    )
+    y = active_flow(merchant, "tag_added", [node("t", "add_tag", tags=["done"])], name="Y", tag="gold")
+    direct, chained = customer(sandbox, shop, "direct_fan"), customer(sandbox, shop, "chained_fan")
+    contact_tags_add(contact=direct["contact"], tags=["vip"])  # X at depth 1
+    contact_tags_add(contact=chained["contact"], tags=["a"])  # P 1, Q 2, X 3
+    run_due()
+    # when both X executions end their wait in the same claim
+    run_due(clock, seconds=11)
+    # then Y runs at depth 2 for the direct one, and is stopped at depth 4 for the chained one
+    ys = {e.contact_id: e for e in Execution.objects.filter(flow=y)}
+    assert (ys[direct["contact"].pk].depth, ys[direct["contact"].pk].status) == (2, ExecutionStatus.COMPLETED)
+    assert (ys[chained["contact"].pk].depth, ys[chained["contact"].pk].error) == (4, "trigger_depth")
+
+
+def test_a_reply_after_the_timeout_went_first_is_not_swallowed(merchant, shop, jane, clock):
+    nodes = [node("w", "wait_for_reply", timeout=60), node("late", "add_tag", tags=["late"])]
+    flow = active_flow(merchant, "manual", nodes, [{"fromNodeId": "w", "toNodeId": "late", "branch": "timeout"}])
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    run_due(clock, seconds=61)  # the timeout resumed it first
+    assert only_execution(flow).status == ExecutionStatus.COMPLETED
+    # the DM that arrives now is nobody's reply: it goes on to the message_received flows and the away message
+    assert reply_take(message=_inbound(jane, "sorry, I was out")) is False
+
+
+def test_a_send_whose_first_try_may_still_be_in_flight_is_not_sent_again(
+    merchant, sandbox, shop, jane, clock, monkeypatch
+):
+    # given a worker that stored the pending DM and stopped before X answered (or is still waiting on X)
+    flow = active_flow(merchant, "manual", [node("s", "send_message", content="Only once")])
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+
+    def stalls(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit("worker stopped mid-send")
+
+    monkeypatch.setattr("contacts.services.outbound.send_to_x", stalls)
+    with pytest.raises(SystemExit):
+        run_due()
+    monkeypatch.undo()
+    pending = Message.objects.get(origin=MessageOrigin.FLOW)
+    assert pending.status == MessageStatus.PENDING
+    # when another worker takes the execution over at once (its lease forced out)
+    Execution.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+    run_due()
+    # then it waits until the first try can no longer be in flight, and does not send
+    execution = only_execution(flow)
+    assert execution.status == ExecutionStatus.RUNNING
+    assert execution.due_at is not None and execution.due_at >= pending.created_at + IN_FLIGHT
+    assert dms_to(sandbox, shop, jane) == []
+    # once it cannot be in flight, X is asked: it does not have it, so it is sent once
+    clock.move_to(execution.due_at + timedelta(seconds=1))
+    run_due()
+    assert only_execution(flow).status == ExecutionStatus.COMPLETED
+    assert dms_to(sandbox, shop, jane) == ["Only once"]
+
+
+def test_an_unclear_send_of_an_account_that_is_gone_fails_instead_of_waiting_forever(
+    merchant, sandbox, shop, jane, clock
+):
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=1)
+    flow = active_flow(merchant, "manual", [node("s", "send_message", content="Hello")])
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    sandbox.revoke(shop["id"])  # the merchant's X account revokes the app: X answers 401 from now on
+    due = only_execution(flow).due_at
+    assert due is not None
+    clock.move_to(due + IN_FLIGHT)
+    run_due()
+    execution = only_execution(flow)
+    assert (execution.status, execution.error) == (ExecutionStatus.FAILED, "account_inactive")
+
+
+def test_a_node_that_fails_in_a_batch_fails_its_group_and_the_rest_of_the_claim_goes_on(
+    merchant, shop, jane, monkeypatch
+):
+    tagging = active_flow(merchant, "manual", [node("t", "add_tag", tags=["x"])], name="Tagging")
+    plain = active_flow(merchant, "manual", [node("e", "end")], name="Plain")
+
+    def broken(**kwargs: Any) -> Any:
+        raise SendSkipped("simulated", reason="bug", field="x")
+
+    monkeypatch.setattr(batch, "contacts_tags_add", broken)
+    contacts_enroll(flow=tagging, contacts=[jane["contact"]])
+    contacts_enroll(flow=plain, contacts=[jane["contact"]])
+    run_due()
+    assert only_execution(tagging).status == ExecutionStatus.FAILED
+    assert only_execution(tagging).error.startswith("internal error")
+    assert only_execution(plain).status == ExecutionStatus.COMPLETED
+    assert step_summary(only_execution(plain)) == [("e", "completed")]
