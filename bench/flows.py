@@ -20,7 +20,7 @@ sandbox delivers the follow event to the webhook before it answers). Latency: fr
 createdAt at the sandbox (one clock: the same machine).
 
     .venv/bin/python bench/flows.py [--executions 100000] [--followers 200] [--skip-phase2] [--workers 4]
-                                    [--lanes 1] [--profile N]
+                                    [--lanes 2] [--profile N]
 
 Each figure is printed with its target and its ratio, `ratio >= 1 means the target is met`: target / measured for
 times, measured / target for the throughput. `--profile N` (or, when phase 1 misses a target, N = 2000): with the
@@ -404,7 +404,7 @@ def main() -> int:
     parser.add_argument("--followers", type=int, default=200)
     parser.add_argument("--skip-phase2", action="store_true")
     parser.add_argument("--workers", type=int, default=4, help="django-q workers (MKTX_WORKERS)")
-    parser.add_argument("--lanes", type=int, default=1, help="MKTX_FLOW_LANES")
+    parser.add_argument("--lanes", type=int, default=2, help="MKTX_FLOW_LANES (the project default)")
     parser.add_argument("--singles", type=int, default=20, help="single waits due during the batch")
     parser.add_argument("--spacing", type=float, default=2.0, help="seconds between the single waits' due times")
     parser.add_argument("--margin", type=float, default=0.0, help="seconds from the backlog's insert to T0 (0: auto)")
