@@ -3,7 +3,7 @@ path, and a way to run the sender with the clock moved."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -30,6 +30,9 @@ class FreshTokenClient(APIClient):
         self.credentials(HTTP_AUTHORIZATION="Bearer " + access_token(self.user))
         return super().request(**kwargs)
 
+
+# the moment the `clock` fixture (tests/conftest.py) starts at: a monday; 16:00 in Ho Chi Minh City (UTC+7, no DST)
+CLOCK_START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
 _event_ids = iter(range(910_000_000_000_000_000, 920_000_000_000_000_000))
 

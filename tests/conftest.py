@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -129,3 +130,54 @@ def count_queries():
         result["n"] = len([sql for sql in queries if "mktx_cache" not in sql and "SAVEPOINT" not in sql])
 
     return counting
+
+
+@pytest.fixture
+def clock():
+    """Time frozen at CLOCK_START and ticking from there; tests move it (`clock.move_to`, `clock.shift`)."""
+    import time_machine
+
+    from tests.campaign_helpers import CLOCK_START
+
+    with time_machine.travel(CLOCK_START, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def shop(owner, sandbox, clock):
+    """The owner's X account @goodgo_shop, connected through the sandbox (a module may define its own)."""
+    from tests.campaign_helpers import FreshTokenClient, connect
+
+    return connect(FreshTokenClient(owner), sandbox)
+
+
+@pytest.fixture
+def jane(sandbox, shop):
+    """A customer who DMed the shop: her contact and conversation made by the inbound path."""
+    from tests.campaign_helpers import customer
+
+    return customer(sandbox, shop, "jane_doe")
+
+
+@pytest.fixture
+def unthrottled(monkeypatch):
+    """The rate limit's counter is a cache write (queries with the database cache of SQLite): not the list's own."""
+    from automation.views import FlowViewSet
+
+    monkeypatch.setattr(FlowViewSet, "throttle_classes", [])
+
+
+@pytest.fixture
+def enroll_engine(monkeypatch):
+    """The engine's own contacts_enroll, with its calls recorded."""
+    calls: list[tuple[Any, list[Any]]] = []
+    from automation import triggers
+
+    real = triggers.contacts_enroll
+
+    def contacts_enroll(*, flow: Any, contacts: list[Any]) -> list[tuple[Any, Any]]:
+        calls.append((flow, list(contacts)))
+        return real(flow=flow, contacts=contacts)
+
+    monkeypatch.setattr(triggers, "contacts_enroll", contacts_enroll)
+    return calls

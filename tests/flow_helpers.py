@@ -12,6 +12,7 @@ from django.utils import timezone
 from automation.models import Execution, Flow, FlowStatus, FlowVersion
 from automation.resumer import resumer_step
 from automation.validation import flow_definition_clean
+from contacts.models import Message, MessageOrigin, MessageStatus
 
 
 def chain(*nodes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,3 +85,25 @@ def only_execution(flow: Flow) -> Execution:
 
 def step_summary(execution: Execution) -> list[tuple[str, str]]:
     return [(s.node_id, s.status) for s in execution.steps.order_by("id")]
+
+
+def dms_to(sandbox: Any, shop: dict[str, Any], person: dict[str, Any]) -> list[str]:
+    return [dm["text"] for dm in sandbox.dms(senderId=shop["id"], recipientId=person["id"])]
+
+
+_inbound_ids = iter(range(930_000_000_000_000_000, 940_000_000_000_000_000))
+
+
+def inbound(person: dict[str, Any], text: str) -> Message:
+    contact = person["contact"]
+    conversation = contact.conversations.order_by("-last_message_at").first()
+    return Message.objects.create(
+        account_id=contact.account_id,
+        conversation=conversation,
+        direction="inbound",
+        origin=MessageOrigin.CUSTOMER,
+        content=text,
+        twitter_message_id=str(next(_inbound_ids)),
+        status=MessageStatus.RECEIVED,
+        sent_at=timezone.now(),
+    )

@@ -8,12 +8,11 @@ import itertools
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -22,12 +21,12 @@ from campaigns.lanes import sender_step
 from campaigns.models import AccountPacing, Campaign, CampaignRun, Delivery
 from contacts.models import Contact, Message
 from mktx.xapi.client import XClient
-from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
+from tests.campaign_helpers import CLOCK_START, FreshTokenClient, connect, customer, drain
 from tests.test_campaigns import BASE, act, create, segment, template
 
 pytestmark = pytest.mark.django_db
 
-START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)  # a monday; 16:00 in Ho Chi Minh City (UTC+7, no DST)
+START = CLOCK_START
 SAIGON = ZoneInfo("Asia/Ho_Chi_Minh")
 WELCOME = "Hi {{name}}, welcome to {{shop_name}}! Use code {{discount_code}} for 10% off your first order."
 WELCOME_VARIABLES = {"shop_name": "GoodGo Shop", "discount_code": "WELCOME10"}
@@ -36,17 +35,6 @@ WELCOME_VARIABLES = {"shop_name": "GoodGo Shop", "discount_code": "WELCOME10"}
 @pytest.fixture
 def api(owner):
     return FreshTokenClient(owner)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(START, tick=True) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def shop(api, sandbox, clock):
-    return connect(api, sandbox)
 
 
 def customers(

@@ -5,23 +5,22 @@ out-of-range schedule datetimes answered 400."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import time_machine
 
 from campaigns.campaigns import schedule_of
 from campaigns.lanes import sender_step
 from campaigns.models import Campaign, CampaignRun, Delivery, Template
 from contacts.models import Segment
-from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
+from tests.campaign_helpers import CLOCK_START, FreshTokenClient, connect, customer, drain
 from tests.factories import MerchantFactory, UserFactory
 from tests.test_campaigns import BASE, act, create, segment, template
 
 pytestmark = pytest.mark.django_db
 
-START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+START = CLOCK_START
 
 
 @pytest.fixture
@@ -30,20 +29,9 @@ def api(owner):
 
 
 @pytest.fixture
-def clock():
-    with time_machine.travel(START, tick=True) as traveller:
-        yield traveller
-
-
-@pytest.fixture
 def fast(settings):
     settings.MKTX_X_DM_DAILY_LIMIT = 100_000
     settings.MKTX_CAMPAIGN_DAILY_LIMIT = 100_000
-
-
-@pytest.fixture
-def shop(api, sandbox, clock):
-    return connect(api, sandbox)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from django.utils.dateparse import parse_datetime
 
 from campaigns.lanes import sender_step
@@ -16,23 +15,17 @@ from contacts.models import ConsentAction, Contact, Message
 from contacts.services.consent import contact_consent_set
 from contacts.services.contacts import contact_tags_add
 from mktx.xapi.client import XClient
-from tests.campaign_helpers import FreshTokenClient, connect, customer, drain
+from tests.campaign_helpers import CLOCK_START, FreshTokenClient, connect, customer, drain
 from tests.test_campaigns import BASE, act, create, segment, template
 
 pytestmark = pytest.mark.django_db
 
-START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+START = CLOCK_START
 
 
 @pytest.fixture
 def api(owner):
     return FreshTokenClient(owner)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(START, tick=True) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ good after an unclear try, a node that fails in the middle of a batch."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-import time_machine
 from django.utils import timezone
 
 from automation import batch
@@ -18,29 +17,10 @@ from automation.triggers import contacts_enroll, reply_take
 from contacts.models import Contact, Message, MessageOrigin, MessageStatus
 from contacts.services.contacts import contact_tags_add
 from contacts.services.outbound import SendSkipped
-from tests.campaign_helpers import FreshTokenClient, connect, customer
-from tests.flow_helpers import active_flow, node, only_execution, run_due, step_summary
-from tests.test_flow_engine import _inbound, dms_to
+from tests.campaign_helpers import customer
+from tests.flow_helpers import active_flow, dms_to, inbound, node, only_execution, run_due, step_summary
 
 pytestmark = pytest.mark.django_db
-
-START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(START, tick=True) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def shop(owner, sandbox, clock):
-    return connect(FreshTokenClient(owner), sandbox)
-
-
-@pytest.fixture
-def jane(sandbox, shop):
-    return customer(sandbox, shop, "jane_doe")
 
 
 def test_an_execution_started_as_its_flow_was_deactivated_is_cancelled_before_it_sends(merchant, sandbox, shop, jane):
@@ -92,7 +72,7 @@ def test_a_reply_after_the_timeout_went_first_is_not_swallowed(merchant, shop, j
     run_due(clock, seconds=61)  # the timeout resumed it first
     assert only_execution(flow).status == ExecutionStatus.COMPLETED
     # the DM that arrives now is nobody's reply: it goes on to the message_received flows and the away message
-    assert reply_take(message=_inbound(jane, "sorry, I was out")) is False
+    assert reply_take(message=inbound(jane, "sorry, I was out")) is False
 
 
 def test_a_send_whose_first_try_may_still_be_in_flight_is_not_sent_again(
