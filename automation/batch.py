@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from automation import runners
@@ -94,11 +94,16 @@ def executions_advance_many(*, execution_ids: list[Any], holder: str) -> dict[st
             if not groups:
                 break
             pending = [execution for group in groups.values() for execution in claim.run(group)]
-        claim.alone.extend(pending)
+        else:  # still going after ROUNDS nodes: on alone (those that stopped at a node of their own already are)
+            claim.alone.extend(pending)
         claim.write()
     wake_if_soon(claim.moves, timezone.now())
     for execution in claim.alone:
-        claim.results[execution_advance(execution_id=execution.pk, holder=holder)] += 1
+        try:
+            claim.results[execution_advance(execution_id=execution.pk, holder=holder)] += 1
+        except DatabaseError:  # a deadlock, a lost connection: its lease ends and it is taken again
+            logger.exception("flow execution %s: database error; it is taken again when its lease ends", execution.pk)
+            claim.results["database error"] += 1
     return dict(claim.results)
 
 
@@ -171,7 +176,13 @@ class _Claim:
         try:
             with transaction.atomic():  # a savepoint: a node's error fails its group, not the whole claim
                 outcomes = MANY[group[0][2].node["type"]]([context for _, _, context in group])
-        except Exception as exc:
+        except DatabaseError:  # passing (a deadlock with an inbound DM, a lock timeout): each goes on alone
+            logger.warning(
+                "flow node %s: database error for a batch of %s; one by one", group[0][2].node["id"], len(group)
+            )
+            self.alone.extend(execution for execution, _, _ in group)
+            return []
+        except Exception as exc:  # a bug: the group fails visibly, not forever again
             logger.exception("flow node %s failed for a batch of %s executions", group[0][2].node["id"], len(group))
             outcomes = [Outcome.fail(f"internal error: {type(exc).__name__}") for _ in group]
         finally:

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from automation import queue
 from automation.graph import entry_node, next_nodes
-from automation.models import Execution, ExecutionStatus, FlowStatus, FlowVersion, Step, StepStatus, WaitKind
+from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, Step, StepStatus, WaitKind
 from automation.runners import EXTERNAL, RUNNERS, Outcome, StepContext
 from contacts.models import Contact, Message
 
@@ -205,7 +205,10 @@ def _step(execution: Execution, graph: Graph, holder: str) -> str:
                     raise _Lost
         except _Lost:
             moved = None
-    return "lost" if moved is None else moved
+    if moved is None:  # let it go at once: a reply queued for it must not wait for this lease to end
+        Execution.objects.filter(pk=execution.pk, lease_holder=holder).update(lease_until=None, lease_holder="")
+        return "lost"
+    return moved
 
 
 def _renew(execution: Execution, holder: str) -> bool:
@@ -220,7 +223,10 @@ def _renew(execution: Execution, holder: str) -> bool:
         current_node_id=execution.current_node_id,
         waiting_for=execution.waiting_for,
     )
-    if scope.filter(flow__status=FlowStatus.ACTIVE).update(lease_until=timezone.now() + LEASE):
+    # the flow's state as a subquery, not a join: a join makes the UPDATE's own conditions a subquery too, which
+    # PostgreSQL does not check again once a lock it waited for is released (a cancel committed meanwhile)
+    active = Flow.objects.filter(pk=execution.flow_id, status=FlowStatus.ACTIVE).values("pk")
+    if scope.filter(flow_id__in=active).update(lease_until=timezone.now() + LEASE):
         return True
     if scope.exists():  # still this holder's: its flow is no longer active
         executions_cancel(execution_ids=[execution.pk], reason="flow_inactive")
@@ -234,6 +240,8 @@ class _Lost(Exception):
 def run_safely(runner: Any, context: StepContext) -> Outcome:
     try:
         return runner(context)
+    except DatabaseError:  # passing (a deadlock, a lost connection): the step is taken again, not failed
+        raise
     except Exception as exc:  # a bug in a node must fail the execution visibly, not retry it forever
         logger.exception("flow node %s of execution %s failed", context.node["id"], context.execution.pk)
         return Outcome.fail(f"internal error: {type(exc).__name__}")

@@ -92,9 +92,9 @@ def reply_take(*, message: Message) -> bool:
     waiting): the DM then triggers no `message_received` flow and gets no other answer."""
     contact_id = message.conversation.contact_id
     waiting = list(
-        Execution.objects.filter(
-            contact_id=contact_id, status=ExecutionStatus.RUNNING, waiting_for=WaitKind.REPLY
-        ).select_related("version")
+        Execution.objects.filter(contact_id=contact_id, status=ExecutionStatus.RUNNING, waiting_for=WaitKind.REPLY)
+        .select_related("version")
+        .order_by("pk")  # taken (and so locked) in key order, as the resumer's claims and cancels lock
     )
     kept = False
     for execution in waiting:

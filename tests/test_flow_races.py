@@ -139,3 +139,42 @@ def test_a_node_that_fails_in_a_batch_fails_its_group_and_the_rest_of_the_claim_
     assert only_execution(tagging).error.startswith("internal error")
     assert only_execution(plain).status == ExecutionStatus.COMPLETED
     assert step_summary(only_execution(plain)) == [("e", "completed")]
+
+
+def test_a_database_error_in_a_batch_sends_its_group_on_one_by_one(merchant, shop, jane, monkeypatch):
+    # a deadlock with an inbound DM's transaction (it locks the contact, then the execution) is passing: not a failure
+    from django.db import OperationalError
+
+    flow = active_flow(merchant, "manual", [node("t", "add_tag", tags=["x"])])
+
+    def deadlocked(**kwargs: Any) -> Any:
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(batch, "contacts_tags_add", deadlocked)
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    execution = only_execution(flow)
+    assert execution.status == ExecutionStatus.COMPLETED
+    assert step_summary(execution) == [("t", "completed")]
+    assert Contact.objects.get(pk=jane["contact"].pk).tag_names == ["x"]
+
+
+def test_executions_that_go_on_alone_are_advanced_once(merchant, sandbox, shop, clock, monkeypatch):
+    calls: list[Any] = []
+    real = batch.execution_advance
+
+    def counted(**kwargs: Any) -> str:
+        calls.append(kwargs["execution_id"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(batch, "execution_advance", counted)
+    flow = active_flow(
+        merchant, "manual", [node("w", "wait", duration=1), node("a", "update_attributes", attributes={"x": 1})]
+    )
+    people = [customer(sandbox, shop, f"alone_fan_{i}")["contact"] for i in range(3)]
+    contacts_enroll(flow=flow, contacts=people)
+    run_due()
+    calls.clear()  # entering the wait, in a batch; now the wait ends and each goes on alone to its action
+    run_due(clock, seconds=2)
+    assert sorted(map(str, calls)) == sorted(str(e.pk) for e in Execution.objects.filter(flow=flow))
+    assert set(Execution.objects.filter(flow=flow).values_list("status", flat=True)) == {ExecutionStatus.COMPLETED}
