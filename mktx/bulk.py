@@ -32,8 +32,8 @@ def _source(
     columns: Sequence[tuple[str, Field[Any, Any]]], rows: Sequence[Sequence[Any]]
 ) -> tuple[str, str, list[Any]]:
     """The rows as a table `v`: (a WITH clause to put first, the FROM item, the parameters). PostgreSQL: `unnest` of
-    one array per column, cast to its type (a short statement whatever the row count, so psycopg prepares it once
-    instead of parsing thousands of parameters each time); SQLite: a VALUES list in a WITH clause."""
+    one array per column, cast to its type (one parameter per column whatever the row count, where a VALUES list
+    has one per value for psycopg to quote and PostgreSQL to parse); SQLite: a VALUES list in a WITH clause."""
     qn = connection.ops.quote_name
     names = ", ".join(qn(name) for name, _ in columns)
     if connection.vendor == "postgresql":
