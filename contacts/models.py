@@ -97,6 +97,11 @@ class ConversationStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class AIStatus(models.TextChoices):
+    NONE = "none", "Not handed over"
+    ESCALATED = "escalated", "Handed to people"
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="conversations")
@@ -118,6 +123,13 @@ class Conversation(models.Model):
     away_message_sent_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=200, blank=True)
+    # the chatbot's hand-off: escalated, the bot stays silent here until a person closes the conversation
+    ai_status = models.CharField(max_length=10, choices=AIStatus.choices, default=AIStatus.NONE)
+    ai_escalation_reason = models.CharField(max_length=200, blank=True)
+    ai_escalated_at = models.DateTimeField(null=True, blank=True)
+    ai_handoff = models.JSONField(
+        default=dict, blank=True, help_text="The hand-off summary: intent, slots, last turns."
+    )
 
     class Meta:
         ordering = ["-last_message_at"]
