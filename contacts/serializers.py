@@ -132,6 +132,10 @@ class ConversationOutput(CamelModelSerializer):
             "last_message_at",
             "closed_at",
             "close_reason",
+            "ai_status",
+            "ai_escalation_reason",
+            "ai_escalated_at",
+            "ai_handoff",
             "contact",
         ]
         read_only_fields = fields

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from contacts.models import Contact, Conversation, ConversationStatus
+from contacts.models import AIStatus, Contact, Conversation, ConversationStatus
 from mktx.api.errors import InvalidInput
 from mktx.iam.models import User
 
@@ -59,8 +59,8 @@ def conversation_reopen(*, conversation: Conversation) -> Conversation:
         return conversation
     try:
         with transaction.atomic():
-            Conversation.objects.filter(pk=conversation.pk).update(
-                status=ConversationStatus.OPEN, closed_at=None, close_reason=""
+            Conversation.objects.filter(pk=conversation.pk).update(  # reopened by a person: the bot may answer again
+                status=ConversationStatus.OPEN, closed_at=None, close_reason="", ai_status=AIStatus.NONE
             )
     except IntegrityError:
         raise InvalidInput("conversationId", "the contact has another open conversation: reply there") from None
@@ -77,3 +77,17 @@ def conversation_assign(*, conversation: Conversation, user_id: uuid.UUID | None
     Conversation.objects.filter(pk=conversation.pk).update(assigned_to_id=user_id)
     conversation.assigned_to_id = user_id
     return conversation
+
+
+def conversation_ai_escalate(*, conversation: Conversation, reason: str, handoff: dict[str, Any]) -> bool:
+    """The chatbot hands the conversation to people: `ai_status` escalated with the reason and the hand-off summary
+    (intent, slots, last turns). It stays open; the bot stays silent in it until a person closes it. False when it
+    was escalated already (nothing changes: the first hand-off's reason and summary stay)."""
+    now = timezone.now()
+    changed = Conversation.objects.filter(pk=conversation.pk).exclude(ai_status=AIStatus.ESCALATED).update(
+        ai_status=AIStatus.ESCALATED, ai_escalation_reason=reason[:200], ai_escalated_at=now, ai_handoff=handoff
+    )
+    if changed:
+        conversation.ai_status, conversation.ai_escalation_reason = AIStatus.ESCALATED, reason[:200]
+        conversation.ai_escalated_at, conversation.ai_handoff = now, handoff
+    return bool(changed)
