@@ -153,8 +153,17 @@ class MessageInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("id", "contact", "account", "status", "assigned_to", "message_count", "last_message_at")
-    list_filter = ("status", "account", "merchant")
+    list_display = (
+        "id",
+        "contact",
+        "account",
+        "status",
+        "ai_status",
+        "assigned_to",
+        "message_count",
+        "last_message_at",
+    )
+    list_filter = ("status", "ai_status", "account", "merchant")
     list_select_related = ("contact", "account", "assigned_to")
     search_fields = ("contact__username", "contact__display_name", "id")
     readonly_fields = (

@@ -23,6 +23,7 @@ mkt_x_patterns = [
     *contacts_router.urls,
     *campaigns_router.urls,
     *automation_router.urls,
+    path("", include("chatbot.urls")),
     path("", include("webhooks_app.urls")),
 ]
 
