@@ -154,6 +154,10 @@ class ConversationOutput(CamelModelSerializer):
             "lastMessageAt": iso(conversation.last_message_at),
             "closedAt": iso(conversation.closed_at),
             "closeReason": conversation.close_reason,
+            "aiStatus": conversation.ai_status,
+            "aiEscalationReason": conversation.ai_escalation_reason,
+            "aiEscalatedAt": iso(conversation.ai_escalated_at),
+            "aiHandoff": conversation.ai_handoff,
             "contact": {
                 "username": contact.username,
                 "displayName": contact.display_name,
