@@ -23,7 +23,16 @@ from campaigns.models import Template
 from campaigns.send_window import parse_send_window, window_opening, window_timezone
 from campaigns.sender import UNCLEAR, campaign_conversation
 from campaigns.templating import render
-from contacts.models import Contact, Conversation, ConversationStatus, Message, MessageOrigin, MessageStatus
+from chatbot.bot import bot_answer
+from contacts.models import (
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageDirection,
+    MessageOrigin,
+    MessageStatus,
+)
 from contacts.segments import compile_conditions
 from contacts.services.contacts import contact_attributes_merge, contact_tag_remove, contact_tags_add
 from contacts.services.conversations import conversation_assign, conversation_close
@@ -278,7 +287,31 @@ def _refused(context: StepContext, exc: ApiError, attempt: int) -> Outcome:
 
 
 def ai_reply(context: StepContext) -> Outcome:
-    return Outcome.fail("ai_reply_unavailable", error="the AI chatbot is not part of this service yet")
+    """The chatbot answers the contact's last DM (the same engine and policy as its auto-reply), as a bot DM keyed
+    per execution, node and visit; the `escalated` branch when it hands the conversation to people."""
+    conversation = (
+        Conversation.objects.select_related("account", "contact")
+        .filter(contact_id=context.contact.pk, status=ConversationStatus.OPEN)
+        .first()
+    )
+    if conversation is None:
+        return Outcome.skip("no_open_conversation")
+    last = (
+        Message.objects.filter(conversation=conversation, direction=MessageDirection.INBOUND)
+        .order_by("-created_at")
+        .first()
+    )
+    if last is None:
+        return Outcome.skip("no_message_to_answer")
+    node = hashlib.sha1(context.node["id"].encode(), usedforsecurity=False).hexdigest()[:12]
+    key = f"flow:{context.execution.pk}:{node}:{context.visit}:bot"
+    answer = bot_answer(conversation=conversation, text=last.content, send=True, auto=True, idempotency_key=key)
+    detail = {
+        "intent": answer.intent,
+        "engine": answer.engine,
+        "messageId": str(answer.sent.pk) if answer.sent else None,
+    }
+    return Outcome.done(detail, branch="escalated" if answer.requires_escalation else "answered")
 
 
 # --- contact and conversation actions ---------------------------------------------------------------------------

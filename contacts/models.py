@@ -124,11 +124,14 @@ class Conversation(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=200, blank=True)
     # the chatbot's hand-off: escalated, the bot stays silent here until a person closes the conversation
-    ai_status = models.CharField(max_length=10, choices=AIStatus.choices, default=AIStatus.NONE)
-    ai_escalation_reason = models.CharField(max_length=200, blank=True)
+    # database defaults too: set-based inserts (seed_demo, the benchmarks) name only the columns they fill
+    ai_status = models.CharField(
+        max_length=10, choices=AIStatus.choices, default=AIStatus.NONE, db_default=AIStatus.NONE.value
+    )
+    ai_escalation_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     ai_escalated_at = models.DateTimeField(null=True, blank=True)
     ai_handoff = models.JSONField(
-        default=dict, blank=True, help_text="The hand-off summary: intent, slots, last turns."
+        null=True, blank=True, default=None, help_text="The hand-off summary: intent, slots, last turns."
     )
 
     class Meta:

@@ -1,6 +1,7 @@
 """Each node type and branch of a flow, and the triggers, against the X sandbox over real HTTP with the clock moved:
 condition, split, wait_for_reply (replied, timeout), a wait's window, the contact and conversation actions, ai_reply
-until the chatbot exists; message_received keywords, account scope, contact_created and campaign_replied."""
+with nothing to answer (its branches: tests/test_chatbot_bot.py); message_received keywords, account scope,
+contact_created and campaign_replied."""
 
 from __future__ import annotations
 
@@ -153,12 +154,14 @@ def test_a_flow_scoped_to_another_account_does_not_start(merchant, sandbox, shop
     assert not Execution.objects.filter(flow=flow).exists()
 
 
-def test_ai_reply_fails_its_step_with_a_clear_reason_until_the_chatbot_exists(merchant, shop, jane):
+def test_ai_reply_without_an_open_conversation_is_skipped(merchant, shop, jane):
+    jane["contact"].conversations.update(status="closed")
     flow = active_flow(merchant, "manual", [node("ai", "ai_reply")], connections=[])
     contacts_enroll(flow=flow, contacts=[jane["contact"]])
     run_due()
     execution = only_execution(flow)
-    assert execution.status == ExecutionStatus.FAILED and execution.error == "ai_reply_unavailable"
+    assert execution.status == ExecutionStatus.COMPLETED
+    assert step_summary(execution) == [("ai", "skipped")]
 
 
 def test_contact_actions_update_attributes_assign_and_close_the_conversation(

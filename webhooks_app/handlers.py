@@ -12,6 +12,7 @@ from typing import Any
 from automation import triggers
 from automation.engine import executions_cancel
 from campaigns.attribution import deliveries_opened, deliveries_replied
+from chatbot.autoreply import bot_takes
 from contacts.models import ConsentAction
 from contacts.services.consent import consent_confirm_later, consent_keyword, contact_consent_set
 from contacts.services.contacts import XProfile
@@ -74,7 +75,8 @@ def _answer(recorded: RecordedDM, account: Account) -> None:
         return
     if triggers.message_received(message=recorded.message):
         return
-    # (d) the chatbot answers here (issue 14)
+    if bot_takes(message=recorded.message, conversation=recorded.conversation):
+        return  # the bot answers (after the commit): it replaces the away message
     away_message_if_closed(account=account, conversation=recorded.conversation)
 
 
