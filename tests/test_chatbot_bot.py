@@ -43,7 +43,7 @@ def test_an_order_question_without_a_lookup_says_it_will_check_and_hands_over(ap
     assert answer["engine"] == "builtin" and answer["sessionId"]
     conversation.refresh_from_db()
     assert conversation.ai_status == "escalated" and conversation.ai_escalation_reason == "order_lookup"
-    assert conversation.ai_handoff["slots"] == {"orderId": "12345"}
+    assert conversation.ai_handoff is not None and conversation.ai_handoff["slots"] == {"orderId": "12345"}
 
 
 def test_asking_for_a_person_escalates_at_once_with_a_hand_off_summary(api, jane):

@@ -84,8 +84,12 @@ def conversation_ai_escalate(*, conversation: Conversation, reason: str, handoff
     (intent, slots, last turns). It stays open; the bot stays silent in it until a person closes it. False when it
     was escalated already (nothing changes: the first hand-off's reason and summary stay)."""
     now = timezone.now()
-    changed = Conversation.objects.filter(pk=conversation.pk).exclude(ai_status=AIStatus.ESCALATED).update(
-        ai_status=AIStatus.ESCALATED, ai_escalation_reason=reason[:200], ai_escalated_at=now, ai_handoff=handoff
+    changed = (
+        Conversation.objects.filter(pk=conversation.pk)
+        .exclude(ai_status=AIStatus.ESCALATED)
+        .update(
+            ai_status=AIStatus.ESCALATED, ai_escalation_reason=reason[:200], ai_escalated_at=now, ai_handoff=handoff
+        )
     )
     if changed:
         conversation.ai_status, conversation.ai_escalation_reason = AIStatus.ESCALATED, reason[:200]
