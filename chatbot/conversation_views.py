@@ -64,7 +64,7 @@ class EscalationOutput(CamelSerializer):
 
 
 class AIConversationViewSet(MerchantViewSet):
-    lookup_value_regex = "[^/]+"
+    serializer_class = AnswerOutput  # OPTIONS describes the message action
     action_roles = {"message": ALL_ROLES, "context": ALL_ROLES, "escalate": ALL_ROLES}
 
     def get_merchant_queryset(self, merchant_id: uuid.UUID) -> QuerySet[Conversation]:
