@@ -159,3 +159,18 @@ def test_the_flows_ai_reply_node_answers_the_last_dm_and_takes_its_branch(sandbo
     tags = {e.contact_id: e.contact.tag_names for e in Execution.objects.select_related("contact").filter(flow=flow)}
     assert tags == {jane["contact"].pk: ["answered"], bob["contact"].pk: ["escalated"]}
     assert len(dms_to(sandbox, shop, jane)) == 1 and len(dms_to(sandbox, shop, bob)) == 1
+
+
+def test_round_robin_escalation_assigns_the_merchants_agents_in_turn(sandbox, shop, jane, merchant):
+    from chatbot.bot import escalate
+    from mktx.iam.models import Role
+    from tests.campaign_helpers import customer
+
+    AISettings.objects.create(merchant=merchant, escalation_assignment="round_robin")
+    first, second = (UserFactory.create(merchant=merchant, role=Role.AGENT) for _ in range(2))
+    bob = customer(sandbox, shop, "bob_buyer")
+    assert escalate(conversation=conversation_of(jane), reason="vip") is True
+    assert escalate(conversation=conversation_of(bob), reason="vip") is True
+    assert escalate(conversation=conversation_of(bob), reason="again") is False  # once
+    assignees = {conversation_of(jane).assigned_to_id, conversation_of(bob).assigned_to_id}
+    assert assignees == {first.pk, second.pk}

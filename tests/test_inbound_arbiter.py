@@ -16,7 +16,7 @@ from automation import triggers
 from automation.models import Execution, Flow, FlowVersion, Step
 from campaigns.models import Campaign, CampaignRun, Delivery
 from contacts.hooks import ContactHooks, hooks_register, hooks_registered, hooks_set
-from contacts.models import ConsentEvent, Contact, Message
+from contacts.models import ConsentEvent, Contact, Conversation, Message
 from contacts.seed import seed_demo
 from contacts.services.contacts import contact_tags_add
 from mktx.accounts.models import Account
@@ -343,3 +343,44 @@ def test_a_consent_keyword_is_attributed_but_tells_no_campaign_reply(
     dm(shop, "STOP", django_capture_on_commit_callbacks)
     assert Delivery.objects.get().replied_at is not None
     assert [kind for kind, *_ in fired] == []
+
+
+@pytest.fixture
+def bot_replies(monkeypatch) -> list[str]:
+    """The inbound DMs the bot was queued to answer (their message ids)."""
+    queued: list[str] = []
+
+    def enqueue(name: str, message_id: str, **kwargs: Any) -> bool:
+        queued.append(message_id)
+        return True
+
+    monkeypatch.setattr("chatbot.queue.task_enqueue", enqueue)
+    return queued
+
+
+def test_the_bot_answers_instead_of_the_away_message_and_never_a_consent_word(
+    closed, system_dms, bot_replies, django_capture_on_commit_callbacks
+):
+    from chatbot.models import AISettings
+
+    AISettings.objects.create(merchant=closed.merchant, enabled=True, auto_reply=True)
+    dm(closed, "Hello? where is my order", django_capture_on_commit_callbacks)
+    assert len(bot_replies) == 1 and system_dms == []  # the bot replaces the away message
+    dm(closed, "STOP", django_capture_on_commit_callbacks)
+    assert len(bot_replies) == 1  # a consent word never reaches the bot
+    assert system_dms == ["You are unsubscribed from our marketing messages. Reply START to subscribe again."]
+
+
+def test_the_bot_leaves_an_escalated_or_assigned_conversation_to_people(
+    shop, bot_replies, agent, django_capture_on_commit_callbacks
+):
+    from chatbot.models import AISettings
+
+    AISettings.objects.create(merchant=shop.merchant, enabled=True, auto_reply=True)
+    dm(shop, "hi", django_capture_on_commit_callbacks)
+    conversation = Conversation.objects.get()
+    Conversation.objects.filter(pk=conversation.pk).update(ai_status="escalated")
+    dm(shop, "hello?", django_capture_on_commit_callbacks)
+    Conversation.objects.filter(pk=conversation.pk).update(ai_status="none", assigned_to=agent)
+    dm(shop, "anyone?", django_capture_on_commit_callbacks)
+    assert len(bot_replies) == 1
