@@ -23,7 +23,7 @@ from campaigns.models import Template
 from campaigns.send_window import parse_send_window, window_opening, window_timezone
 from campaigns.sender import UNCLEAR, campaign_conversation
 from campaigns.templating import render
-from chatbot.bot import bot_answer
+from chatbot.bot import bot_answer, bot_may_answer
 from contacts.models import (
     Contact,
     Conversation,
@@ -34,6 +34,7 @@ from contacts.models import (
     MessageStatus,
 )
 from contacts.segments import compile_conditions
+from contacts.services.consent import consent_keyword
 from contacts.services.contacts import contact_attributes_merge, contact_tag_remove, contact_tags_add
 from contacts.services.conversations import conversation_assign, conversation_close
 from contacts.services.message_states import message_found_at_x, message_mark_lost
@@ -287,8 +288,9 @@ def _refused(context: StepContext, exc: ApiError, attempt: int) -> Outcome:
 
 
 def ai_reply(context: StepContext) -> Outcome:
-    """The chatbot answers the contact's last DM (the same engine and policy as its auto-reply), as a bot DM keyed
-    per execution, node and visit; the `escalated` branch when it hands the conversation to people."""
+    """The chatbot answers the contact's last DM (the same engine and policy as its auto-reply), under the same key
+    as the auto-reply of that DM (one answer, whoever gives it). Where the bot may not speak (the conversation handed
+    to people or assigned), or when the last DM was a consent word, nothing is sent: the `escalated` branch."""
     conversation = (
         Conversation.objects.select_related("account", "contact")
         .filter(contact_id=context.contact.pk, status=ConversationStatus.OPEN)
@@ -303,14 +305,15 @@ def ai_reply(context: StepContext) -> Outcome:
     )
     if last is None:
         return Outcome.skip("no_message_to_answer")
-    node = hashlib.sha1(context.node["id"].encode(), usedforsecurity=False).hexdigest()[:12]
-    key = f"flow:{context.execution.pk}:{node}:{context.visit}:bot"
-    answer = bot_answer(conversation=conversation, text=last.content, send=True, auto=True, idempotency_key=key)
-    detail = {
-        "intent": answer.intent,
-        "engine": answer.engine,
-        "messageId": str(answer.sent.pk) if answer.sent else None,
-    }
+    if consent_keyword(last.content, conversation.account) is not None:
+        return Outcome.skip("consent_word")
+    if not bot_may_answer(conversation):
+        return Outcome.done({"reason": "handed_to_people"}, branch="escalated")
+    answer = bot_answer(
+        conversation=conversation, text=last.content, send=True, auto=True, idempotency_key=f"bot:{last.pk}"
+    )
+    sent = str(answer.sent.pk) if answer.sent else None
+    detail = {"intent": answer.intent, "engine": answer.engine, "messageId": sent}
     return Outcome.done(detail, branch="escalated" if answer.requires_escalation else "answered")
 
 

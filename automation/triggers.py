@@ -66,15 +66,20 @@ def _in_scope(version: FlowVersion, contact: Contact) -> bool:
     return version.account_ids is None or str(contact.account_id) in {str(a) for a in version.account_ids}
 
 
-def _start(contact: Contact, trigger_type: str, accepts: Accepts | None = None) -> int:
-    """Start every flow of `trigger_type` that accepts the event for `contact`; how many started."""
+SENDING_NODES = frozenset({"send_message", "ai_reply"})
+
+
+def _start(contact: Contact, trigger_type: str, accepts: Accepts | None = None, *, answering: bool = False) -> int:
+    """Start every flow of `trigger_type` that accepts the event for `contact`; how many started (with `answering`:
+    how many of them send something, and so answer the DM that started them)."""
     started = 0
     for version in _versions(contact.merchant_id, trigger_type):
         config = version.trigger_config or {}
         if not _in_scope(version, contact) or (accepts is not None and not accepts(config)):
             continue
         if isinstance(execution_start(version=version, contact=contact), Execution):
-            started += 1
+            sends = any(node.get("type") in SENDING_NODES for node in version.nodes or [])
+            started += 1 if sends or not answering else 0
     return started
 
 
@@ -109,9 +114,9 @@ def reply_take(*, message: Message) -> bool:
 
 def message_received(*, message: Message) -> bool:
     """An inbound customer DM no waiting execution took: the matching `message_received` flows start. True when
-    at least one started (the DM is answered by a flow)."""
+    one that sends something started (the DM is answered by a flow; one that only tags leaves it to the bot)."""
     contact = message.conversation.contact
-    return _start(contact, "message_received", _keywords_accept(message.content)) > 0
+    return _start(contact, "message_received", _keywords_accept(message.content), answering=True) > 0
 
 
 def follower_added(*, contact: Contact) -> None:

@@ -100,15 +100,15 @@ def bot_answer(
         response = _builtin_answer(intent, carried, text)
     escalation = ""
     streak = 0
-    if intent in ESCALATING:
-        escalation = intent
+    if intent in ESCALATING and confidence >= settings.auto_escalation_threshold:
+        escalation = intent  # at once; an unsure one ("yes please" read as a request for a person) asks again
     elif intent == "unknown" or confidence < settings.auto_escalation_threshold:  # unknown: nothing understood
         if session.low_confidence_streak >= 1:
             escalation = "low_confidence"
         else:
             streak = 1
             response = nlu.rephrase(nlu.detect_language(text))
-    elif intent == "order_status_query" and carried.get("orderId") and reply.engine == Engine.BUILTIN:
+    elif intent == "order_status_query" and carried.get("orderId"):  # whatever the engine: never an invented status
         response, lookup_failed = _order_answer(settings, conversation, carried, text)
         if lookup_failed:
             escalation = "order_lookup"
@@ -140,7 +140,9 @@ def bot_answer(
     handed_over = False
     if escalation:
         handed_over = escalate(conversation=conversation, reason=escalation, session=session, settings=settings)
-    if send and (not escalation or handed_over):
+    # the bot speaks only where it may: not in a conversation handed to people (before this answer) or assigned
+    may_speak = conversation.status == ConversationStatus.OPEN and (handed_over or bot_may_answer(conversation))
+    if send and may_speak and (not escalation or handed_over):
         answer.sent = _send(conversation, answer.response, idempotency_key)
     return answer
 
@@ -180,7 +182,7 @@ def _engine_reply(
 
 def _builtin(settings: AISettings, text: str, expect_order_id: bool, *, fallback_reason: str = "") -> _Reply:
     understood = nlu.understand(text, expect_order_id=expect_order_id)
-    faq = nlu.faq_match(text, _faq_entries(settings.pk))
+    faq = None if understood.intent in ESCALATING else nlu.faq_match(text, _faq_entries(settings.pk))
     if faq is not None:
         intent = faq.entry.intent or understood.intent
         confidence = max(understood.confidence, faq.score)
@@ -238,12 +240,12 @@ def escalate(
 
 def _next_agent(merchant_id: Any) -> Any:
     """The merchant's agents in turn: the one assigned a conversation longest ago (never first)."""
-    from django.db.models import Max
+    from django.db.models import F, Max
 
     agent = (
         User.objects.filter(merchant_id=merchant_id, is_active=True, role=Role.AGENT)
         .annotate(last=Max("assigned_conversations__ai_escalated_at"))
-        .order_by("last", "date_joined", "pk")
+        .order_by(F("last").asc(nulls_first=True), "date_joined", "pk")  # never assigned first, on every database
         .first()
     )
     return agent.pk if agent is not None else None

@@ -174,3 +174,39 @@ def test_round_robin_escalation_assigns_the_merchants_agents_in_turn(sandbox, sh
     assert escalate(conversation=conversation_of(bob), reason="again") is False  # once
     assignees = {conversation_of(jane).assigned_to_id, conversation_of(bob).assigned_to_id}
     assert assignees == {first.pk, second.pk}
+
+
+def test_ai_reply_and_the_auto_reply_answer_a_dm_once_and_never_where_people_took_over(sandbox, shop, jane):
+    from automation.models import Execution
+    from automation.triggers import contacts_enroll
+    from chatbot.autoreply import auto_reply
+    from tests.flow_helpers import active_flow, inbound, node, run_due
+
+    conversation = conversation_of(jane)
+    AISettings.objects.create(merchant_id=conversation.merchant_id, enabled=True, auto_reply=True)
+    question = inbound(jane, "what are your opening hours?")
+    auto_reply(message_id=question.pk)  # the auto-reply answered it
+    nodes = [node("ai", "ai_reply"), node("ok", "add_tag", tags=["answered"]), node("up", "add_tag", tags=["people"])]
+    connections = [
+        {"fromNodeId": "ai", "toNodeId": "ok", "branch": "answered"},
+        {"fromNodeId": "ai", "toNodeId": "up", "branch": "escalated"},
+    ]
+    flow = active_flow(conversation.merchant, "manual", nodes, connections, reentry="after_completion")
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    assert len(dms_to(sandbox, shop, jane)) == 1  # the flow's ai_reply: the same answer, under the same key
+    # handed to people: the node sends nothing and takes the escalated branch
+    Conversation.objects.filter(pk=conversation.pk).update(ai_status="escalated")
+    inbound(jane, "hello?")
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    run_due()
+    assert len(dms_to(sandbox, shop, jane)) == 1
+    latest = Execution.objects.filter(flow=flow).order_by("-started_at").first()
+    assert latest is not None and latest.steps.get(node_id="ai").detail["branch"] == "escalated"
+
+
+def test_the_api_does_not_send_into_a_conversation_handed_to_people(api, sandbox, shop, jane):
+    conversation = conversation_of(jane)
+    Conversation.objects.filter(pk=conversation.pk).update(ai_status="escalated")
+    answer = ask(api, conversation, "what are your opening hours?", send=True)
+    assert answer["response"] and dms_to(sandbox, shop, jane) == []

@@ -59,8 +59,8 @@ def conversation_reopen(*, conversation: Conversation) -> Conversation:
         return conversation
     try:
         with transaction.atomic():
-            Conversation.objects.filter(pk=conversation.pk).update(  # reopened by a person: the bot may answer again
-                status=ConversationStatus.OPEN, closed_at=None, close_reason="", ai_status=AIStatus.NONE
+            Conversation.objects.filter(pk=conversation.pk).update(  # a person's: its AI status stays
+                status=ConversationStatus.OPEN, closed_at=None, close_reason=""
             )
     except IntegrityError:
         raise InvalidInput("conversationId", "the contact has another open conversation: reply there") from None
