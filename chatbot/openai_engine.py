@@ -28,24 +28,13 @@ from django.utils import timezone
 from openai.types.chat import ChatCompletionMessageParam
 from rest_framework import status
 
+from chatbot import nlu
 from chatbot.models import AISettings, TokenUsage
 from mktx.api.errors import ApiError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
-INTENTS = (
-    "order_status_query",
-    "shipping_info",
-    "return_refund",
-    "product_inquiry",
-    "pricing",
-    "store_hours",
-    "greeting",
-    "thanks",
-    "human_agent_request",
-    "complaint",
-    "unknown",
-)
+INTENTS = nlu.INTENTS  # the contract's intents, one list for both engines
 SLOT_KEYS = ("orderId", "email", "phone")
 REASONS = ("timeout", "rate_limited", "invalid_response", "unavailable", "not_configured")
 

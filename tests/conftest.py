@@ -181,3 +181,21 @@ def enroll_engine(monkeypatch):
 
     monkeypatch.setattr(triggers, "contacts_enroll", contacts_enroll)
     return calls
+
+
+@pytest.fixture
+def service(live_server, settings, sandbox):
+    """The API on a live server that the sandbox's webhook deliveries reach; its base URL."""
+    settings.MKTX_PUBLIC_URL = live_server.url
+    return live_server.url
+
+
+@pytest.fixture
+def live_shop(service, sandbox, owner):
+    """@goodgo_shop connected through the live server's API (its webhook registered by a real CRC check)."""
+    from tests.live_helpers import api
+
+    shop = sandbox.user("goodgo_shop")
+    body = {"oauthToken": shop["oauthToken"], "oauthTokenSecret": shop["oauthTokenSecret"]}
+    assert api(service, owner, "POST", "/accounts", json=body).status_code == 200
+    return shop

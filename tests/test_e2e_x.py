@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from mktx.accounts.models import Account
-from tests.factories import access_token
+from tests.live_helpers import api
 from webhooks_app.models import InboundEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def service(live_server, settings, sandbox):
-    settings.MKTX_PUBLIC_URL = live_server.url
-    return live_server.url
-
-
-def api(service: str, user, method: str, path: str, **kwargs):
-    headers = {"Authorization": f"Bearer {access_token(user)}"}
-    return requests.request(method, f"{service}/api/v1/mkt-x{path}", headers=headers, timeout=30, **kwargs)
 
 
 def test_connecting_registers_the_webhook_through_a_real_crc_check(service, sandbox, owner):

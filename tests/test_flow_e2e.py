@@ -8,34 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import requests
 import time_machine
 from django.utils import timezone
 
 from automation.models import Execution
-from tests.factories import access_token
 from tests.flow_helpers import run_due
+from tests.live_helpers import api, texts
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def service(live_server, settings, sandbox):
-    settings.MKTX_PUBLIC_URL = live_server.url
-    return live_server.url
-
-
-def api(service: str, user: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
-    headers = {"Authorization": f"Bearer {access_token(user)}"}
-    return requests.request(method, f"{service}/api/v1/mkt-x{path}", headers=headers, timeout=30, **kwargs)
-
-
-@pytest.fixture
-def shop(service, sandbox, owner):
-    shop = sandbox.user("goodgo_shop")
-    body = {"oauthToken": shop["oauthToken"], "oauthTokenSecret": shop["oauthTokenSecret"]}
-    assert api(service, owner, "POST", "/accounts", json=body).status_code == 200
-    return shop
 
 
 def make_active(service: str, owner: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -47,10 +27,6 @@ def make_active(service: str, owner: Any, body: dict[str, Any]) -> dict[str, Any
     assert activated.status_code == 200, activated.text
     assert activated.json()["data"]["status"] == "active" and activated.json()["data"]["version"] == 1
     return dict(activated.json()["data"])
-
-
-def texts(sandbox: Any, sender: dict[str, Any], recipient: dict[str, Any]) -> list[str]:
-    return [dm["text"] for dm in sandbox.dms(senderId=sender["id"], recipientId=recipient["id"])]
 
 
 WELCOME = {
@@ -65,20 +41,20 @@ WELCOME = {
 }
 
 
-def test_a_new_follower_gets_the_welcome_dm_then_the_second_after_the_wait(service, sandbox, shop, owner):
+def test_a_new_follower_gets_the_welcome_dm_then_the_second_after_the_wait(service, sandbox, live_shop, owner):
     flow = make_active(service, owner, WELCOME)
     jane = sandbox.user("jane_doe", "Jane Doe")
     with time_machine.travel(timezone.now(), tick=True) as clock:
         # when Jane follows the shop at X: the follow event reaches the service's webhook
-        sandbox.follow(jane["id"], shop["id"])
+        sandbox.follow(jane["id"], live_shop["id"])
         # then the first DM is sent at once; the execution waits at node-2
-        assert texts(sandbox, shop, jane) == ["Hi Jane, welcome!"]
+        assert texts(sandbox, live_shop, jane) == ["Hi Jane, welcome!"]
         listed = api(service, owner, "GET", f"/automation/flows/{flow['id']}/executions").json()["data"]
         assert [(e["status"], e["currentNodeId"]) for e in listed] == [("running", "node-2")]
         assert listed[0]["waitingUntil"] is not None
         clock.shift(timedelta(seconds=11))
         run_due()
-    assert texts(sandbox, shop, jane) == ["Hi Jane, welcome!", "Your code: WELCOME10"]
+    assert texts(sandbox, live_shop, jane) == ["Hi Jane, welcome!", "Your code: WELCOME10"]
     execution = Execution.objects.get()
     detail = api(service, owner, "GET", f"/automation/flows/{flow['id']}/executions/{execution.pk}").json()["data"]
     assert detail["status"] == "completed"
@@ -89,12 +65,12 @@ def test_a_new_follower_gets_the_welcome_dm_then_the_second_after_the_wait(servi
     ]
     # a second follow event for the same follower (X's duplicate delivery, or unfollow and follow again) does not
     # send the welcome again: re-entry is `never`
-    sandbox.unfollow(jane["id"], shop["id"])
-    sandbox.follow(jane["id"], shop["id"])
-    assert len(texts(sandbox, shop, jane)) == 2
+    sandbox.unfollow(jane["id"], live_shop["id"])
+    sandbox.follow(jane["id"], live_shop["id"])
+    assert len(texts(sandbox, live_shop, jane)) == 2
 
 
-def test_a_keyword_dm_gets_the_flows_answer_and_a_stop_cancels_the_wait(service, sandbox, shop, owner):
+def test_a_keyword_dm_gets_the_flows_answer_and_a_stop_cancels_the_wait(service, sandbox, live_shop, owner):
     make_active(
         service,
         owner,
@@ -113,15 +89,15 @@ def test_a_keyword_dm_gets_the_flows_answer_and_a_stop_cancels_the_wait(service,
         },
     )
     bob = sandbox.user("bob_buyer", "Bob Buyer")
-    sandbox.dm(bob["id"], shop["id"], "hello there")  # no keyword: no flow
-    assert texts(sandbox, shop, bob) == []
-    sandbox.dm(bob["id"], shop["id"], "What is the PRICE of the red shoes?")
-    assert texts(sandbox, shop, bob) == ["Our prices: shop.example/prices"]
+    sandbox.dm(bob["id"], live_shop["id"], "hello there")  # no keyword: no flow
+    assert texts(sandbox, live_shop, bob) == []
+    sandbox.dm(bob["id"], live_shop["id"], "What is the PRICE of the red shoes?")
+    assert texts(sandbox, live_shop, bob) == ["Our prices: shop.example/prices"]
     execution = Execution.objects.get()
     assert execution.status == "running" and execution.current_node_id == "later"
     # STOP is a consent word: it triggers nothing, is confirmed once, and cancels the waiting execution
-    sandbox.dm(bob["id"], shop["id"], "STOP")
+    sandbox.dm(bob["id"], live_shop["id"], "STOP")
     execution.refresh_from_db()
     assert execution.status == "cancelled" and execution.error == "opted_out"
-    sent = texts(sandbox, shop, bob)
+    sent = texts(sandbox, live_shop, bob)
     assert len(sent) == 2 and "unsubscribed" in sent[1]
