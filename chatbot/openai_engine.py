@@ -102,17 +102,12 @@ def openai_reply(
     if not api_key:
         logger.warning("openai engine not configured (no OPENAI_API_KEY) merchant=%s", settings.merchant_id)
         raise AIServiceError("not_configured")
-    client = _client(api_key, django_settings.OPENAI_BASE_URL or None, TIMEOUT_SECONDS, MAX_RETRIES)
+    # the client's own retry would wait out a 429's Retry-After (up to a minute) in a worker: ours waits a moment
+    client = _client(api_key, django_settings.OPENAI_BASE_URL or None, TIMEOUT_SECONDS, 0)
     messages = prompt_messages(settings=settings, history=history, message=message, faq=faq)
     started = time.monotonic()
     try:
-        completion = client.chat.completions.create(
-            model=settings.model,
-            messages=cast(list[ChatCompletionMessageParam], messages),  # role/content dicts, as the API takes
-            temperature=settings.temperature,
-            max_tokens=settings.max_tokens,
-            response_format={"type": "json_object"},
-        )
+        completion = _create(client, settings, messages)
         reply = _parse(_content(completion))
     except AIServiceError as error:
         _failed(settings, error, started, details=error.details)
@@ -192,6 +187,36 @@ def token_usage_record(*, merchant_id: uuid.UUID, prompt_tokens: int = 0, comple
                 )
         except IntegrityError:
             rows.update(**increments)
+
+
+RETRYABLE = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+RETRY_WAIT_MAX = 2.0  # seconds before the one retry, whatever a 429's Retry-After asks
+
+
+def _create(client: openai.OpenAI, settings: AISettings, messages: list[dict[str, str]]) -> Any:
+    """The chat completion, with MAX_RETRIES retries of a timeout, a connection error, a 429 or a 5xx."""
+    for attempt in range(MAX_RETRIES + 1):
+        try:
+            return client.chat.completions.create(
+                model=settings.model,
+                messages=cast(list[ChatCompletionMessageParam], messages),  # role/content dicts, as the API takes
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+                response_format={"type": "json_object"},
+            )
+        except RETRYABLE as error:
+            if attempt >= MAX_RETRIES:
+                raise
+            time.sleep(min(_retry_after(error), RETRY_WAIT_MAX))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _retry_after(error: openai.OpenAIError) -> float:
+    if isinstance(error, openai.APIStatusError):
+        value = error.response.headers.get("retry-after", "")
+        if value.strip().isdigit():
+            return float(value)
+    return 0.5
 
 
 @lru_cache(maxsize=8)

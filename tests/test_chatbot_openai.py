@@ -389,3 +389,12 @@ def test_neither_the_key_nor_the_prompt_is_logged(stub, ai, caplog):
     assert "gpt-4o-mini" in logged and "reason=unavailable" in logged
     assert KEY not in logged  # ... and nothing of the key or the prompt, even from the client's own debug logs
     assert secret_text not in logged and "Hidden Lane" not in logged and "Lotus Tea House" not in logged
+
+
+def test_a_429_asking_for_a_minute_is_retried_within_seconds_not_waited_out(stub, ai):
+    # a worker answering customers must not sit out a provider's Retry-After: 60 (the client's own retry would)
+    stub.fail("rate_limited", times=1, retry_after="60")
+    started = time.monotonic()
+    assert reply(ai).intent == "greeting"
+    assert time.monotonic() - started < 5
+    assert len(stub.requests) == 2
