@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -66,7 +67,10 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4) -> None:
+    """The API in gunicorn on a free port; `public`: MKTX_PUBLIC_URL is its own address (X's webhook deliveries
+    and the registered webhook come to it)."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, *, public: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [
@@ -74,7 +78,7 @@ class Gunicorn:
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
             "--log-level", "warning",
         ]  # fmt: skip
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env)
+        self.process = subprocess.Popen(argv, cwd=ROOT, env={**env, "MKTX_PUBLIC_URL": self.url} if public else env)
 
     def __enter__(self) -> Gunicorn:
         deadline = time.monotonic() + 30
@@ -334,3 +338,22 @@ def probe_report(measured: dict[str, Any], title: str) -> list[str]:
     )
     lines.append("  statements per send: " + ", ".join(f"{k} {n / sends:.2f}" for k, n in measured["kinds"].items()))
     return lines
+
+
+STATEMENT = re.compile(
+    r"^\s*(SELECT|UPDATE|INSERT INTO|DELETE FROM|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO)\b(.*)$", re.S
+)
+TABLE = re.compile(r'(?:FROM|UPDATE|INTO)\s+"(\w+)"')
+
+
+def statement_kind(sql: str) -> str:
+    """A logged statement's kind for a tally: its verb and table (`SELECT contacts_message FOR UPDATE`)."""
+    match = STATEMENT.match(sql)
+    if match is None:
+        return sql.split(None, 1)[0] if sql.strip() else "?"
+    verb = match.group(1)
+    if "SAVEPOINT" in verb or verb == "ROLLBACK TO":
+        return "SAVEPOINT/RELEASE"
+    table = TABLE.search(sql)
+    locking = " FOR UPDATE" if verb == "SELECT" and "FOR UPDATE" in sql else ""
+    return f"{verb} {table.group(1) if table else '?'}{locking}"

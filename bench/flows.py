@@ -54,7 +54,6 @@ from bench.common import (
     XSandbox,
     _parents,
     bench_env,
-    free_port,
     fresh_database,
     manage,
     percentile,
@@ -242,28 +241,13 @@ def phase1_figures(conn: psycopg.Connection[Any], flows: dict[str, str], merchan
 # --- phase 2 ---------------------------------------------------------------------------------------------------------
 
 
-class PublicGunicorn(Gunicorn):
-    """gunicorn as bench.common's, with MKTX_PUBLIC_URL its own address (X's webhook deliveries come to it)."""
-
-    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = [
-            sys.executable, "-m", "gunicorn", "mktx.wsgi:application",
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
-            "--log-level", "warning",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(argv, cwd=ROOT, env={**env, "MKTX_PUBLIC_URL": self.url})
-
-
 def api(server: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:
     return requests.request(method, server + API + path, json=body, timeout=60,
                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
 
 
-def welcome_flow(env: dict[str, str], server: str, token: str, merchant: str) -> str:
-    """The new_follower flow, made and activated through the API (through the services when it has no flow
-    routes yet); its id and how it was made."""
+def welcome_flow(server: str, token: str) -> str:
+    """The new_follower flow, made and activated through the API; its id."""
     definition = {
         "name": "Welcome",
         "trigger": {"type": "new_follower", "config": {}},
@@ -271,9 +255,6 @@ def welcome_flow(env: dict[str, str], server: str, token: str, merchant: str) ->
         "connections": [],
     }
     made = api(server, token, "POST", "/automation/flows", definition)
-    if made.status_code == 404:
-        print("  (no flow routes in the API: the flow is made through the services)", flush=True)
-        return str(flows_django(env, "flow", {"merchantId": merchant, "definition": definition})["id"])
     if made.status_code != 200:
         raise RuntimeError(f"POST /automation/flows answered {made.status_code}: {made.text[:500]}")
     flow_id = str(made.json()["data"]["id"])
@@ -331,7 +312,7 @@ def phase2(env: dict[str, str], args: argparse.Namespace, url: str) -> dict[str,
     sandbox = XSandbox(env, dm15m=UNLIMITED)
     env = {**env, "X_API_BASE_URL": sandbox.url}
     try:
-        with PublicGunicorn(env) as server:
+        with Gunicorn(env, public=True) as server:
             env = {**env, "MKTX_PUBLIC_URL": server.url}
             owner = flows_django(env, "owner", {"name": "Bench welcome"})
             shop, *fans = sandbox.users(["welcome_shop"] + [f"fan_{i}" for i in range(args.followers)])
@@ -340,7 +321,7 @@ def phase2(env: dict[str, str], args: argparse.Namespace, url: str) -> dict[str,
             if connected.status_code != 200:
                 raise RuntimeError(f"POST /accounts answered {connected.status_code}: {connected.text[:500]}")
             account_id = str(connected.json()["data"]["id"])
-            flow_id = welcome_flow(env, server.url, owner["token"], owner["merchant"])
+            flow_id = welcome_flow(server.url, owner["token"])
             cluster = Cluster(env)
             try:
                 time.sleep(3)

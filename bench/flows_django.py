@@ -46,10 +46,11 @@ from django.db.models.fields import AutoFieldMixin  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from automation import queue  # noqa: E402
-from automation.models import Execution, Flow, FlowStatus, FlowVersion, Step, StepStatus, WaitKind  # noqa: E402
+from automation.flows import flow_activate, flow_create  # noqa: E402
+from automation.models import Execution, Flow, FlowVersion, Step, StepStatus, WaitKind  # noqa: E402
 from automation.resumer import resumer_step  # noqa: E402
 from automation.validation import flow_definition_clean  # noqa: E402
-from bench.sender_django import _kind  # noqa: E402
+from bench.common import statement_kind  # noqa: E402
 from contacts.models import Contact, ContactSource  # noqa: E402
 from mktx.accounts.models import Account  # noqa: E402
 from mktx.iam.models import Merchant, Role, User  # noqa: E402
@@ -60,14 +61,19 @@ WAIT_SECONDS = 60
 
 def copy_objects(model: type[models.Model], objects: Iterable[models.Model]) -> int:
     """INSERT `objects` (unsaved instances of `model`) with one COPY, each column as the ORM would write it (its
-    defaults, auto_now, JSON); an auto-increment key is left to its sequence."""
+    defaults, JSON; an auto_now or auto_now_add column the moment of the copy); an auto-increment key is left to its
+    sequence."""
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    now = timezone.now()
+    stamped = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(model._meta.db_table)
     count = 0
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for obj in objects:
-            copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+            for field in stamped:
+                setattr(obj, field.attname, now)
+            copy.write_row([f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields])
             count += 1
     return count
 
@@ -81,24 +87,8 @@ def _node(node_id: str, type_: str, **config: Any) -> dict[str, Any]:
 
 
 def flow_made_active(merchant_id: Any, data: dict[str, Any]) -> Flow:
-    """A flow made from a definition as the API takes it, validated and activated (version 1): through
-    automation/flows.py's services, or where a tree has none yet, as tests/flow_helpers.py's `active_flow` does."""
+    """A flow made from a definition as the API takes it, validated and activated (version 1) by the services."""
     definition = flow_definition_clean(merchant_id=merchant_id, data=data)
-    try:
-        from automation.flows import flow_activate, flow_create
-    except ImportError:
-        columns = {
-            "trigger_type": definition.trigger_type,
-            "trigger_config": definition.trigger_config,
-            "nodes": definition.nodes,
-            "connections": definition.connections,
-            "account_ids": definition.account_ids,
-        }
-        made = Flow.objects.create(
-            merchant_id=merchant_id, name=definition.name, status=FlowStatus.ACTIVE, version=1, **columns
-        )
-        FlowVersion.objects.create(flow=made, number=1, **columns)
-        return made
     return flow_activate(flow=flow_create(merchant_id=merchant_id, definition=definition))
 
 
@@ -220,11 +210,6 @@ def owner(spec: dict[str, Any]) -> dict[str, Any]:
     return {"merchant": str(merchant.pk), "token": str(tokens_for_user(user)["accessToken"])}
 
 
-def flow(spec: dict[str, Any]) -> dict[str, Any]:
-    made = flow_made_active(spec["merchantId"], spec["definition"])
-    return {"id": str(made.pk), "status": made.status, "version": made.version}
-
-
 def _due_backlog(merchant_id: Any, executions: int, tag: str) -> Flow:
     """A fresh `wait` -> `add_tag` [tag] -> `end` flow with a backlog of `executions`, due a second ago."""
     nodes = [_node("w", "wait", duration=WAIT_SECONDS), _node("t", "add_tag", tags=[tag]), _node("e", "end")]
@@ -259,7 +244,7 @@ def _drain(profiler: cProfile.Profile | None) -> dict[str, Any]:
             wall += time.perf_counter() - wall_at
             passes += 1
             for query in connection.queries_log:
-                kinds[_kind(query["sql"])] += 1
+                kinds[statement_kind(query["sql"])] += 1
             connection.queries_log.clear()
             if wake is None or wake > timezone.now():
                 break
@@ -301,7 +286,6 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "world": world,
     "backlog": backlog,
     "owner": owner,
-    "flow": flow,
     "profile": profile,
 }
 

@@ -25,7 +25,6 @@ import cProfile
 import io
 import json
 import pstats
-import re
 import sys
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ django.setup()
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.common import statement_kind  # noqa: E402
 from campaigns import lanes, queue, sender  # noqa: E402
 from campaigns.campaigns import campaign_create  # noqa: E402
 from campaigns.lifecycle import campaign_cancel, campaign_start  # noqa: E402
@@ -135,24 +135,6 @@ def start(spec: dict[str, Any]) -> dict[str, Any]:
     return {"started": len(spec["campaigns"]), "seconds": time.perf_counter() - started}
 
 
-STATEMENT = re.compile(
-    r"^\s*(SELECT|UPDATE|INSERT INTO|DELETE FROM|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO)\b(.*)$", re.S
-)
-TABLE = re.compile(r'(?:FROM|UPDATE|INTO)\s+"(\w+)"')
-
-
-def _kind(sql: str) -> str:
-    match = STATEMENT.match(sql)
-    if match is None:
-        return sql.split(None, 1)[0] if sql.strip() else "?"
-    verb = match.group(1)
-    if "SAVEPOINT" in verb or verb == "ROLLBACK TO":
-        return "SAVEPOINT/RELEASE"
-    table = TABLE.search(sql)
-    locking = " FOR UPDATE" if verb == "SELECT" and "FOR UPDATE" in sql else ""
-    return f"{verb} {table.group(1) if table else '?'}{locking}"
-
-
 # Where a send's queries and CPU go: these functions are wrapped in this process (module, name), each one's own
 # share counted without the wrapped functions it calls. A name a newer sender no longer has is left out.
 WRAPPED = (
@@ -212,7 +194,7 @@ class Tally:
         where = self.depth[-1] if self.depth else "pass"
         log = connection.queries_log
         for query in log:
-            self.kinds[_kind(query["sql"])] += 1
+            self.kinds[statement_kind(query["sql"])] += 1
         self.queries[where] += len(log)
         self.cpu[where] = self.cpu.get(where, 0.0) + spent
         log.clear()
