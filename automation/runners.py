@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -36,7 +36,7 @@ from contacts.models import (
 from contacts.segments import compile_conditions
 from contacts.services.consent import consent_keyword
 from contacts.services.contacts import contact_attributes_merge, contact_tag_remove, contact_tags_add
-from contacts.services.conversations import conversation_assign, conversation_close
+from contacts.services.conversations import conversation_assign, conversation_assignee_next, conversation_close
 from contacts.services.message_states import message_found_at_x, message_mark_lost
 from contacts.services.outbound import SendSkipped, message_send
 from mktx.accounts.services import AccountCredentialsUnreadable
@@ -359,24 +359,11 @@ def _open_conversation(contact: Contact) -> Conversation | None:
     return Conversation.objects.filter(contact_id=contact.pk, status=ConversationStatus.OPEN).first()
 
 
-def _round_robin(merchant_id: Any) -> Any:
-    """The active staff member of the merchant with the fewest open conversations assigned (oldest first)."""
-    user = (
-        User.objects.filter(merchant_id=merchant_id, is_active=True)
-        .annotate(
-            open_count=Count("assigned_conversations", filter=Q(assigned_conversations__status=ConversationStatus.OPEN))
-        )
-        .order_by("open_count", "date_joined", "pk")
-        .first()
-    )
-    return user.pk if user is not None else None
-
-
 def assign_conversation(context: StepContext) -> Outcome:
     conversation = _open_conversation(context.contact)
     if conversation is None:
         return Outcome.skip("no_open_conversation")
-    user_id = context.config.get("userId") or _round_robin(context.contact.merchant_id)
+    user_id = context.config.get("userId") or conversation_assignee_next(merchant_id=context.contact.merchant_id)
     if user_id is None:
         return Outcome.skip("no_staff")
     if not User.objects.filter(pk=user_id, merchant_id=context.contact.merchant_id, is_active=True).exists():

@@ -28,10 +28,10 @@ from chatbot.openai_engine import AIServiceError, openai_reply
 from chatbot.order_lookup import order_lookup
 from chatbot.sessions import session_end, session_for, session_history, session_record
 from contacts.models import AIStatus, Conversation, ConversationStatus, Message, MessageOrigin
-from contacts.services.conversations import conversation_ai_escalate, conversation_assign
+from contacts.services.conversations import conversation_ai_escalate, conversation_assign, conversation_assignee_next
 from contacts.services.outbound import message_send
 from mktx.api.errors import ApiError
-from mktx.iam.models import Role, User
+from mktx.iam.models import Role
 
 logger = logging.getLogger("mktx.chatbot")
 
@@ -233,22 +233,13 @@ def escalate(
         session_end(session=session, at=timezone.now(), status=SessionStatus.ESCALATED)
     changed = conversation_ai_escalate(conversation=conversation, reason=reason, handoff=handoff)
     round_robin = changed and settings.escalation_assignment == EscalationAssignment.ROUND_ROBIN
-    if round_robin and conversation.assigned_to_id is None and (agent := _next_agent(conversation.merchant_id)):
+    if (
+        round_robin
+        and conversation.assigned_to_id is None
+        and (agent := conversation_assignee_next(merchant_id=conversation.merchant_id, roles=[Role.AGENT]))
+    ):
         conversation_assign(conversation=conversation, user_id=agent)
     return changed
-
-
-def _next_agent(merchant_id: Any) -> Any:
-    """The merchant's agents in turn: the one assigned a conversation longest ago (never first)."""
-    from django.db.models import F, Max
-
-    agent = (
-        User.objects.filter(merchant_id=merchant_id, is_active=True, role=Role.AGENT)
-        .annotate(last=Max("assigned_conversations__ai_escalated_at"))
-        .order_by(F("last").asc(nulls_first=True), "date_joined", "pk")  # never assigned first, on every database
-        .first()
-    )
-    return agent.pk if agent is not None else None
 
 
 def _send(conversation: Conversation, text: str, idempotency_key: str | None) -> Message | None:

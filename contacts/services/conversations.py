@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from contacts.models import AIStatus, Contact, Conversation, ConversationStatus
@@ -95,3 +95,20 @@ def conversation_ai_escalate(*, conversation: Conversation, reason: str, handoff
         conversation.ai_status, conversation.ai_escalation_reason = AIStatus.ESCALATED, reason[:200]
         conversation.ai_escalated_at, conversation.ai_handoff = now, handoff
     return bool(changed)
+
+
+def conversation_assignee_next(*, merchant_id: Any, roles: Any = None) -> Any:
+    """Round-robin assignment (a flow's `assign_conversation`, the bot's hand-off): the merchant's active staff
+    member (of `roles`, when given) with the fewest open conversations assigned, the longest-standing first; None
+    when there is nobody."""
+    staff = User.objects.filter(merchant_id=merchant_id, is_active=True)
+    if roles is not None:
+        staff = staff.filter(role__in=list(roles))
+    user = (
+        staff.annotate(
+            open_count=Count("assigned_conversations", filter=Q(assigned_conversations__status=ConversationStatus.OPEN))
+        )
+        .order_by("open_count", "date_joined", "pk")
+        .first()
+    )
+    return user.pk if user is not None else None
