@@ -6,7 +6,8 @@ from the catalogue and the "train" part of labelled.jsonl). The holdout is three
 labelled.jsonl's holdout part and labelled_blind.jsonl, whose errors were studied to extend the catalogue (so they
 flatter the engine), and labelled_sealed.jsonl, written blind by someone who never saw the catalogue or the other
 sets and looked at once, after the last change: the honest figure. Tuning on it spends it; write a new one. Also,
-for information: the calibration error of the confidence, language detection, and how many messages are right with a confidence at or over the default escalation threshold.
+for information: the calibration error of the confidence, language detection, and how many messages are right
+with a confidence at or over the default escalation threshold.
 
     .venv/bin/python bench/chatbot_eval.py [--cv 5] [--errors]
 

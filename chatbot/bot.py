@@ -26,7 +26,7 @@ from chatbot.ai_settings import ai_settings_of
 from chatbot.models import FAQ, AISettings, ChatSession, Engine, EscalationAssignment, SessionStatus
 from chatbot.openai_engine import AIServiceError, openai_reply
 from chatbot.order_lookup import order_lookup
-from chatbot.sessions import session_end, session_for, session_history, session_record
+from chatbot.sessions import session_end, session_history, session_hold, session_record, session_release
 from contacts.models import AIStatus, Conversation, ConversationStatus, Message, MessageOrigin
 from contacts.services.conversations import conversation_ai_escalate, conversation_assign, conversation_assignee_next
 from contacts.services.outbound import message_send
@@ -87,17 +87,37 @@ def bot_answer(
     """Answer `text` in `conversation` (its account and contact loaded). `auto`: the bot answers by itself (an
     inbound DM, a flow), so an OpenAI failure falls back to the built-in engine instead of raising."""
     settings = settings or ai_settings_of(merchant_id=conversation.merchant_id)
+    session = session_hold(conversation=conversation, settings=settings)
+    try:
+        # what the answer before this one (held the session) may have changed: escalated, assigned, closed
+        conversation.refresh_from_db(fields=["status", "ai_status", "assigned_to"])
+        return _answer(conversation, session, settings, text, send=send, auto=auto, idempotency_key=idempotency_key)
+    finally:
+        session_release(session)
+
+
+def _answer(
+    conversation: Conversation,
+    session: ChatSession,
+    settings: AISettings,
+    text: str,
+    *,
+    send: bool,
+    auto: bool,
+    idempotency_key: str | None,
+) -> BotAnswer:
     now = timezone.now()
-    session = session_for(conversation=conversation, settings=settings, now=now)
+    closing_again = session.current_intent == "thanks"
     pending_order = session.current_intent == "order_status_query" and "orderId" not in session.slots
-    reply = _engine_reply(settings, session, text, auto, expect_order_id=pending_order)
+    hours = conversation.account.business_hours
+    reply = _engine_reply(settings, session, text, auto, expect_order_id=pending_order, business_hours=hours)
     intent, confidence, response, slots = reply.intent, reply.confidence, reply.response, dict(reply.slots)
     # carried across turns: the slots so far, and a pending question the new message answers
     carried = {**session.slots, **slots}
     vague = intent == "unknown" or confidence < settings.auto_escalation_threshold
     if pending_order and "orderId" in slots and intent != "order_status_query" and vague:
         intent, confidence = "order_status_query", max(confidence, 0.9)
-        response = _builtin_answer(intent, carried, text)
+        response = _builtin_answer(intent, carried, text, business_hours=hours)
     escalation = ""
     streak = 0
     if intent in ESCALATING and confidence >= settings.auto_escalation_threshold:
@@ -142,7 +162,11 @@ def bot_answer(
         handed_over = escalate(conversation=conversation, reason=escalation, session=session, settings=settings)
     # the bot speaks only where it may: not in a conversation handed to people (before this answer) or assigned
     may_speak = conversation.status == ConversationStatus.OPEN and (handed_over or bot_may_answer(conversation))
-    if send and may_speak and (not escalation or handed_over):
+    # "ok" after the bot's "You're welcome! Anything else?" needs no answer: no loop of courtesies
+    needless = intent == "thanks" and closing_again and not escalation
+    if needless:
+        answer.notes["silent"] = "closing after a closing"
+    if send and may_speak and (not escalation or handed_over) and not needless:
         answer.sent = _send(conversation, answer.response, idempotency_key)
     return answer
 
@@ -163,39 +187,54 @@ def _faq_entries(merchant_id: Any) -> list[nlu.FaqEntry]:
 
 
 def _engine_reply(
-    settings: AISettings, session: ChatSession, text: str, auto: bool, *, expect_order_id: bool
+    settings: AISettings,
+    session: ChatSession,
+    text: str,
+    auto: bool,
+    *,
+    expect_order_id: bool,
+    business_hours: dict[str, Any] | None,
 ) -> _Reply:
     if settings.engine == Engine.OPENAI:
+        faq = _faq_entries(settings.pk)
+        if hours := nlu.hours_sentence(business_hours, "en"):  # the opening hours as one more thing the shop says
+            faq.append(nlu.FaqEntry(question="What are your opening hours?", answer=hours, intent="store_hours"))
         try:
-            got = openai_reply(
-                settings=settings, history=session_history(session), message=text, faq=_faq_entries(settings.pk)
-            )
+            got = openai_reply(settings=settings, history=session_history(session), message=text, faq=faq)
             return _Reply(got.intent, got.confidence, got.response, dict(got.slots), Engine.OPENAI)
         except AIServiceError as exc:
             if not auto:
                 raise
             reason = str(exc.details.get("reason", "unavailable"))
             logger.warning("the OpenAI engine failed (%s): the built-in engine answers", reason)
-            return _builtin(settings, text, expect_order_id, fallback_reason=f"openai_{reason}")
-    return _builtin(settings, text, expect_order_id)
+            return _builtin(settings, text, expect_order_id, business_hours, fallback_reason=f"openai_{reason}")
+    return _builtin(settings, text, expect_order_id, business_hours)
 
 
-def _builtin(settings: AISettings, text: str, expect_order_id: bool, *, fallback_reason: str = "") -> _Reply:
+def _builtin(
+    settings: AISettings,
+    text: str,
+    expect_order_id: bool,
+    business_hours: dict[str, Any] | None,
+    *,
+    fallback_reason: str = "",
+) -> _Reply:
     understood = nlu.understand(text, expect_order_id=expect_order_id)
     faq = None if understood.intent in ESCALATING else nlu.faq_match(text, _faq_entries(settings.pk))
     if faq is not None:
         intent = faq.entry.intent or understood.intent
         confidence = max(understood.confidence, faq.score)
         return _Reply(intent, confidence, faq.entry.answer, dict(understood.slots), Engine.BUILTIN, fallback_reason)
-    response = nlu.answer(understood)
+    response = nlu.answer(understood, business_hours=business_hours)
     return _Reply(
         understood.intent, understood.confidence, response, dict(understood.slots), Engine.BUILTIN, fallback_reason
     )
 
 
-def _builtin_answer(intent: str, slots: dict[str, str], text: str) -> str:
+def _builtin_answer(intent: str, slots: dict[str, str], text: str, *, business_hours: dict[str, Any] | None) -> str:
     language = nlu.detect_language(text)
-    return nlu.answer(nlu.Understanding(intent=intent, confidence=1.0, slots=slots, language=language))
+    understood = nlu.Understanding(intent=intent, confidence=1.0, slots=slots, language=language)
+    return nlu.answer(understood, business_hours=business_hours)
 
 
 def _order_answer(

@@ -91,6 +91,9 @@ class ChatSession(models.Model):
     slots = models.JSONField(default=dict, blank=True)
     # low-confidence turns in a row: the first asks to rephrase, the second escalates
     low_confidence_streak = models.PositiveSmallIntegerField(default=0)
+    # held while one answer of the conversation is being worked out (chatbot/sessions.py session_hold): two DMs
+    # that arrive together are answered one after the other, each seeing what the other carried
+    answering_until = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField()
     last_activity_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -4,16 +4,22 @@ ends, and the next message starts a new one. Turns are kept in order with the in
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chatbot.models import AISettings, ChatSession, ChatTurn, SessionStatus, TurnRole
 from contacts.models import Conversation
 
 HISTORY_TURNS = 20  # the turns an engine sees, newest last
+# how long one answer may hold its session: more than the OpenAI engine's worst case (two 10 s tries and a 2 s wait)
+# and the order lookup's 3 s; a holder that died lets go when it runs out
+HOLD = timedelta(seconds=30)
+HOLD_POLL_S = 0.1
 
 
 def session_for(*, conversation: Conversation, settings: AISettings, now: datetime) -> ChatSession:
@@ -34,6 +40,33 @@ def session_for(*, conversation: Conversation, settings: AISettings, now: dateti
             )
     except IntegrityError:  # another message of the conversation started one a moment ago
         return ChatSession.objects.get(conversation=conversation, status=SessionStatus.ACTIVE)
+
+
+def session_hold(*, conversation: Conversation, settings: AISettings) -> ChatSession:
+    """The conversation's session, held for this answer: a second answer of the same conversation (two DMs a second
+    apart, in two workers) waits here for the first to finish, at most `HOLD`, and then reads what it carried (the
+    slots, the pending question, the streak). Let go with `session_release`."""
+    deadline = time.monotonic() + HOLD.total_seconds()
+    while True:
+        now = timezone.now()
+        session = session_for(conversation=conversation, settings=settings, now=now)
+        free = Q(answering_until__isnull=True) | Q(answering_until__lt=now)
+        if ChatSession.objects.filter(free, pk=session.pk).update(answering_until=now + HOLD):
+            session.refresh_from_db()
+            if session.status == SessionStatus.ACTIVE:
+                return session
+            session_release(session)  # ended by the answer before: the next turn of this loop starts a new one
+            continue
+        if time.monotonic() >= deadline:  # the holder is gone or stuck: go on rather than leave the DM unanswered
+            ChatSession.objects.filter(pk=session.pk).update(answering_until=now + HOLD)
+            session.refresh_from_db()
+            return session
+        time.sleep(HOLD_POLL_S)
+
+
+def session_release(session: ChatSession) -> None:
+    ChatSession.objects.filter(pk=session.pk).update(answering_until=None)
+    session.answering_until = None
 
 
 def session_end(*, session: ChatSession, at: datetime, status: str = SessionStatus.ENDED) -> None:

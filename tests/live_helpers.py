@@ -15,6 +15,11 @@ def api(service: str, user: Any, method: str, path: str, **kwargs: Any) -> reque
     return requests.request(method, f"{service}/api/v1/mkt-x{path}", headers=headers, timeout=30, **kwargs)
 
 
-def texts(sandbox: Any, sender: dict[str, Any], recipient: dict[str, Any]) -> list[str]:
-    """The DMs `sender` sent `recipient` at the sandbox, oldest first."""
-    return [dm["text"] for dm in sandbox.dms(senderId=sender["id"], recipientId=recipient["id"])]
+def texts(sandbox: Any, sender: dict[str, Any], recipient: dict[str, Any], *, at_least: int = 0) -> list[str]:
+    """The DMs `sender` sent `recipient` at the sandbox, oldest first; with `at_least`, once there are that many
+    (the service answers a webhook before its worker has sent the reply), at most 10 s."""
+
+    def sent() -> list[str]:
+        return [dm["text"] for dm in sandbox.dms(senderId=sender["id"], recipientId=recipient["id"])]
+
+    return sandbox.wait_for(lambda: (found := sent()) and len(found) >= at_least and found) if at_least else sent()

@@ -17,7 +17,7 @@ def test_the_bot_answers_a_customer_over_x_and_hands_over_when_asked(service, sa
     assert turned_on.status_code == 200, turned_on.text
     jane = sandbox.user("jane_doe", "Jane Doe")
     sandbox.dm(jane["id"], live_shop["id"], "where is my order #12345?")
-    answered = texts(sandbox, live_shop, jane)
+    answered = texts(sandbox, live_shop, jane, at_least=1)
     assert len(answered) == 1 and "12345" in answered[0]
     bot_dm = Message.objects.get(origin=MessageOrigin.BOT)
     assert bot_dm.is_from_bot
@@ -27,9 +27,9 @@ def test_the_bot_answers_a_customer_over_x_and_hands_over_when_asked(service, sa
     closed = api(service, owner, "PUT", f"/conversations/{conversation.pk}/close", json={"reason": "answered"})
     assert closed.status_code == 200, closed.text
     sandbox.dm(jane["id"], live_shop["id"], "hi there!")
-    assert len(texts(sandbox, live_shop, jane)) == 2  # the new conversation is the bot's: it greets
+    assert len(texts(sandbox, live_shop, jane, at_least=2)) == 2  # the new conversation is the bot's: it greets
     sandbox.dm(jane["id"], live_shop["id"], "I want to talk to a person")
-    sent = texts(sandbox, live_shop, jane)
+    sent = texts(sandbox, live_shop, jane, at_least=3)
     assert len(sent) == 3 and "team" in sent[2]  # the hand-off message, once
     latest = Conversation.objects.order_by("-started_at").first()
     assert latest is not None and latest.ai_status == "escalated"

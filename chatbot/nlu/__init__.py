@@ -5,10 +5,12 @@ model is trained at first use from the catalogue in chatbot/data and kept for th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from chatbot.nlu.answers import OrderStatus, detect_language, generic_answer, rephrase
 from chatbot.nlu.classifier import predict
 from chatbot.nlu.faq import FAQ_MATCH_MIN, FaqEntry, FaqMatch, faq_match
+from chatbot.nlu.hours import hours_sentence
 from chatbot.nlu.slots import extract_slots
 
 INTENTS = (
@@ -38,6 +40,7 @@ __all__ = [
     "detect_language",
     "extract_slots",
     "faq_match",
+    "hours_sentence",
     "rephrase",
     "understand",
 ]
@@ -64,7 +67,12 @@ def understand(text: str, *, expect_order_id: bool = False) -> Understanding:
     )
 
 
-def answer(understanding: Understanding, *, order: OrderStatus | None = None) -> str:
+def answer(
+    understanding: Understanding, *, order: OrderStatus | None = None, business_hours: dict[str, Any] | None = None
+) -> str:
+    """The generic answer; `business_hours` (the account's) answers `store_hours`."""
     if understanding.intent == "unknown":
         return rephrase(understanding.language)
-    return generic_answer(understanding.intent, understanding.language, understanding.slots, order=order)
+    return generic_answer(
+        understanding.intent, understanding.language, understanding.slots, order=order, business_hours=business_hours
+    )

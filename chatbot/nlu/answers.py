@@ -1,6 +1,7 @@
 """The built-in engine's generic answer per intent, in English and Vietnamese, using the slots: an order answer names
 the order, and names what the merchant's order lookup said (`OrderStatus`). The merchant's FAQ, when it matches, is
-preferred by the caller; these answers promise nothing the shop has not said (no fees, dates or hours of their own).
+preferred by the caller; these answers promise nothing the shop has not said (no fees, dates or hours of their own:
+the hours answer is the account's business hours, chatbot/nlu/hours.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import itertools
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
+from chatbot.nlu.hours import hours_sentence
 from chatbot.nlu.normalize import has_diacritics, normalize, strip_diacritics
 
 EN_MONTHS = (
@@ -152,8 +155,17 @@ ON_THE_WAY = frozenset({"shipped", "in_transit", ""})
 FINISHED = frozenset({"delivered", "cancelled", "canceled", "returned", "refunded"})
 
 
-def generic_answer(intent: str, language: str, slots: dict[str, str], *, order: OrderStatus | None = None) -> str:
+def generic_answer(
+    intent: str,
+    language: str,
+    slots: dict[str, str],
+    *,
+    order: OrderStatus | None = None,
+    business_hours: dict[str, Any] | None = None,
+) -> str:
     lang = language if language in GENERIC else "en"
+    if intent == "store_hours" and (hours := hours_sentence(business_hours, lang)):
+        return hours
     order_id = slots.get("orderId", "")
     if intent == "order_status_query":
         if not order_id:
