@@ -44,6 +44,11 @@ def test_opening_hours_group_the_days_with_the_same_hours():
         "(Asia/Ho_Chi_Minh time). You can write to us here at any time and we'll answer when we're open."
     )
     assert str(hours_sentence(WEEK, "vi")).startswith("Shop làm việc Thứ Hai đến Thứ Năm 09:00-18:00, Thứ Sáu")
+    two = {
+        **WEEK,
+        "schedule": {"monday": {"start": "09:00", "end": "18:00"}, "tuesday": {"start": "09:00", "end": "18:00"}},
+    }
+    assert str(hours_sentence(two, "en")).startswith("We're open Monday and Tuesday 09:00-18:00 (")
     # a day whose hours do not parse is left out; hours not enabled tell nothing
     assert opening_spans({**WEEK, "schedule": {"monday": {"start": "9am", "end": "18:00"}}}) == []
     assert hours_sentence({**WEEK, "enabled": False}, "en") is None

@@ -44,10 +44,12 @@ def hours_sentence(business_hours: dict[str, Any] | None, language: str) -> str 
         return None
     lang = language if language in DAY_NAMES else "en"
     names = DAY_NAMES[lang]
-    to = "đến" if lang == "vi" else "to"
+    to, both = ("đến", "và") if lang == "vi" else ("to", "and")
     parts = []
     for first, last, start, end in spans:
-        days = names[first] if first == last else f"{names[first]} {to} {names[last]}"
+        days = names[first]
+        if last > first:  # "Monday and Tuesday", "Monday to Friday"
+            days = f"{names[first]} {both if last == first + 1 else to} {names[last]}"
         parts.append(f"{days} {start}-{end}")
     zone = (business_hours or {}).get("timezone") or "UTC"
     if lang == "vi":
