@@ -136,3 +136,21 @@ def test_malformed_events_raise_payload_error(name, mutate):
 def test_a_body_that_is_not_a_payload_is_refused(body):
     with pytest.raises(PayloadError):
         split_payload(body)
+
+
+@pytest.mark.parametrize("name", ["direct_message", "follow", "read", "typing", "revoke"])
+@pytest.mark.parametrize("junk", [True, 3, "x", ["a"]])
+def test_an_object_field_that_holds_something_else_never_raises_anything_but_payload_error(name, junk):
+    """Found by the schema fuzzer: `"target": true` in a read event was an AttributeError (a 500)."""
+    body = copy.deepcopy(FIXTURES[name])
+    event = next(value[0] for value in body.values() if isinstance(value, list)) if name != "revoke" else None
+    for holder in [event, body.get("user_event"), (body.get("user_event") or {}).get("revoke")]:
+        if isinstance(holder, dict):
+            for key in ("target", "source", "message_create", "revoke"):
+                if key in holder:
+                    holder[key] = junk
+    try:
+        for raw in split_payload(body):
+            parse_event(raw.kind, raw.payload)
+    except PayloadError:
+        pass

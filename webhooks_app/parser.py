@@ -68,6 +68,11 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:40]
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """`value` when it is an object, else an empty one: X's shapes, but a forged or broken payload may hold anything."""
+    return value if isinstance(value, dict) else {}
+
+
 def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -77,11 +82,11 @@ def _dedup_key(kind: str, for_user: str, event: dict[str, Any]) -> str:
         return f"dm:{event['id']}:{for_user}"
     if kind == READ:
         reader = _s(event.get("sender_id"))
-        recipient = _s((event.get("target") or {}).get("recipient_id"))
+        recipient = _s(_obj(event.get("target")).get("recipient_id"))
         return f"read:{reader}:{recipient}:{_s(event.get('last_read_event_id'))}:{for_user}"
     if kind in (FOLLOW, UNFOLLOW):
-        source = _s((event.get("source") or {}).get("id"))
-        target = _s((event.get("target") or {}).get("id"))
+        source = _s(_obj(event.get("source")).get("id"))
+        target = _s(_obj(event.get("target")).get("id"))
         return f"follow:{_s(event.get('type'))}:{source}:{target}:{_s(event.get('created_timestamp'))}:{for_user}"
     return f"{kind}:{_digest(event)}:{for_user}"
 
@@ -91,9 +96,9 @@ def split_payload(body: Any) -> list[RawEvent]:
     if not isinstance(body, dict):
         raise PayloadError("a webhook payload is a JSON object")
     for_user = _s(body.get("for_user_id"))
-    revoke = (body.get("user_event") or {}).get("revoke") if isinstance(body.get("user_event"), dict) else None
+    revoke = _obj(body.get("user_event")).get("revoke")
     if isinstance(revoke, dict):
-        user_id = _s((revoke.get("source") or {}).get("user_id"))
+        user_id = _s(_obj(revoke.get("source")).get("user_id"))
         return [RawEvent(REVOKE, f"revoke:{user_id}:{_s(revoke.get('date_time'))}", user_id, body)]
     events: list[RawEvent] = []
     shared = {key: body[key] for key in ("users", "apps") if key in body}
@@ -142,8 +147,8 @@ def _parse_dm(payload: dict[str, Any]) -> DirectMessageEvent:
     create = event.get("message_create")
     if event.get("type") != "message_create" or not isinstance(create, dict) or not event.get("id"):
         raise PayloadError("a direct message event needs type message_create, an id and message_create")
-    data = create.get("message_data") or {}
-    sender, recipient = _s(create.get("sender_id")), _s((create.get("target") or {}).get("recipient_id"))
+    data = _obj(create.get("message_data"))
+    sender, recipient = _s(create.get("sender_id")), _s(_obj(create.get("target")).get("recipient_id"))
     if not sender or not recipient:
         raise PayloadError("a direct message needs sender_id and target.recipient_id")
     users = payload.get("users") or {}
@@ -154,7 +159,7 @@ def _parse_dm(payload: dict[str, Any]) -> DirectMessageEvent:
         recipient_id=recipient,
         text=_s(data.get("text")),
         created_at=_when(event.get("created_timestamp")),
-        entities=data.get("entities") or {},
+        entities=_obj(data.get("entities")),
         attachment=data.get("attachment"),
         quick_reply_response=data.get("quick_reply_response"),
         source_app_id=_s(create.get("source_app_id")),
@@ -177,7 +182,7 @@ def _parse_follow(payload: dict[str, Any]) -> FollowEvent:
 
 def _parse_read(payload: dict[str, Any]) -> ReadReceiptEvent:
     event = _only(payload, "direct_message_mark_read_events")
-    reader, recipient = _s(event.get("sender_id")), _s((event.get("target") or {}).get("recipient_id"))
+    reader, recipient = _s(event.get("sender_id")), _s(_obj(event.get("target")).get("recipient_id"))
     if not reader or not recipient or not event.get("last_read_event_id"):
         raise PayloadError("a read event needs sender_id, target.recipient_id and last_read_event_id")
     return ReadReceiptEvent(
@@ -194,18 +199,18 @@ def _parse_typing(payload: dict[str, Any]) -> TypingEvent:
     return TypingEvent(
         for_user_id=_s(payload.get("for_user_id")),
         sender_id=_s(event.get("sender_id")),
-        recipient_id=_s((event.get("target") or {}).get("recipient_id")),
+        recipient_id=_s(_obj(event.get("target")).get("recipient_id")),
         created_at=_when(event.get("created_timestamp")),
     )
 
 
 def _parse_revoke(payload: dict[str, Any]) -> RevokeEvent:
-    revoke = (payload.get("user_event") or {}).get("revoke") or {}
-    user_id = _s((revoke.get("source") or {}).get("user_id"))
+    revoke = _obj(_obj(payload.get("user_event")).get("revoke"))
+    user_id = _s(_obj(revoke.get("source")).get("user_id"))
     if not user_id:
         raise PayloadError("a revoke event needs source.user_id")
     return RevokeEvent(
-        user_id=user_id, app_id=_s((revoke.get("target") or {}).get("app_id")), at=_s(revoke.get("date_time"))
+        user_id=user_id, app_id=_s(_obj(revoke.get("target")).get("app_id")), at=_s(revoke.get("date_time"))
     )
 
 
