@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from chatbot import nlu
 from chatbot.ai_settings import ai_settings_of
+from chatbot.faq import MAX_FAQ
 from chatbot.models import FAQ, AISettings, ChatSession, Engine, EscalationAssignment, SessionStatus
 from chatbot.openai_engine import AIServiceError, openai_reply
 from chatbot.order_lookup import order_lookup
@@ -37,7 +38,6 @@ logger = logging.getLogger("mktx.chatbot")
 
 ESCALATING = nlu.ESCALATING_INTENTS
 BOT_DMS_PER_HOUR = 10
-FAQ_LIMIT = 200  # entries an engine sees
 
 
 @dataclass
@@ -120,8 +120,10 @@ def _answer(
         response = _builtin_answer(intent, carried, text, business_hours=hours)
     escalation = ""
     streak = 0
-    if intent in ESCALATING and confidence >= settings.auto_escalation_threshold:
-        escalation = intent  # at once; an unsure one ("yes please" read as a request for a person) asks again
+    if reply.from_faq:
+        pass  # the merchant's own answer to this question: nothing to rephrase, nobody to call
+    elif intent in ESCALATING:
+        escalation = intent  # at once (CONTRACT.md: requiresEscalation for these two)
     elif intent == "unknown" or confidence < settings.auto_escalation_threshold:  # unknown: nothing understood
         if session.low_confidence_streak >= 1:
             escalation = "low_confidence"
@@ -179,10 +181,11 @@ class _Reply:
     slots: dict[str, str]
     engine: str
     fallback_reason: str = ""
+    from_faq: bool = False
 
 
 def _faq_entries(merchant_id: Any) -> list[nlu.FaqEntry]:
-    rows = FAQ.objects.filter(merchant_id=merchant_id).values_list("question", "answer", "intent")[:FAQ_LIMIT]
+    rows = FAQ.objects.filter(merchant_id=merchant_id).values_list("question", "answer", "intent")[:MAX_FAQ]
     return [nlu.FaqEntry(question=q, answer=a, intent=i) for q, a, i in rows]
 
 
@@ -196,9 +199,9 @@ def _engine_reply(
     business_hours: dict[str, Any] | None,
 ) -> _Reply:
     if settings.engine == Engine.OPENAI:
-        faq = _faq_entries(settings.pk)
+        faq = nlu.faq_ranked(text, _faq_entries(settings.pk))  # it sees the first few: the closest ones
         if hours := nlu.hours_sentence(business_hours, "en"):  # the opening hours as one more thing the shop says
-            faq.append(nlu.FaqEntry(question="What are your opening hours?", answer=hours, intent="store_hours"))
+            faq.insert(0, nlu.FaqEntry(question="What are your opening hours?", answer=hours, intent="store_hours"))
         try:
             got = openai_reply(settings=settings, history=session_history(session), message=text, faq=faq)
             return _Reply(got.intent, got.confidence, got.response, dict(got.slots), Engine.OPENAI)
@@ -220,11 +223,13 @@ def _builtin(
     fallback_reason: str = "",
 ) -> _Reply:
     understood = nlu.understand(text, expect_order_id=expect_order_id)
-    faq = None if understood.intent in ESCALATING else nlu.faq_match(text, _faq_entries(settings.pk))
-    if faq is not None:
-        intent = faq.entry.intent or understood.intent
+    faq = nlu.faq_match(text, _faq_entries(settings.pk))
+    if faq is not None and (understood.intent not in ESCALATING or faq.score >= nlu.FAQ_MATCH_STRONG):
+        # the entry's intent, else the engine's: never an escalating one the answer does not act on
+        intent = faq.entry.intent or (understood.intent if understood.intent not in ESCALATING else "unknown")
         confidence = max(understood.confidence, faq.score)
-        return _Reply(intent, confidence, faq.entry.answer, dict(understood.slots), Engine.BUILTIN, fallback_reason)
+        slots = dict(understood.slots)
+        return _Reply(intent, confidence, faq.entry.answer, slots, Engine.BUILTIN, fallback_reason, from_faq=True)
     response = nlu.answer(understood, business_hours=business_hours)
     return _Reply(
         understood.intent, understood.confidence, response, dict(understood.slots), Engine.BUILTIN, fallback_reason

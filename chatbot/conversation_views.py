@@ -15,18 +15,19 @@ from rest_framework.response import Response
 
 from chatbot.ai_settings import ai_settings_of
 from chatbot.bot import bot_answer, escalate
+from chatbot.serializers import JsonBooleanField, JsonStringField
 from chatbot.sessions import conversation_context
 from contacts.models import Conversation
 from mktx.api.permissions import ALL_ROLES
-from mktx.api.serializers import CamelSerializer
+from mktx.api.serializers import CamelSerializer, StrictFieldsMixin
 from mktx.api.viewsets import MerchantViewSet
 
 TAGS = ["ai"]
 
 
-class MessageInput(CamelSerializer):
-    message = serializers.CharField(max_length=4_000, trim_whitespace=True)
-    send = serializers.BooleanField(required=False, default=False, help_text="Also send the answer as a bot DM")
+class MessageInput(StrictFieldsMixin, CamelSerializer):
+    message = JsonStringField(max_length=4_000, trim_whitespace=True)
+    send = JsonBooleanField(required=False, default=False, help_text="Also send the answer as a bot DM")
 
 
 class AnswerOutput(CamelSerializer):
@@ -52,8 +53,8 @@ class ContextOutput(CamelSerializer):
     status = serializers.CharField(help_text="active | ended | escalated | none")
 
 
-class EscalateInput(CamelSerializer):
-    reason = serializers.CharField(max_length=200, required=False, default="requested_by_staff")
+class EscalateInput(StrictFieldsMixin, CamelSerializer):
+    reason = JsonStringField(max_length=200, required=False, default="requested_by_staff")
 
 
 class EscalationOutput(CamelSerializer):
@@ -92,7 +93,7 @@ class AIConversationViewSet(MerchantViewSet):
     @action(detail=True, methods=["post"])
     def escalate(self, request: Request, pk: str | None = None) -> Response:
         conversation = self.get_object()
-        data = EscalateInput(data=request.data or {})
+        data = EscalateInput(data=request.data)
         data.is_valid(raise_exception=True)
         escalate(conversation=conversation, reason=data.validated_data["reason"])
         conversation.refresh_from_db()

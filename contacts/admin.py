@@ -178,6 +178,11 @@ class ConversationAdmin(admin.ModelAdmin):
         "awaiting_reply_since",
         "away_message_sent_at",
         "closed_at",
+        # the bot's hand-off ends when a person closes the conversation, not by an edit here
+        "ai_status",
+        "ai_escalation_reason",
+        "ai_escalated_at",
+        "ai_handoff",
     )
     raw_id_fields = ("assigned_to",)
     inlines = [MessageInline]

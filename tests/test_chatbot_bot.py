@@ -195,6 +195,9 @@ def test_ai_reply_and_the_auto_reply_answer_a_dm_once_and_never_where_people_too
     contacts_enroll(flow=flow, contacts=[jane["contact"]])
     run_due()
     assert len(dms_to(sandbox, shop, jane)) == 1  # the flow's ai_reply: the same answer, under the same key
+    first = Execution.objects.get(flow=flow)
+    assert first.steps.get(node_id="ai").detail["branch"] == "answered"  # it ran, and answered
+    assert Conversation.objects.get(pk=conversation.pk).contact.tag_names == ["answered"]
     # handed to people: the node sends nothing and takes the escalated branch
     Conversation.objects.filter(pk=conversation.pk).update(ai_status="escalated")
     inbound(jane, "hello?")

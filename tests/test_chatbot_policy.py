@@ -155,3 +155,80 @@ def test_the_second_answer_sees_what_the_first_carried(sandbox, shop, jane):
     answer = results["answer"]
     assert answer.intent == "order_status_query" and answer.slots["orderId"] == "12345"
     assert Message.objects.filter(origin=MessageOrigin.BOT).count() == 0
+
+
+def test_the_merchants_faq_answers_what_the_intents_do_not_cover(jane):
+    from chatbot.models import FAQ
+
+    conversation = conversation_of(jane)
+    FAQ.objects.create(merchant_id=conversation.merchant_id, question="Who designed your logo?", answer="Studio Mai.")
+    for _ in range(2):  # never "please rephrase", never handed over for it
+        answer = bot_answer(conversation=conversation, text="who designed your logo?", send=False)
+        assert (answer.response, answer.requires_escalation) == ("Studio Mai.", False)
+    conversation.refresh_from_db()
+    assert conversation.ai_status == "none"
+
+
+def test_a_near_exact_faq_match_stands_where_the_engine_reads_a_complaint_and_a_loose_one_does_not(jane):
+    from chatbot import nlu
+    from chatbot.models import FAQ
+
+    conversation = conversation_of(jane)
+    question = "Is the quality bad on the cheap bags?"
+    assert nlu.understand(question).intent == "complaint"  # what the engine alone makes of it
+    FAQ.objects.create(merchant_id=conversation.merchant_id, question=question, answer="No: same leather, 2y warranty.")
+    answer = bot_answer(conversation=conversation, text="is the quality bad on the cheap bags?", send=False)
+    assert (answer.response, answer.requires_escalation, answer.intent) == (
+        "No: same leather, 2y warranty.",
+        False,
+        "unknown",
+    )
+    angry = bot_answer(conversation=conversation, text="the quality is awful, the bag I got is ripped!", send=False)
+    assert angry.requires_escalation is True and angry.intent == "complaint"
+
+
+@pytest.mark.parametrize("text", ["I want to talk to a person", "this is a scam, I am furious"])
+def test_a_request_for_a_person_or_a_complaint_escalates_whatever_the_threshold(jane, text):
+    conversation = conversation_of(jane)
+    AISettings.objects.create(merchant_id=conversation.merchant_id, auto_escalation_threshold=1.0)
+    answer = bot_answer(conversation=conversation, text=text, send=False)
+    assert answer.requires_escalation is True and answer.escalation_reason in ("human_agent_request", "complaint")
+
+
+def test_agents_use_the_message_and_context_endpoints(agent, jane):
+    from tests.campaign_helpers import FreshTokenClient
+
+    conversation = conversation_of(jane)
+    client = FreshTokenClient(agent)
+    asked = client.post(
+        f"/api/v1/mkt-x/ai/conversations/{conversation.pk}/message", {"message": "hello"}, format="json"
+    )
+    assert asked.status_code == 200 and asked.json()["data"]["intent"] == "greeting"
+    context = client.get(f"/api/v1/mkt-x/ai/conversations/{conversation.pk}/context")
+    assert context.status_code == 200 and [t["role"] for t in context.json()["data"]["context"]] == [
+        "user",
+        "assistant",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body", "field"),
+    [
+        ("message", {"message": 5}, "message"),
+        ("message", {"message": "hi", "send": "yes"}, "send"),
+        ("message", {"message": "hi", "sned": True}, "sned"),
+        ("escalate", {"reason": 5}, "reason"),
+        ("escalate", [], None),
+    ],
+)
+def test_the_conversation_endpoints_refuse_what_json_does_not_say(owner, jane, suffix, body, field):
+    from tests.campaign_helpers import FreshTokenClient
+
+    conversation = conversation_of(jane)
+    response = FreshTokenClient(owner).post(
+        f"/api/v1/mkt-x/ai/conversations/{conversation.pk}/{suffix}", body, format="json"
+    )
+    assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
+    if field:
+        assert field in str(response.json()["details"])
+    assert not Message.objects.filter(origin=MessageOrigin.BOT).exists()

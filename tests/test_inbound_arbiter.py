@@ -384,3 +384,34 @@ def test_the_bot_leaves_an_escalated_or_assigned_conversation_to_people(
     Conversation.objects.filter(pk=conversation.pk).update(ai_status="none", assigned_to=agent)
     dm(shop, "anyone?", django_capture_on_commit_callbacks)
     assert len(bot_replies) == 1
+
+
+def test_the_bot_answers_only_what_no_flow_took(shop, bot_replies, django_capture_on_commit_callbacks):
+    """Real flows this time: a reply an execution waits for, and a `message_received` flow that sends, are theirs;
+    a `message_received` flow that only tags leaves the DM to the bot."""
+    from chatbot.models import AISettings
+    from tests.flow_helpers import active_flow, node, run_due
+
+    AISettings.objects.create(merchant=shop.merchant, enabled=True, auto_reply=True)
+    dm(shop, "hi", django_capture_on_commit_callbacks)  # the bot's
+    waiting = active_flow(shop.merchant, "manual", [node("w", "wait_for_reply", timeout=3600)], name="Wait")
+    triggers.contacts_enroll(flow=waiting, contacts=[john()])
+    run_due()
+    dm(shop, "size M please", django_capture_on_commit_callbacks)  # the waiting execution's
+    assert Execution.objects.get(flow=waiting).status == "completed"
+    active_flow(
+        shop.merchant,
+        "message_received",
+        [node("s", "send_message", content="Our prices: shop.example/prices")],
+        name="Prices",
+        keywords=["price"],
+        match="contains",
+    )
+    active_flow(shop.merchant, "message_received", [node("t", "add_tag", tags=["asked"])], name="Tagger")
+    dm(shop, "what is the price?", django_capture_on_commit_callbacks)  # the sending flow's
+    dm(shop, "do you ship to Hue?", django_capture_on_commit_callbacks)  # only tagged: the bot's
+    assert len(bot_replies) == 2
+    assert [m.content for m in Message.objects.filter(pk__in=bot_replies).order_by("created_at")] == [
+        "hi",
+        "do you ship to Hue?",
+    ]

@@ -268,3 +268,38 @@ def test_the_log_names_the_order_and_the_outcome_never_the_secret(
     assert any("67890" in line and "http_500" in line for line in lines)
     assert SECRET not in caplog.text
     assert shipped.order_lookup_secret_encrypted not in caplog.text
+
+
+# --- the bot that uses it --------------------------------------------------------------------------------------------
+
+
+def test_the_bot_answers_an_order_question_from_the_merchants_lookup(lookup_server, private_allowed, merchant, contact):
+    from chatbot.bot import bot_answer
+    from tests.factories import ConversationFactory
+
+    configured(merchant, lookup_server.url + "/shipped")
+    conversation = ConversationFactory.create(contact=contact)
+    answer = bot_answer(conversation=conversation, text="where is my order #12345?", send=False)
+    assert answer.response == (
+        "Order #12345 was shipped on January 15 and is expected on January 20. "
+        "You can track it here: https://track.example/ZX123"
+    )
+    assert answer.requires_escalation is False and answer.intent == "order_status_query"
+    assert json.loads(lookup_server.requests[0]["raw"])["orderId"] == "12345" and lookup_server.requests[0]["verified"]
+    conversation.refresh_from_db()
+    assert conversation.ai_status == "none"
+
+
+def test_when_the_lookup_fails_the_bot_says_it_will_check_and_hands_over(
+    lookup_server, private_allowed, merchant, contact
+):
+    from chatbot.bot import bot_answer
+    from tests.factories import ConversationFactory
+
+    configured(merchant, lookup_server.url + "/boom")
+    conversation = ConversationFactory.create(contact=contact)
+    answer = bot_answer(conversation=conversation, text="đơn hàng 12345 của mình đâu rồi?", send=False)
+    assert answer.requires_escalation is True and answer.escalation_reason == "order_lookup"
+    assert "12345" in answer.response and answer.response.startswith("Mình sẽ kiểm tra")
+    conversation.refresh_from_db()
+    assert (conversation.ai_status, conversation.ai_escalation_reason) == ("escalated", "order_lookup")

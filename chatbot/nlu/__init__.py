@@ -9,7 +9,7 @@ from typing import Any
 
 from chatbot.nlu.answers import OrderStatus, detect_language, generic_answer, rephrase
 from chatbot.nlu.classifier import predict
-from chatbot.nlu.faq import FAQ_MATCH_MIN, FaqEntry, FaqMatch, faq_match
+from chatbot.nlu.faq import FAQ_MATCH_MIN, FAQ_MATCH_STRONG, FaqEntry, FaqMatch, faq_match, faq_ranked
 from chatbot.nlu.hours import hours_sentence
 from chatbot.nlu.slots import extract_slots
 
@@ -31,6 +31,7 @@ ESCALATING_INTENTS = frozenset({"human_agent_request", "complaint"})
 __all__ = [
     "ESCALATING_INTENTS",
     "FAQ_MATCH_MIN",
+    "FAQ_MATCH_STRONG",
     "INTENTS",
     "FaqEntry",
     "FaqMatch",
@@ -40,6 +41,7 @@ __all__ = [
     "detect_language",
     "extract_slots",
     "faq_match",
+    "faq_ranked",
     "hours_sentence",
     "rephrase",
     "understand",

@@ -18,6 +18,9 @@ from rapidfuzz import fuzz
 from chatbot.nlu.normalize import normalize
 
 FAQ_MATCH_MIN = 0.75
+# a match this close is the merchant's own answer to this very question: it stands even where the classifier reads a
+# complaint or a request for a person ("Are your products vegan?" is not a complaint when the FAQ asks it)
+FAQ_MATCH_STRONG = 0.9
 WORD_MIN = 0.75
 COVERAGE_WEIGHT = 0.65
 
@@ -52,6 +55,11 @@ def faq_match(text: str, entries: Sequence[FaqEntry]) -> FaqMatch | None:
         if score >= FAQ_MATCH_MIN and (best is None or score > best.score):
             best = FaqMatch(entry=entry, score=score)
     return best
+
+
+def faq_ranked(text: str, entries: Sequence[FaqEntry]) -> list[FaqEntry]:
+    """The entries, the closest to `text` first (an engine that sees only some sees the relevant ones)."""
+    return sorted(entries, key=lambda entry: faq_score(text, entry.question), reverse=True)
 
 
 def faq_score(text: str, question: str) -> float:
