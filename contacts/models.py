@@ -72,6 +72,8 @@ class Contact(models.Model):
         # made by migration 0004: SQLite cannot say NULLS LAST in an index (and sorts NULLs last in DESC anyway).
         indexes = [
             models.Index(fields=["merchant", "opted_out"], name="contact_merchant_optout"),
+            # analytics: contacts new in a range, and all of them at its end
+            models.Index(fields=["merchant", "first_interaction_at"], name="contact_merchant_first"),
         ]
 
     def __str__(self) -> str:
@@ -299,3 +301,61 @@ class AccountQuota(models.Model):
 
     def __str__(self) -> str:
         return f"DM quota of {self.account_id}"
+
+
+class ConversationEventKind(models.TextChoices):
+    OPENED = "opened", "Opened"
+    CLOSED = "closed", "Closed"
+    REOPENED = "reopened", "Reopened"
+
+
+class ConversationEvent(models.Model):
+    """A conversation's history of openings and closings, written by the services that open, close and reopen it
+    (contacts.services.conversations): what analytics counts as opened, closed and open at a time, and the
+    resolution time (a closing's `opened_at` is when the span it ends began: the opening or the last reopening, and
+    `seconds` how long that span was open)."""
+
+    id = models.BigAutoField(primary_key=True)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=10, choices=ConversationEventKind.choices)
+    at = models.DateTimeField()
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="A closing: when its span was opened.")
+    seconds = models.PositiveIntegerField(null=True, blank=True, help_text="A closing: how long its span was open.")
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["merchant", "at"], name="conv_event_merchant_at"),
+            models.Index(fields=["conversation", "at"], name="conv_event_conversation_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ConversationResponse(models.Model):
+    """One answered wait: a customer's DM that waited for an answer (the first since the previous reply, or since
+    the conversation was opened or reopened) and the first reply to it by staff, the merchant in X's app or the bot.
+    Written when that reply is sent (contacts.services.message_states); campaign, flow and system DMs do not answer,
+    and a closing ends a wait unanswered."""
+
+    id = models.BigAutoField(primary_key=True)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="responses")
+    waited_since = models.DateTimeField(help_text="The customer's DM that waited.")
+    answered_at = models.DateTimeField(help_text="When the reply was sent.")
+    seconds = models.PositiveIntegerField()
+    responder = models.CharField(max_length=10, choices=MessageOrigin.choices, help_text="staff, x_app or bot")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["waited_since", "id"]
+        indexes = [models.Index(fields=["merchant", "waited_since"], name="conv_response_merchant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.seconds} s by {self.responder}"

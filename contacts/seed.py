@@ -162,6 +162,19 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
               AND ({g_of}) %% 10 < 3""",
         )
         step(
+            "conversation history",
+            f"""INSERT INTO contacts_conversationevent (merchant_id, account_id, conversation_id, kind, at, opened_at,
+                seconds)
+            SELECT v.merchant_id, v.account_id, v.id, k.kind, CASE WHEN k.kind = 'opened' THEN v.started_at
+                ELSE v.closed_at END, CASE WHEN k.kind = 'opened' THEN NULL ELSE v.started_at END,
+                CASE WHEN k.kind = 'opened' THEN NULL ELSE 0 END
+            FROM contacts_conversation v
+            JOIN (SELECT 'opened' AS kind UNION ALL SELECT 'closed') k ON k.kind = 'opened' OR v.status = 'closed'
+            WHERE v.account_id = %(a)s AND v.contact_id IN (
+                SELECT c.id FROM contacts_contact c
+                WHERE c.account_id = %(a)s AND {d.bigint.format(x="c.twitter_user_id")} > %(base)s)""",
+        )
+        step(
             "messages",
             f"""{d.series.replace("%(n)s", "%(msgs)s")}
             INSERT INTO contacts_message (id, account_id, conversation_id, direction, origin, type, content,
@@ -184,7 +197,13 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
         # index-only scans (counts of a million rows read the index, not the table)
         started = time.monotonic()
         with connection.cursor() as cursor:
-            for table in ("contacts_contact", "contacts_contacttag", "contacts_conversation", "contacts_message"):
+            for table in (
+                "contacts_contact",
+                "contacts_contacttag",
+                "contacts_conversation",
+                "contacts_conversationevent",
+                "contacts_message",
+            ):
                 cursor.execute(f"VACUUM ANALYZE {table}")
         timings["vacuum"] = time.monotonic() - started
         progress(f"  vacuum analyze: {timings['vacuum']:.1f} s")

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "campaigns",
     "automation",
     "chatbot",
+    "analytics",
     "webhooks_app",
 ]
 

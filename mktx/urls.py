@@ -24,6 +24,7 @@ mkt_x_patterns = [
     *campaigns_router.urls,
     *automation_router.urls,
     path("", include("chatbot.urls")),
+    path("", include("analytics.urls")),
     path("", include("webhooks_app.urls")),
 ]
 

@@ -10,9 +10,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from contacts.models import AIStatus, Contact, Conversation, ConversationStatus
+from contacts.models import (
+    AIStatus,
+    Contact,
+    Conversation,
+    ConversationEvent,
+    ConversationEventKind,
+    ConversationStatus,
+)
 from mktx.api.errors import InvalidInput
 from mktx.iam.models import User
+
+OPENINGS = (ConversationEventKind.OPENED, ConversationEventKind.REOPENED)
 
 
 def conversation_open_for(*, contact: Contact, at: datetime) -> Conversation:
@@ -29,6 +38,7 @@ def conversation_open_for(*, contact: Contact, at: datetime) -> Conversation:
                 started_at=at,
                 last_message_at=at,
             )
+            _event(conversation, ConversationEventKind.OPENED, at)
             Contact.objects.filter(pk=contact.pk).update(conversation_count=F("conversation_count") + 1)
     except IntegrityError:  # opened a moment ago by a concurrent message
         conversation = Conversation.objects.get(contact=contact, status=ConversationStatus.OPEN)
@@ -46,11 +56,35 @@ def conversation_message_added(*, conversation_id: Any, at: datetime, inbound: b
 
 
 def conversation_close(*, conversation: Conversation, reason: str = "") -> Conversation:
-    Conversation.objects.filter(pk=conversation.pk, status=ConversationStatus.OPEN).update(
-        status=ConversationStatus.CLOSED, closed_at=timezone.now(), close_reason=reason[:200]
-    )
+    """Close it (once): a wait for an answer ends unanswered, and its history gets the closing."""
+    now = timezone.now()
+    with transaction.atomic():
+        closed = Conversation.objects.filter(pk=conversation.pk, status=ConversationStatus.OPEN).update(
+            status=ConversationStatus.CLOSED, closed_at=now, close_reason=reason[:200], awaiting_reply_since=None
+        )
+        if closed:
+            span = (
+                ConversationEvent.objects.filter(conversation_id=conversation.pk, kind__in=OPENINGS, at__lte=now)
+                .order_by("-at", "-id")
+                .values_list("at", flat=True)
+                .first()
+            )
+            opened_at = span or conversation.started_at
+            _event(conversation, ConversationEventKind.CLOSED, now, opened_at=opened_at)
     conversation.refresh_from_db()
     return conversation
+
+
+def _event(conversation: Conversation, kind: str, at: datetime, opened_at: datetime | None = None) -> None:
+    ConversationEvent.objects.create(
+        merchant_id=conversation.merchant_id,
+        account_id=conversation.account_id,
+        conversation_id=conversation.pk,
+        kind=kind,
+        at=at,
+        opened_at=opened_at,
+        seconds=None if opened_at is None else max(0, int((at - opened_at).total_seconds())),
+    )
 
 
 def conversation_reopen(*, conversation: Conversation) -> Conversation:
@@ -59,9 +93,13 @@ def conversation_reopen(*, conversation: Conversation) -> Conversation:
         return conversation
     try:
         with transaction.atomic():
-            Conversation.objects.filter(pk=conversation.pk).update(  # a person's: its AI status stays
-                status=ConversationStatus.OPEN, closed_at=None, close_reason=""
+            reopened = Conversation.objects.filter(pk=conversation.pk, status=ConversationStatus.CLOSED).update(
+                status=ConversationStatus.OPEN,
+                closed_at=None,
+                close_reason="",  # a person's: its AI status stays
             )
+            if reopened:
+                _event(conversation, ConversationEventKind.REOPENED, timezone.now())
     except IntegrityError:
         raise InvalidInput("conversationId", "the contact has another open conversation: reply there") from None
     conversation.refresh_from_db()

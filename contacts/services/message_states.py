@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from contacts.models import Contact, Conversation, Message, MessageOrigin, MessageStatus
+from contacts.models import Contact, Conversation, ConversationResponse, Message, MessageOrigin, MessageStatus
 from contacts.services.contacts import contact_interaction_record
 from contacts.services.quota import quota_count
 from mktx.accounts.services import account_client
@@ -47,21 +47,34 @@ def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime, conta
         if contact_id is not None:
             contact_interaction_record(contact_id=contact_id, at=at, messages_sent=1)
         return True
-    conversation = Conversation.objects.filter(pk=message.conversation_id).values("contact_id", "awaiting_reply_since")
+    conversation = Conversation.objects.filter(pk=message.conversation_id).values(
+        "contact_id", "merchant_id", "awaiting_reply_since"
+    )
     row = conversation.first()
     if row is None:
         return True
     counters = {"messages_sent": 1}
     waited = row["awaiting_reply_since"]
     if waited is not None:
-        answered = Conversation.objects.filter(pk=message.conversation_id, awaiting_reply_since=waited).update(
-            awaiting_reply_since=None
-        )
+        seconds = max(0, int((at - waited).total_seconds()))
+        with transaction.atomic():
+            answered = Conversation.objects.filter(pk=message.conversation_id, awaiting_reply_since=waited).update(
+                awaiting_reply_since=None
+            )
+            if answered:  # this reply ended the wait: the one answer it gets
+                ConversationResponse.objects.create(
+                    merchant_id=row["merchant_id"],
+                    account_id=message.account_id,
+                    conversation_id=message.conversation_id,
+                    waited_since=waited,
+                    answered_at=at,
+                    seconds=seconds,
+                    responder=message.origin,
+                    user_id=message.sent_by_id,
+                )
         if answered:
             counters["response_time_count"] = 1
-            Contact.objects.filter(pk=row["contact_id"]).update(
-                response_time_total=F("response_time_total") + max(0, int((at - waited).total_seconds()))
-            )
+            Contact.objects.filter(pk=row["contact_id"]).update(response_time_total=F("response_time_total") + seconds)
     contact_interaction_record(contact_id=row["contact_id"], at=at, **counters)
     return True
 

@@ -1,0 +1,358 @@
+"""Every number analytics reports, each defined once here, as aggregate queries over the rows the other apps write
+(this app writes nothing). A `Scope` is one merchant (one account with `accountId`) and a half-open range
+[start, end) in a time zone. Series are counted by the bucket of the time each definition names; a count over the
+range is the sum of its series, except the distinct counts (`active` contacts: a contact active on two days counts
+on both days, and once in the range).
+
+Contacts
+- `total`: the merchant's contacts at the end of the range: first interaction before the end (a contact without
+  one, made by the API or an import, counts from its creation).
+- `new`: first interaction in the range; `bySource` splits them by how they came (`inbound_message`,
+  `new_follower`, `api`, `import`).
+- `active`: sent at least one DM in the range (distinct contacts of inbound DMs).
+- `optedOut`: opted out now, since before the end of the range.
+
+Conversations (contacts.ConversationEvent: each opening, reopening and closing)
+- `opened`: openings and reopenings in the range; `closed`: closings in the range.
+- `open`: open at the end of the range: openings before it minus closings before it (each conversation alternates).
+- `total`: the conversations handled: open at the start of the range plus `opened`.
+- response time (contacts.ConversationResponse): for each customer DM that waited for an answer (the first since
+  the previous reply, or since the conversation was opened or reopened) in the range, the time to the first reply by
+  staff, the merchant in X's app or the bot; campaign, flow and system DMs do not answer; a closing ends a wait
+  unanswered. Mean, median and p90 (nearest rank: the value at rank ceil(p x n) in ascending order), in seconds and
+  as "5m 30s"; `human` (staff and X's app) and `bot` apart.
+- resolution time: for each closing in the range, the time from the opening (or reopening) it ends.
+- `inbound`: customers' DMs received in the range; `outbound`: DMs the accounts sent in the range (any origin:
+  staff, bot, campaigns, flows, system), counted when X accepted them.
+
+Campaigns (the deliveries, counted with the definitions of campaigns/metrics.py that GET /campaigns/{id}/metrics
+uses): the deliveries of the range are those sent (or refused) in it, and those made in it and not sent yet
+(skipped, pending); each is counted by that time with what became of it since (opened, clicked, replied, whenever),
+so a series is a funnel per send day and rates stay within 0-1. Over a range that holds a campaign's whole life, its
+numbers are its metrics'.
+
+Automation: executions started in the range (`totalExecutions`, `byStatus` by their status now), completed in it
+(the series' `completed`), and per node the steps started in the range (`entered`) and how they ended.
+
+AI (chatbot): the bot's answers in the range (assistant turns), those the built-in engine gave in place of a
+failing OpenAI engine (`fallbacks`), and the conversations handed to people in the range (`escalated`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any
+
+from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from analytics.buckets import counts_by_bucket
+from analytics.params import Scope
+from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, Step, StepStatus
+from campaigns.metrics import COUNTS, with_rates
+from campaigns.models import ACTIVE_STATUSES, Campaign, CampaignStatus, Delivery
+from chatbot.models import ChatTurn, TurnRole
+from contacts.models import (
+    Contact,
+    ContactSource,
+    Conversation,
+    ConversationEvent,
+    ConversationEventKind,
+    ConversationResponse,
+    Message,
+    MessageDirection,
+    MessageOrigin,
+    MessageStatus,
+)
+
+OPENINGS = (ConversationEventKind.OPENED, ConversationEventKind.REOPENED)
+HUMAN = (MessageOrigin.STAFF, MessageOrigin.X_APP)
+
+
+def in_range(field: str, scope: Scope) -> Q:
+    return Q(**{f"{field}__gte": scope.start, f"{field}__lt": scope.end})
+
+
+# --- contacts ---------------------------------------------------------------------------------------------------------
+
+
+def contacts_of(scope: Scope) -> QuerySet[Contact]:
+    rows = Contact.objects.filter(merchant_id=scope.merchant_id)
+    return rows.filter(account_id=scope.account_id) if scope.account_id else rows
+
+
+def contacts_total(scope: Scope) -> int:
+    before_end = Q(first_interaction_at__lt=scope.end) | Q(first_interaction_at__isnull=True, created_at__lt=scope.end)
+    return contacts_of(scope).filter(before_end).count()
+
+
+def contacts_new_by_bucket(scope: Scope) -> dict[date, int]:
+    return counts_by_bucket(contacts_of(scope), "first_interaction_at", scope)
+
+
+def contacts_new_by_source(scope: Scope) -> dict[str, int]:
+    rows = (
+        contacts_of(scope)
+        .filter(in_range("first_interaction_at", scope))
+        .values("source")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    found = {row["source"]: int(row["n"]) for row in rows}
+    return {source: found.get(source, 0) for source in ContactSource.values}
+
+
+def inbound_of(scope: Scope) -> QuerySet[Message]:
+    return Message.objects.filter(account_id__in=scope.account_ids, direction=MessageDirection.INBOUND)
+
+
+def contacts_active(scope: Scope) -> int:
+    rows = inbound_of(scope).filter(in_range("created_at", scope))
+    return int(rows.aggregate(n=Count("conversation__contact_id", distinct=True))["n"] or 0)
+
+
+def contacts_active_by_bucket(scope: Scope) -> dict[date, int]:
+    return counts_by_bucket(inbound_of(scope), "created_at", scope, count="conversation__contact_id", distinct=True)
+
+
+def contacts_opted_out(scope: Scope) -> int:
+    since = Q(opted_out_at__lt=scope.end) | Q(opted_out_at__isnull=True)
+    return contacts_of(scope).filter(since, opted_out=True).count()
+
+
+# --- conversations ----------------------------------------------------------------------------------------------------
+
+
+def events_of(scope: Scope) -> QuerySet[ConversationEvent]:
+    rows = ConversationEvent.objects.filter(merchant_id=scope.merchant_id)
+    return rows.filter(account_id=scope.account_id) if scope.account_id else rows
+
+
+def conversations_opened_by_bucket(scope: Scope) -> dict[date, int]:
+    return counts_by_bucket(events_of(scope), "at", scope, where=Q(kind__in=OPENINGS))
+
+
+def conversations_closed_by_bucket(scope: Scope) -> dict[date, int]:
+    return counts_by_bucket(events_of(scope), "at", scope, where=Q(kind=ConversationEventKind.CLOSED))
+
+
+def conversations_open_at_start_and_end(scope: Scope) -> tuple[int, int]:
+    """Openings minus closings before each bound, in one query."""
+    row = events_of(scope).aggregate(
+        opened_start=Count("pk", filter=Q(kind__in=OPENINGS, at__lt=scope.start)),
+        closed_start=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED, at__lt=scope.start)),
+        opened_end=Count("pk", filter=Q(kind__in=OPENINGS, at__lt=scope.end)),
+        closed_end=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED, at__lt=scope.end)),
+    )
+    start = int(row["opened_start"] or 0) - int(row["closed_start"] or 0)
+    end = int(row["opened_end"] or 0) - int(row["closed_end"] or 0)
+    return max(0, start), max(0, end)
+
+
+def responses_of(scope: Scope) -> QuerySet[ConversationResponse]:
+    rows = ConversationResponse.objects.filter(merchant_id=scope.merchant_id).filter(in_range("waited_since", scope))
+    return rows.filter(account_id=scope.account_id) if scope.account_id else rows
+
+
+def duration_stats(rows: QuerySet[Any], field: str = "seconds") -> dict[str, Any]:
+    """Mean, median and p90 of `field` over `rows`: an aggregate, then one indexed pick per percentile."""
+    row = rows.aggregate(n=Count("pk"), mean=Avg(field))
+    n = int(row["n"] or 0)
+    if not n:
+        return {"count": 0, "average": None, "averageSeconds": None, "medianSeconds": None, "p90Seconds": None}
+    ordered = rows.order_by(field).values_list(field, flat=True)
+    median, p90 = (int(ordered[max(0, math.ceil(p * n) - 1)]) for p in (0.5, 0.9))
+    mean = round(float(row["mean"]))
+    return {
+        "count": n,
+        "average": duration_text(mean),
+        "averageSeconds": mean,
+        "medianSeconds": median,
+        "p90Seconds": p90,
+    }
+
+
+def response_time(scope: Scope) -> dict[str, Any]:
+    rows = responses_of(scope)
+    return {
+        **duration_stats(rows),
+        "human": duration_stats(rows.filter(responder__in=HUMAN)),
+        "bot": duration_stats(rows.filter(responder=MessageOrigin.BOT)),
+    }
+
+
+def response_time_average(scope: Scope) -> int | None:
+    mean = responses_of(scope).aggregate(mean=Avg("seconds"))["mean"]
+    return None if mean is None else round(float(mean))
+
+
+def resolution_time(scope: Scope) -> dict[str, Any]:
+    closings = events_of(scope).filter(in_range("at", scope), kind=ConversationEventKind.CLOSED, seconds__isnull=False)
+    return duration_stats(closings)
+
+
+def messages_by_bucket(scope: Scope) -> tuple[dict[date, int], dict[date, int]]:
+    inbound = counts_by_bucket(inbound_of(scope), "created_at", scope)
+    outbound = counts_by_bucket(
+        Message.objects.filter(
+            account_id__in=scope.account_ids, direction=MessageDirection.OUTBOUND, status=MessageStatus.SENT
+        ),
+        "sent_at",
+        scope,
+    )
+    return inbound, outbound
+
+
+def duration_text(seconds: int | None) -> str | None:
+    """ "5m 30s" as in the reference: the largest unit and the next one ("45s", "5m 0s", "2h 5m", "3d 4h")."""
+    if seconds is None:
+        return None
+    seconds = max(0, int(seconds))
+    units = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+    for index, (name, size) in enumerate(units):
+        if seconds >= size or name == "s":
+            whole, rest = divmod(seconds, size)
+            if name == "s":
+                return f"{whole}s"
+            next_name, next_size = units[index + 1]
+            return f"{whole}{name} {rest // next_size}{next_name}"
+    return "0s"  # pragma: no cover - the loop always returns
+
+
+# --- campaigns --------------------------------------------------------------------------------------------------------
+
+CAMPAIGN_METRICS = ("total_sent", "delivered", "opened", "clicked", "replied", "failed", "skipped", "pending")
+CAMPAIGN_SERIES = {
+    "sent": "total_sent",
+    "delivered": "delivered",
+    "opened": "opened",
+    "clicked": "clicked",
+    "replied": "replied",
+}
+
+
+def deliveries_of(scope: Scope, campaign_id: Any = None) -> QuerySet[Delivery]:
+    """The deliveries of the range: sent (or refused) in it, or made in it and not sent yet (skipped, pending).
+    `at` is that time, which the series buckets by."""
+    rows = Delivery.objects.filter(campaign__merchant_id=scope.merchant_id)
+    if scope.account_id:
+        rows = rows.filter(account_id=scope.account_id)
+    if campaign_id:
+        rows = rows.filter(campaign_id=campaign_id)
+    return rows.annotate(at=Coalesce("attempted_at", "created_at")).filter(in_range("at", scope))
+
+
+def _campaign_counts() -> dict[str, Any]:
+    return {name: Count("pk", filter=COUNTS[name]) for name in CAMPAIGN_METRICS}
+
+
+def campaign_totals(scope: Scope, campaign_id: Any = None) -> dict[str, Any]:
+    """The metrics' counts over the range's deliveries, with their rates (campaigns.metrics.with_rates)."""
+    row = deliveries_of(scope, campaign_id).aggregate(**_campaign_counts())
+    return with_rates({name: int(row[name] or 0) for name in CAMPAIGN_METRICS})
+
+
+def campaign_totals_by_campaign(scope: Scope, campaign_id: Any = None) -> dict[Any, dict[str, Any]]:
+    """The same per campaign, for the campaigns with deliveries in the range (one query)."""
+    rows = deliveries_of(scope, campaign_id).values("campaign_id").annotate(**_campaign_counts()).order_by()
+    return {row["campaign_id"]: with_rates({name: int(row[name] or 0) for name in CAMPAIGN_METRICS}) for row in rows}
+
+
+def campaign_series(scope: Scope, campaign_id: Any = None) -> dict[str, dict[date, int]]:
+    """Per bucket of `at`: the funnel of the deliveries sent then (how many of them were later opened, ...)."""
+    rows = deliveries_of(scope, campaign_id)
+    return {
+        column: counts_by_bucket(rows, "at", scope, where=COUNTS[metric]) for column, metric in CAMPAIGN_SERIES.items()
+    }
+
+
+def campaigns_active_and_completed(scope: Scope) -> tuple[int, int]:
+    """Campaigns scheduled, running or paused now; campaigns that completed in the range."""
+    row = Campaign.objects.filter(merchant_id=scope.merchant_id).aggregate(
+        active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES)),
+        completed=Count("pk", filter=Q(status=CampaignStatus.COMPLETED) & in_range("finished_at", scope)),
+    )
+    return int(row["active"] or 0), int(row["completed"] or 0)
+
+
+# --- automation -------------------------------------------------------------------------------------------------------
+
+
+def executions_of(scope: Scope, flow_id: Any = None) -> QuerySet[Execution]:
+    rows = Execution.objects.filter(merchant_id=scope.merchant_id)
+    if scope.account_id:
+        rows = rows.filter(contact__account_id=scope.account_id)
+    return rows.filter(flow_id=flow_id) if flow_id else rows
+
+
+def executions_by_status(scope: Scope, flow_id: Any = None) -> dict[str, int]:
+    """The executions started in the range, by their status now."""
+    rows = executions_of(scope, flow_id).filter(in_range("started_at", scope)).values("status").annotate(n=Count("pk"))
+    found = {row["status"]: int(row["n"]) for row in rows.order_by()}
+    return {status: found.get(status, 0) for status in ExecutionStatus.values}
+
+
+def executions_series(scope: Scope, flow_id: Any = None) -> dict[str, dict[date, int]]:
+    rows = executions_of(scope, flow_id)
+    return {
+        "started": counts_by_bucket(rows, "started_at", scope),
+        "completed": counts_by_bucket(rows, "completed_at", scope, where=Q(status=ExecutionStatus.COMPLETED)),
+    }
+
+
+def flows_active(scope: Scope) -> int:
+    return Flow.objects.filter(merchant_id=scope.merchant_id, status=FlowStatus.ACTIVE).count()
+
+
+def executions_per_flow(scope: Scope, flow_id: Any = None) -> dict[Any, dict[str, int]]:
+    rows = (
+        executions_of(scope, flow_id)
+        .filter(in_range("started_at", scope))
+        .values("flow_id")
+        .annotate(
+            executions=Count("pk"),
+            completed=Count("pk", filter=Q(status=ExecutionStatus.COMPLETED)),
+            failed=Count("pk", filter=Q(status=ExecutionStatus.FAILED)),
+        )
+        .order_by()
+    )
+    return {row["flow_id"]: {k: int(row[k]) for k in ("executions", "completed", "failed")} for row in rows}
+
+
+def steps_per_node(scope: Scope, flow_id: Any = None) -> dict[tuple[Any, str], dict[str, int]]:
+    """Per (flow, node): the steps started in the range, and of them the completed (or skipped past) and failed."""
+    steps = Step.objects.filter(execution__merchant_id=scope.merchant_id).filter(in_range("started_at", scope))
+    if scope.account_id:
+        steps = steps.filter(execution__contact__account_id=scope.account_id)
+    if flow_id:
+        steps = steps.filter(execution__flow_id=flow_id)
+    rows = (
+        steps.values("execution__flow_id", "node_id")
+        .annotate(
+            entered=Count("pk"),
+            completed=Count("pk", filter=Q(status__in=[StepStatus.COMPLETED, StepStatus.SKIPPED])),
+            failed=Count("pk", filter=Q(status=StepStatus.FAILED)),
+        )
+        .order_by()
+    )
+    return {
+        (row["execution__flow_id"], row["node_id"]): {k: int(row[k]) for k in ("entered", "completed", "failed")}
+        for row in rows
+    }
+
+
+# --- the chatbot ------------------------------------------------------------------------------------------------------
+
+
+def ai_activity(scope: Scope) -> dict[str, int]:
+    turns = ChatTurn.objects.filter(session__merchant_id=scope.merchant_id, role=TurnRole.ASSISTANT)
+    conversations = Conversation.objects.filter(merchant_id=scope.merchant_id)
+    if scope.account_id:
+        turns = turns.filter(session__conversation__account_id=scope.account_id)
+        conversations = conversations.filter(account_id=scope.account_id)
+    row = turns.filter(in_range("created_at", scope)).aggregate(
+        answers=Count("pk"), fallbacks=Count("pk", filter=~Q(fallback_reason=""))
+    )
+    escalated = conversations.filter(in_range("ai_escalated_at", scope)).count()
+    return {"answers": int(row["answers"] or 0), "fallbacks": int(row["fallbacks"] or 0), "escalated": escalated}
