@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate bench clean
+.PHONY: run test lint format migrate bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ migrate: export DEBUG ?= 1
 migrate: $(VENV)/.run-deps
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable
+
+# The admin's analytics page as PNG files in var/screenshots/ (headless Chromium, installed with apt when missing);
+# the data is make run's database (var/mktx.sqlite3 unless DATABASE_URL says otherwise).
+screenshots: export DEBUG ?= 1
+screenshots: $(VENV)/.run-deps
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_demo
+	$(PY) manage.py analytics_screenshots
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

@@ -182,6 +182,28 @@ def response_time(scope: Scope) -> dict[str, Any]:
     }
 
 
+# the back office's response-time distribution: (label, from seconds, to seconds), the upper bound excluded
+RESPONSE_BANDS = (
+    ("0-1h", 0, 3_600),
+    ("1-4h", 3_600, 4 * 3_600),
+    ("4-8h", 4 * 3_600, 8 * 3_600),
+    ("8-24h", 8 * 3_600, 24 * 3_600),
+    ("over 24h", 24 * 3_600, None),
+)
+
+
+def response_distribution(scope: Scope) -> dict[str, int]:
+    """The answered waits of the range by how long they waited, in RESPONSE_BANDS (one query)."""
+
+    def band(low: int, high: int | None) -> Q:
+        return Q(seconds__gte=low) if high is None else Q(seconds__gte=low, seconds__lt=high)
+
+    row = responses_of(scope).aggregate(
+        **{f"b{i}": Count("pk", filter=band(low, high)) for i, (_, low, high) in enumerate(RESPONSE_BANDS)}
+    )
+    return {label: int(row[f"b{i}"] or 0) for i, (label, _, _) in enumerate(RESPONSE_BANDS)}
+
+
 def response_time_average(scope: Scope) -> int | None:
     mean = responses_of(scope).aggregate(mean=Avg("seconds"))["mean"]
     return None if mean is None else round(float(mean))

@@ -87,7 +87,7 @@ def conversations(scope: Scope) -> dict[str, Any]:
             "closed": total(closed.values()),
             "open": open_at_end,
         },
-        "responseTime": d.response_time(scope),
+        "responseTime": {**d.response_time(scope), "distribution": d.response_distribution(scope)},
         "resolutionTime": d.resolution_time(scope),
         "byAssignee": by_assignee(scope),
         "series": series(scope, {"opened": opened, "closed": closed, "inbound": inbound, "outbound": outbound}),

@@ -120,6 +120,7 @@ def test_response_and_resolution_times_through_the_real_paths(clock, sandbox, sh
         "p90Seconds": 600,
         "human": {"count": 3, "average": "8m 20s", "averageSeconds": 500, "medianSeconds": 600, "p90Seconds": 600},
         "bot": {"count": 1, "average": "3m 0s", "averageSeconds": 180, "medianSeconds": 180, "p90Seconds": 180},
+        "distribution": {"0-1h": 4, "1-4h": 0, "4-8h": 0, "8-24h": 0, "over 24h": 0},
     }
     assert body["totals"] == {"total": 2, "opened": 1, "closed": 1, "open": 1}  # open at the start, and reopened
     resolution = body["resolutionTime"]

@@ -99,6 +99,7 @@ def test_the_conversations_report(history):
         "p90Seconds": 900,
         "human": {"count": 2, "average": "10m 0s", "averageSeconds": 600, "medianSeconds": 300, "p90Seconds": 900},
         "bot": {"count": 1, "average": "1m 0s", "averageSeconds": 60, "medianSeconds": 60, "p90Seconds": 60},
+        "distribution": {"0-1h": 3, "1-4h": 0, "4-8h": 0, "8-24h": 0, "over 24h": 0},
     }
     assert body["resolutionTime"] == {
         "count": 1,
