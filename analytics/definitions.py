@@ -14,7 +14,8 @@ Contacts
 
 Conversations (contacts.ConversationEvent: each opening, reopening and closing)
 - `opened`: openings and reopenings in the range; `closed`: closings in the range.
-- `open`: open at the end of the range: openings before it minus closings before it (each conversation alternates).
+- `open`: open at the end of the range: open now, minus the openings since, plus the closings since (each
+  conversation alternates between the two).
 - `total`: the conversations handled: open at the start of the range plus `opened`.
 - response time (contacts.ConversationResponse): for each customer DM that waited for an answer (the first since
   the previous reply, or since the conversation was opened or reopened) in the range, the time to the first reply by
@@ -23,7 +24,7 @@ Conversations (contacts.ConversationEvent: each opening, reopening and closing)
   as "5m 30s"; `human` (staff and X's app) and `bot` apart.
 - resolution time: for each closing in the range, the time from the opening (or reopening) it ends.
 - `inbound`: customers' DMs received in the range; `outbound`: DMs the accounts sent in the range (any origin:
-  staff, bot, campaigns, flows, system), counted when X accepted them.
+  staff, bot, campaigns, flows, system; those X accepted), counted by when they were sent out.
 
 Campaigns (the deliveries, counted with the definitions of campaigns/metrics.py that GET /campaigns/{id}/metrics
 uses): the deliveries of the range are those sent (or refused) in it, and those made in it and not sent yet
@@ -44,7 +45,8 @@ import math
 from datetime import date
 from typing import Any
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db import connections
+from django.db.models import Aggregate, Avg, Count, IntegerField, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from analytics.buckets import counts_by_bucket
@@ -60,6 +62,7 @@ from contacts.models import (
     ConversationEvent,
     ConversationEventKind,
     ConversationResponse,
+    ConversationStatus,
     Message,
     MessageDirection,
     MessageOrigin,
@@ -87,6 +90,10 @@ def contacts_total(scope: Scope) -> int:
     return contacts_of(scope).filter(before_end).count()
 
 
+def contacts_new(scope: Scope) -> int:
+    return contacts_of(scope).filter(in_range("first_interaction_at", scope)).count()
+
+
 def contacts_new_by_bucket(scope: Scope) -> dict[date, int]:
     return counts_by_bucket(contacts_of(scope), "first_interaction_at", scope)
 
@@ -108,8 +115,10 @@ def inbound_of(scope: Scope) -> QuerySet[Message]:
 
 
 def contacts_active(scope: Scope) -> int:
-    rows = inbound_of(scope).filter(in_range("created_at", scope))
-    return int(rows.aggregate(n=Count("conversation__contact_id", distinct=True))["n"] or 0)
+    """The conversations DMed in the range, then their distinct contacts (a semi-join: no join row per message)."""
+    dmed = inbound_of(scope).filter(in_range("created_at", scope)).values("conversation_id")
+    rows = Conversation.objects.filter(pk__in=dmed)
+    return int(rows.aggregate(n=Count("contact_id", distinct=True))["n"] or 0)
 
 
 def contacts_active_by_bucket(scope: Scope) -> dict[date, int]:
@@ -137,16 +146,37 @@ def conversations_closed_by_bucket(scope: Scope) -> dict[date, int]:
     return counts_by_bucket(events_of(scope), "at", scope, where=Q(kind=ConversationEventKind.CLOSED))
 
 
-def conversations_open_at_start_and_end(scope: Scope) -> tuple[int, int]:
-    """Openings minus closings before each bound, in one query."""
-    row = events_of(scope).aggregate(
-        opened_start=Count("pk", filter=Q(kind__in=OPENINGS, at__lt=scope.start)),
-        closed_start=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED, at__lt=scope.start)),
-        opened_end=Count("pk", filter=Q(kind__in=OPENINGS, at__lt=scope.end)),
-        closed_end=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED, at__lt=scope.end)),
+def conversations_opened_closed(scope: Scope) -> tuple[int, int]:
+    row = (
+        events_of(scope)
+        .filter(in_range("at", scope))
+        .aggregate(
+            opened=Count("pk", filter=Q(kind__in=OPENINGS)),
+            closed=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED)),
+        )
     )
-    start = int(row["opened_start"] or 0) - int(row["closed_start"] or 0)
-    end = int(row["opened_end"] or 0) - int(row["closed_end"] or 0)
+    return int(row["opened"] or 0), int(row["closed"] or 0)
+
+
+def conversations_open_at_start_and_end(scope: Scope) -> tuple[int, int]:
+    """Open at a time T: open now, minus the openings since T, plus the closings since T (each conversation
+    alternates, and its status now is where its history ends). Recent bounds read few events."""
+    open_now = Conversation.objects.filter(merchant_id=scope.merchant_id, status=ConversationStatus.OPEN)
+    if scope.account_id:
+        open_now = open_now.filter(account_id=scope.account_id)
+    row = (
+        events_of(scope)
+        .filter(at__gte=scope.start)
+        .aggregate(
+            opened_start=Count("pk", filter=Q(kind__in=OPENINGS)),
+            closed_start=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED)),
+            opened_end=Count("pk", filter=Q(kind__in=OPENINGS, at__gte=scope.end)),
+            closed_end=Count("pk", filter=Q(kind=ConversationEventKind.CLOSED, at__gte=scope.end)),
+        )
+    )
+    now = open_now.count()
+    start = now - int(row["opened_start"] or 0) + int(row["closed_start"] or 0)
+    end = now - int(row["opened_end"] or 0) + int(row["closed_end"] or 0)
     return max(0, start), max(0, end)
 
 
@@ -155,14 +185,31 @@ def responses_of(scope: Scope) -> QuerySet[ConversationResponse]:
     return rows.filter(account_id=scope.account_id) if scope.account_id else rows
 
 
+class PercentileDisc(Aggregate):
+    """PostgreSQL's nearest-rank percentile (`percentile_disc`): the first value whose rank reaches p x n."""
+
+    function = "percentile_disc"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = IntegerField()
+
+    def __init__(self, expression: str, fraction: float, **extra: Any) -> None:
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
 def duration_stats(rows: QuerySet[Any], field: str = "seconds") -> dict[str, Any]:
-    """Mean, median and p90 of `field` over `rows`: an aggregate, then one indexed pick per percentile."""
-    row = rows.aggregate(n=Count("pk"), mean=Avg(field))
+    """Mean, median and p90 of `field` over `rows`, nearest rank: in one aggregate on PostgreSQL, and on SQLite
+    (no percentile there) an aggregate and one ordered pick per percentile."""
+    postgres = connections[rows.db].vendor == "postgresql"
+    extra = {"median": PercentileDisc(field, 0.5), "p90": PercentileDisc(field, 0.9)} if postgres else {}
+    row = rows.aggregate(n=Count("pk"), mean=Avg(field), **extra)
     n = int(row["n"] or 0)
     if not n:
         return {"count": 0, "average": None, "averageSeconds": None, "medianSeconds": None, "p90Seconds": None}
-    ordered = rows.order_by(field).values_list(field, flat=True)
-    median, p90 = (int(ordered[max(0, math.ceil(p * n) - 1)]) for p in (0.5, 0.9))
+    if postgres:
+        median, p90 = int(row["median"]), int(row["p90"])
+    else:
+        ordered = rows.order_by(field).values_list(field, flat=True)
+        median, p90 = (int(ordered[max(0, math.ceil(p * n) - 1)]) for p in (0.5, 0.9))
     mean = round(float(row["mean"]))
     return {
         "count": n,
@@ -214,15 +261,22 @@ def resolution_time(scope: Scope) -> dict[str, Any]:
     return duration_stats(closings)
 
 
+def outbound_of(scope: Scope) -> QuerySet[Message]:
+    return Message.objects.filter(
+        account_id__in=scope.account_ids, direction=MessageDirection.OUTBOUND, status=MessageStatus.SENT
+    )
+
+
+def messages_counts(scope: Scope) -> tuple[int, int]:
+    return (
+        inbound_of(scope).filter(in_range("created_at", scope)).count(),
+        outbound_of(scope).filter(in_range("created_at", scope)).count(),
+    )
+
+
 def messages_by_bucket(scope: Scope) -> tuple[dict[date, int], dict[date, int]]:
     inbound = counts_by_bucket(inbound_of(scope), "created_at", scope)
-    outbound = counts_by_bucket(
-        Message.objects.filter(
-            account_id__in=scope.account_ids, direction=MessageDirection.OUTBOUND, status=MessageStatus.SENT
-        ),
-        "sent_at",
-        scope,
-    )
+    outbound = counts_by_bucket(outbound_of(scope), "created_at", scope)
     return inbound, outbound
 
 
@@ -313,6 +367,10 @@ def executions_by_status(scope: Scope, flow_id: Any = None) -> dict[str, int]:
     rows = executions_of(scope, flow_id).filter(in_range("started_at", scope)).values("status").annotate(n=Count("pk"))
     found = {row["status"]: int(row["n"]) for row in rows.order_by()}
     return {status: found.get(status, 0) for status in ExecutionStatus.values}
+
+
+def executions_started(scope: Scope) -> int:
+    return executions_of(scope).filter(in_range("started_at", scope)).count()
 
 
 def executions_series(scope: Scope, flow_id: Any = None) -> dict[str, dict[date, int]]:

@@ -56,7 +56,7 @@ token = tokens_for_user(user)["accessToken"]
 captured = {}
 for name, path in json.loads(sys.argv[2]).items():
     with CaptureQueriesContext(connection) as ctx:
-        response = Client().get(path, headers={"Authorization": f"Bearer {token}"})
+        response = Client(HTTP_HOST="localhost").get(path, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.content
     captured[name] = [q["sql"] for q in ctx.captured_queries]
 print(json.dumps({"token": token, "sql": captured}))

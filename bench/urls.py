@@ -54,8 +54,26 @@ def minimal_sql_view(request: HttpRequest, name: str) -> HttpResponse:
     return JsonResponse({"success": True, "data": results})
 
 
+def analytics_sql_view(request: HttpRequest, report: str) -> HttpResponse:
+    """The hand-written SQL of bench/analytics.py for `report`, with the run's parameters (BENCH_ANALYTICS_PARAMS),
+    its rows as JSON: the floor the analytics endpoints are measured against, through the same server."""
+    from datetime import datetime
+
+    from bench.analytics import statements
+
+    params = json.loads(os.environ["BENCH_ANALYTICS_PARAMS"])
+    params["start"], params["end"] = datetime.fromisoformat(params["start"]), datetime.fromisoformat(params["end"])
+    results = []
+    with connection.cursor() as cursor:
+        for sql in statements(report).values():
+            cursor.execute(sql, params)
+            results.append([[str(v) if v is not None else None for v in row] for row in cursor.fetchall()])
+    return JsonResponse({"success": True, "data": results})
+
+
 urlpatterns = [
     *real_urlpatterns,
+    path("bench/analytics-sql/<str:report>", analytics_sql_view),
     path("bench/minimal-webhook", minimal_webhook),
     path("bench/minimal-sql/<str:name>", minimal_sql_view),
 ]

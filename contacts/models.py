@@ -71,7 +71,7 @@ class Contact(models.Model):
         # The newest-first indexes (merchant or account, last_interaction_at DESC NULLS LAST, created_at DESC) are
         # made by migration 0004: SQLite cannot say NULLS LAST in an index (and sorts NULLs last in DESC anyway).
         indexes = [
-            models.Index(fields=["merchant", "opted_out"], name="contact_merchant_optout"),
+            models.Index(fields=["merchant", "opted_out", "opted_out_at"], name="contact_merchant_optout_at"),
             # analytics: contacts new in a range, and all of them at its end
             models.Index(fields=["merchant", "first_interaction_at"], name="contact_merchant_first"),
         ]

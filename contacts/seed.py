@@ -192,6 +192,17 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
                 SELECT c.id FROM contacts_contact c
                 WHERE c.account_id = %(a)s AND {d.bigint.format(x="c.twitter_user_id")} > %(base)s)""",
         )
+        # an answered wait per conversation for the analytics, with a made-up response time of 0-90 minutes (a
+        # quarter by the bot); the seeded messages themselves all carry the conversation's start time
+        step(
+            "answered waits",
+            f"""INSERT INTO contacts_conversationresponse (merchant_id, account_id, conversation_id, waited_since,
+                answered_at, seconds, responder, user_id)
+            SELECT v.merchant_id, v.account_id, v.id, v.started_at, v.started_at, (({g_of}) * 37) %% 5400,
+                CASE WHEN ({g_of}) %% 4 = 0 THEN 'bot' ELSE 'staff' END, NULL
+            FROM contacts_contact c JOIN contacts_conversation v ON v.contact_id = c.id
+            WHERE c.account_id = %(a)s AND {d.bigint.format(x="c.twitter_user_id")} > %(base)s""",
+        )
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         # what autovacuum would do a little later: statistics for the planner and the visibility map for
         # index-only scans (counts of a million rows read the index, not the table)
@@ -202,6 +213,7 @@ def seed_demo(*, merchant: Merchant, contacts: int, progress: Callable[[str], No
                 "contacts_contacttag",
                 "contacts_conversation",
                 "contacts_conversationevent",
+                "contacts_conversationresponse",
                 "contacts_message",
             ):
                 cursor.execute(f"VACUUM ANALYZE {table}")
