@@ -18,6 +18,8 @@ from contacts.models import (
     Contact,
     ContactTag,
     Conversation,
+    ConversationEvent,
+    ConversationResponse,
     Message,
     Segment,
     Tag,
@@ -340,3 +342,25 @@ class AccountQuotaAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="the daily quota frees one DM at")
     def frees_up_at(self, obj: AccountQuota) -> Any:
         return self._state(obj).reset_at(QuotaCap.DAILY)
+
+
+@admin.register(ConversationEvent)
+class ConversationEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The openings, reopenings and closings analytics counts (written by the conversation services)."""
+
+    list_display = ("at", "kind", "conversation", "account", "seconds")
+    list_filter = ("kind", "account")
+    raw_id_fields = ("conversation",)
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+
+@admin.register(ConversationResponse)
+class ConversationResponseAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The answered waits, whose times make the response-time figures."""
+
+    list_display = ("waited_since", "seconds", "responder", "user", "conversation", "account")
+    list_filter = ("responder", "account")
+    raw_id_fields = ("conversation", "user")
+    date_hierarchy = "waited_since"
+    show_full_result_count = False
