@@ -19,6 +19,7 @@ from analytics.params import report_scope
 from mktx.accounts.models import Account
 from mktx.api.errors import ApiError
 from mktx.iam.models import Merchant
+from mktx.service_admin import ViewOnlyAdmin
 
 FUNNEL = (
     ("sent", "totalSent"),
@@ -100,17 +101,8 @@ def dashboard_context(query: Any, merchant: Merchant) -> dict[str, Any]:
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(ViewOnlyAdmin):
     """The admin's "Analytics dashboard" entry: its list page is the dashboard."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         merchants = list(Merchant.objects.order_by("name")[:500])

@@ -18,7 +18,7 @@ from campaigns.templating import render
 from contacts.models import Segment
 from mktx.accounts.business_hours import WEEKDAYS
 from mktx.api.errors import ApiError, InvalidInput
-from mktx.service_admin import ServiceAdmin, ServiceForm
+from mktx.service_admin import ServiceAdmin, ServiceForm, ViewOnlyAdmin
 
 
 class TemplateForm(ServiceForm):
@@ -231,7 +231,7 @@ class CampaignAdmin(ServiceAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ViewOnlyAdmin):
     """Read-only: deliveries change only through the sender."""
 
     list_display = ("id", "campaign", "run", "contact", "account", "status", "reason", "attempts", "sent_at")
@@ -239,15 +239,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_select_related = ("campaign", "run", "contact", "account")
     search_fields = ("campaign__name", "contact__username", "dm_event_id")
     raw_id_fields = ("campaign", "run", "contact", "account", "message")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(AccountPacing)

@@ -62,6 +62,19 @@ class ServiceForm(forms.ModelForm):
         return cleaned
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows the admin shows and never adds, changes or deletes (their services write them)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ServiceAdmin(admin.ModelAdmin):
     """Saving is done by the form's service call: nothing is written here, not even the many-to-many fields."""
 
