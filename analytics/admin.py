@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
@@ -105,6 +106,8 @@ class DashboardAdmin(ViewOnlyAdmin):
     """The admin's "Analytics dashboard" entry: its list page is the dashboard."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):  # staff without "Can view analytics dashboard": every merchant's
+            raise PermissionDenied
         merchants = list(Merchant.objects.order_by("name")[:500])
         chosen = next(
             (m for m in merchants if str(m.pk) == request.GET.get("merchant")), merchants[0] if merchants else None

@@ -16,7 +16,8 @@ Conversations (contacts.ConversationEvent: each opening, reopening and closing)
 - `opened`: openings and reopenings in the range; `closed`: closings in the range.
 - `open`: open at the end of the range: open now, minus the openings since, plus the closings since (each
   conversation alternates between the two).
-- `total`: the conversations handled: open at the start of the range plus `opened`.
+- `total`: the distinct conversations open at some time in the range: open at its start, or (re)opened in it (a
+  conversation closed and reopened in the range counts once).
 - response time (contacts.ConversationResponse): for each customer DM that waited for an answer (the first since
   the previous reply, or since the conversation was opened or reopened) in the range, the time to the first reply by
   staff, the merchant in X's app or the bot; campaign, flow and system DMs do not answer; a closing ends a wait
@@ -24,7 +25,8 @@ Conversations (contacts.ConversationEvent: each opening, reopening and closing)
   as "5m 30s"; `human` (staff and X's app) and `bot` apart.
 - resolution time: for each closing in the range, the time from the opening (or reopening) it ends.
 - `inbound`: customers' DMs received in the range; `outbound`: DMs the accounts sent in the range (any origin:
-  staff, bot, campaigns, flows, system; those X accepted), counted by when they were sent out.
+  staff, bot, campaigns, flows, system; those X accepted), each counted by when it was made to be sent (stored
+  and handed to X, normally a moment before X accepts it; a send retried later keeps its first time).
 
 Campaigns (the deliveries, counted with the definitions of campaigns/metrics.py that GET /campaigns/{id}/metrics
 uses): the deliveries of the range are those sent (or refused) in it, and those made in it and not sent yet
@@ -32,8 +34,9 @@ uses): the deliveries of the range are those sent (or refused) in it, and those 
 so a series is a funnel per send day and rates stay within 0-1. Over a range that holds a campaign's whole life, its
 numbers are its metrics'.
 
-Automation: executions started in the range (`totalExecutions`, `byStatus` by their status now), completed in it
-(the series' `completed`), and per node the steps started in the range (`entered`) and how they ended.
+Automation: executions started in the range (`totalExecutions`, `byStatus` by their status now; the series a funnel
+per start day: `started`, and of them `completed` so far, so the series sums to `byStatus`), and per node the steps
+started in the range (`entered`) and how they ended.
 
 AI (chatbot): the bot's answers in the range (assistant turns), those the built-in engine gave in place of a
 failing OpenAI engine (`fallbacks`), and the conversations handed to people in the range (`escalated`).
@@ -46,7 +49,7 @@ from datetime import date
 from typing import Any
 
 from django.db import connections
-from django.db.models import Aggregate, Avg, Count, IntegerField, Q, QuerySet
+from django.db.models import Aggregate, Avg, Count, F, IntegerField, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from analytics.buckets import counts_by_bucket
@@ -146,6 +149,32 @@ def conversations_closed_by_bucket(scope: Scope) -> dict[date, int]:
     return counts_by_bucket(events_of(scope), "at", scope, where=Q(kind=ConversationEventKind.CLOSED))
 
 
+def conversations_reopened_after_open(scope: Scope) -> int:
+    """The conversations open at the start of the range that were also (re)opened in it: closed first, then opened
+    again (each conversation alternates, so its first event in the range is that closing). Counted once in `total`."""
+    per_conversation = (
+        events_of(scope)
+        .filter(in_range("at", scope))
+        .values("conversation_id")
+        .annotate(
+            first_opening=Min("at", filter=Q(kind__in=OPENINGS)),
+            first_closing=Min("at", filter=Q(kind=ConversationEventKind.CLOSED)),
+        )
+        .filter(first_opening__isnull=False, first_closing__lt=F("first_opening"))
+    )
+    return per_conversation.count()
+
+
+def conversations_opened_distinct(scope: Scope) -> int:
+    rows = events_of(scope).filter(in_range("at", scope), kind__in=OPENINGS)
+    return int(rows.aggregate(n=Count("conversation_id", distinct=True))["n"] or 0)
+
+
+def conversations_total(scope: Scope, open_at_start: int) -> int:
+    """The distinct conversations open at some time in the range: open at its start, or (re)opened in it."""
+    return open_at_start + conversations_opened_distinct(scope) - conversations_reopened_after_open(scope)
+
+
 def conversations_opened_closed(scope: Scope) -> tuple[int, int]:
     row = (
         events_of(scope)
@@ -196,32 +225,59 @@ class PercentileDisc(Aggregate):
         super().__init__(expression, fraction=float(fraction), **extra)
 
 
-def duration_stats(rows: QuerySet[Any], field: str = "seconds") -> dict[str, Any]:
-    """Mean, median and p90 of `field` over `rows`, nearest rank: in one aggregate on PostgreSQL, and on SQLite
-    (no percentile there) an aggregate and one ordered pick per percentile."""
-    postgres = connections[rows.db].vendor == "postgresql"
-    extra = {"median": PercentileDisc(field, 0.5), "p90": PercentileDisc(field, 0.9)} if postgres else {}
-    row = rows.aggregate(n=Count("pk"), mean=Avg(field), **extra)
-    n = int(row["n"] or 0)
+NO_STATS = {"count": 0, "average": None, "averageSeconds": None, "medianSeconds": None, "p90Seconds": None}
+
+
+def _stats(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    n = int(row[f"{prefix}n"] or 0)
     if not n:
-        return {"count": 0, "average": None, "averageSeconds": None, "medianSeconds": None, "p90Seconds": None}
-    if postgres:
-        median, p90 = int(row["median"]), int(row["p90"])
-    else:
-        ordered = rows.order_by(field).values_list(field, flat=True)
-        median, p90 = (int(ordered[max(0, math.ceil(p * n) - 1)]) for p in (0.5, 0.9))
-    mean = round(float(row["mean"]))
+        return dict(NO_STATS)
+    mean = round(float(row[f"{prefix}mean"]))
     return {
         "count": n,
         "average": duration_text(mean),
         "averageSeconds": mean,
-        "medianSeconds": median,
-        "p90Seconds": p90,
+        "medianSeconds": int(row[f"{prefix}median"]),
+        "p90Seconds": int(row[f"{prefix}p90"]),
     }
 
 
+def _stats_aggregates(field: str, prefix: str = "", where: Q | None = None) -> dict[str, Any]:
+    """Count, mean and the nearest-rank median and p90 (PostgreSQL's percentile_disc) of `field`, as aggregates."""
+    return {
+        f"{prefix}n": Count("pk", filter=where),
+        f"{prefix}mean": Avg(field, filter=where),
+        f"{prefix}median": PercentileDisc(field, 0.5, filter=where),
+        f"{prefix}p90": PercentileDisc(field, 0.9, filter=where),
+    }
+
+
+def duration_stats(rows: QuerySet[Any], field: str = "seconds") -> dict[str, Any]:
+    """Mean, median and p90 of `field` over `rows`, nearest rank: one aggregate on PostgreSQL; on SQLite (no
+    percentile there) an aggregate and one ordered pick per percentile."""
+    if connections[rows.db].vendor == "postgresql":
+        return _stats(rows.aggregate(**_stats_aggregates(field)))
+    row = rows.aggregate(n=Count("pk"), mean=Avg(field))
+    n = int(row["n"] or 0)
+    if not n:
+        return dict(NO_STATS)
+    ordered = rows.order_by(field).values_list(field, flat=True)
+    row["median"], row["p90"] = (ordered[max(0, math.ceil(p * n) - 1)] for p in (0.5, 0.9))
+    return _stats(row)
+
+
 def response_time(scope: Scope) -> dict[str, Any]:
+    """All the answered waits of the range, and those answered by people (staff, X's app) and by the bot apart:
+    one aggregate on PostgreSQL."""
     rows = responses_of(scope)
+    if connections[rows.db].vendor == "postgresql":
+        human, bot = Q(responder__in=HUMAN), Q(responder=MessageOrigin.BOT)
+        row = rows.aggregate(
+            **_stats_aggregates("seconds"),
+            **_stats_aggregates("seconds", "human_", human),
+            **_stats_aggregates("seconds", "bot_", bot),
+        )
+        return {**_stats(row), "human": _stats(row, "human_"), "bot": _stats(row, "bot_")}
     return {
         **duration_stats(rows),
         "human": duration_stats(rows.filter(responder__in=HUMAN)),
@@ -377,7 +433,7 @@ def executions_series(scope: Scope, flow_id: Any = None) -> dict[str, dict[date,
     rows = executions_of(scope, flow_id)
     return {
         "started": counts_by_bucket(rows, "started_at", scope),
-        "completed": counts_by_bucket(rows, "completed_at", scope, where=Q(status=ExecutionStatus.COMPLETED)),
+        "completed": counts_by_bucket(rows, "started_at", scope, where=Q(status=ExecutionStatus.COMPLETED)),
     }
 
 

@@ -51,8 +51,8 @@ def _instant(raw: str, name: str, zone: ZoneInfo, *, end: bool) -> datetime:
         raise InvalidInput(name, "is not a date that exists") from None
     if day is not None:
         if end:
-            day += timedelta(days=1)
-        return datetime.combine(day, time(0), tzinfo=zone)
+            day = day + timedelta(days=1) if day < date.max else day
+        return _in_range(datetime.combine(day, time(0), tzinfo=zone), name)
     try:
         moment = parse_datetime(raw)
     except ValueError:
@@ -61,7 +61,15 @@ def _instant(raw: str, name: str, zone: ZoneInfo, *, end: bool) -> datetime:
         raise InvalidInput(name, "must be a date (YYYY-MM-DD) or an ISO 8601 datetime")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
+    moment = _in_range(moment, name)
     return moment + ONE_MICROSECOND if end else moment  # an end datetime is included
+
+
+def _in_range(moment: datetime, name: str) -> datetime:
+    """A moment the database can hold: its UTC form within years 1 to 9999, a day to spare either side."""
+    if not (date.min + timedelta(days=1) < moment.replace(tzinfo=None).date() < date.max - timedelta(days=1)):
+        raise InvalidInput(name, "is out of range")
+    return moment
 
 
 def _date_param(request: Request, name: str) -> str | None:

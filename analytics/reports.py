@@ -38,7 +38,7 @@ def overview(scope: Scope) -> dict[str, Any]:
             "optedOut": d.contacts_opted_out(scope),
         },
         "conversations": {
-            "total": open_at_start + opened,
+            "total": d.conversations_total(scope, open_at_start),
             "opened": opened,
             "open": open_at_end,
             "closed": closed,
@@ -81,7 +81,7 @@ def conversations(scope: Scope) -> dict[str, Any]:
     return {
         **_head(scope),
         "totals": {
-            "total": open_at_start + total(opened.values()),
+            "total": d.conversations_total(scope, open_at_start),
             "opened": total(opened.values()),
             "closed": total(closed.values()),
             "open": open_at_end,

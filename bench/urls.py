@@ -56,10 +56,15 @@ def minimal_sql_view(request: HttpRequest, name: str) -> HttpResponse:
 
 def analytics_sql_view(request: HttpRequest, report: str) -> HttpResponse:
     """The hand-written SQL of bench/analytics.py for `report`, with the run's parameters (BENCH_ANALYTICS_PARAMS),
-    its rows as JSON: the floor the analytics endpoints are measured against, through the same server."""
+    its rows as JSON: the floor the analytics endpoints are measured against, through the same server. It checks
+    the caller's token and loads the user first, as any endpoint of merchant data must."""
     from datetime import datetime
 
     from bench.analytics import statements
+    from mktx.iam.authentication import MerchantJWTAuthentication
+
+    if MerchantJWTAuthentication().authenticate(request) is None:  # type: ignore[arg-type]
+        return HttpResponse(status=401)
 
     params = json.loads(os.environ["BENCH_ANALYTICS_PARAMS"])
     params["start"], params["end"] = datetime.fromisoformat(params["start"]), datetime.fromisoformat(params["end"])

@@ -179,7 +179,10 @@ class ConversationAdmin(admin.ModelAdmin):
         "last_message_at",
         "awaiting_reply_since",
         "away_message_sent_at",
+        # opened, closed and reopened by the services only: each writes the conversation's history
+        "status",
         "closed_at",
+        "close_reason",
         # the bot's hand-off ends when a person closes the conversation, not by an edit here
         "ai_status",
         "ai_escalation_reason",

@@ -74,8 +74,16 @@ def test_one_account_and_a_wrong_parameter(staff, history):
     assert wrong.status_code == 200 and b"timezone: must be an IANA time zone" in wrong.content
 
 
-def test_the_page_is_for_staff_only(client, history):
+def test_the_page_is_for_staff_only_and_those_allowed_to_view_it(client, history):
+    from django.contrib.auth.models import Permission
+
     assert client.get(PAGE).status_code == 302  # to the admin's login
+    staff = UserFactory.create(is_staff=True)
+    client.force_login(staff)
+    assert client.get(PAGE).status_code == 403  # staff, but not allowed to see every merchant's figures
+    staff.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    client.force_login(type(staff).objects.get(pk=staff.pk))
+    assert client.get(PAGE, {"merchant": str(history.merchant.pk)}).status_code == 200
 
 
 def test_the_response_bands(history):

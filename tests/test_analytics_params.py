@@ -33,6 +33,10 @@ def api(owner):
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "groupBy": "hour"}, "groupBy"),
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "format": "xml"}, "format"),
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "accountId": "not-a-uuid"}, "accountId"),
+        ({"startDate": "9999-12-01", "endDate": "9999-12-31"}, "endDate"),  # beyond what a date holds
+        ({"startDate": "2026-01-01", "endDate": "9999-12-31T23:59:59.999999"}, "endDate"),
+        ({"startDate": "0001-01-01", "endDate": "0001-01-31", "timezone": "Asia/Tokyo"}, "startDate"),
+        ({"startDate": "0001-01-01T00:00:00+05:00", "endDate": "2026-01-31"}, "startDate"),
     ],
 )
 def test_a_malformed_parameter_is_a_400_naming_it(api, report, params, field):
