@@ -62,6 +62,25 @@ def counts_by_bucket(
     return found
 
 
+def counts_by_bucket_each(
+    rows: QuerySet[Any], field: str, scope: Scope, counts: Mapping[str, Q]
+) -> dict[str, dict[date, int]]:
+    """Several filtered counts of `rows` by the bucket of `field`, in one grouped query: {name: {bucket: n}}."""
+    in_range = rows.filter(**{f"{field}__gte": scope.start, f"{field}__lt": scope.end})
+    grouped = (
+        in_range.annotate(bucket=Trunc(field, scope.group_by, tzinfo=scope.zone))
+        .values("bucket")
+        .annotate(**{f"n_{name}": Count("pk", filter=where) for name, where in counts.items()})
+        .order_by()
+    )
+    found: dict[str, dict[date, int]] = {name: {} for name in counts}
+    for row in grouped:
+        key = _key(row["bucket"], scope)
+        for name in counts:
+            found[name][key] = found[name].get(key, 0) + int(row[f"n_{name}"])
+    return found
+
+
 def series(scope: Scope, columns: Mapping[str, Mapping[date, int]]) -> list[dict[str, Any]]:
     """`[{"date", <column>: n, ...}]` over every bucket of the range, zeros where nothing happened."""
     return [

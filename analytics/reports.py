@@ -75,7 +75,7 @@ def contacts(scope: Scope) -> dict[str, Any]:
 
 
 def conversations(scope: Scope) -> dict[str, Any]:
-    opened, closed = d.conversations_opened_by_bucket(scope), d.conversations_closed_by_bucket(scope)
+    opened, closed = d.conversations_opened_closed_by_bucket(scope)
     open_at_start, open_at_end = d.conversations_open_at_start_and_end(scope)
     inbound, outbound = d.messages_by_bucket(scope)
     return {

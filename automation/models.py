@@ -120,6 +120,7 @@ class Execution(models.Model):
             models.Index(fields=["contact", "waiting_for"], condition=Q(status="running"), name="execution_waiting"),
             models.Index(fields=["flow", "status", "-started_at"], name="execution_flow_status"),
             models.Index(fields=["flow", "contact"], name="execution_flow_contact"),
+            models.Index(fields=["merchant", "started_at"], name="execution_merchant_started"),  # analytics
         ]
 
     def __str__(self) -> str:
@@ -149,6 +150,7 @@ class Step(models.Model):
     class Meta:
         ordering = ["execution", "id"]
         constraints = [models.UniqueConstraint(fields=["execution", "node_id", "visit"], name="step_visit")]
+        indexes = [models.Index(fields=["started_at"], name="step_started")]  # analytics: a range's steps
 
     def __str__(self) -> str:
         return f"{self.node_id}#{self.visit} {self.status}"

@@ -35,11 +35,21 @@ TARGET_RATIO = 1.3
 TARGET_OVERVIEW_MS = 300.0
 OPENINGS = "('opened', 'reopened')"
 
+CAMPAIGN_COUNTS = """count(*) FILTER (WHERE d.status IN ('sent', 'failed')), count(*) FILTER (WHERE d.status = 'sent'),
+              count(*) FILTER (WHERE d.status = 'sent' AND d.opened_at IS NOT NULL),
+              count(*) FILTER (WHERE d.status = 'sent' AND d.clicked_at IS NOT NULL),
+              count(*) FILTER (WHERE d.status = 'sent' AND d.replied_at IS NOT NULL),
+              count(*) FILTER (WHERE d.status = 'failed'), count(*) FILTER (WHERE d.status = 'skipped'),
+              count(*) FILTER (WHERE d.status IN ('pending', 'sending'))"""
+DELIVERY_RANGE = """COALESCE(d.attempted_at, d.created_at) >= %(start)s
+              AND COALESCE(d.attempted_at, d.created_at) < %(end)s"""
+
 SQL: dict[str, dict[str, str]] = {
     "overview": {
         "contacts": """SELECT
-              (SELECT count(*) FROM contacts_contact WHERE merchant_id = %(m)s AND (first_interaction_at < %(end)s
-                 OR (first_interaction_at IS NULL AND created_at < %(end)s))),
+              (SELECT count(*) FROM contacts_contact WHERE merchant_id = %(m)s AND first_interaction_at < %(end)s)
+              + (SELECT count(*) FROM contacts_contact WHERE merchant_id = %(m)s AND first_interaction_at IS NULL
+                 AND created_at < %(end)s),
               (SELECT count(*) FROM contacts_contact WHERE merchant_id = %(m)s
                  AND first_interaction_at >= %(start)s AND first_interaction_at < %(end)s),
               (SELECT count(*) FROM contacts_contact WHERE merchant_id = %(m)s AND opted_out
@@ -59,6 +69,12 @@ SQL: dict[str, dict[str, str]] = {
                 FROM contacts_conversationevent WHERE merchant_id = %(m)s AND at >= %(start)s)
               SELECT since.opened, since.closed, now_open.n - since.opened_all + since.closed_all,
                 now_open.n - since.opened_after + since.closed_after FROM now_open, since""",
+        "total": f"""SELECT count(*) FILTER (WHERE first_opening IS NOT NULL),
+              count(*) FILTER (WHERE first_closing < first_opening)
+              FROM (SELECT conversation_id, min(at) FILTER (WHERE kind IN {OPENINGS}) AS first_opening,
+                      min(at) FILTER (WHERE kind = 'closed') AS first_closing
+                    FROM contacts_conversationevent WHERE merchant_id = %(m)s AND at >= %(start)s AND at < %(end)s
+                    GROUP BY conversation_id) per_conversation""",
         "response": """SELECT round(avg(seconds)) FROM contacts_conversationresponse
               WHERE merchant_id = %(m)s AND waited_since >= %(start)s AND waited_since < %(end)s""",
         "messages": """SELECT
@@ -75,6 +91,13 @@ SQL: dict[str, dict[str, str]] = {
                  WHERE c.merchant_id = %(m)s AND d.status IN ('sent', 'failed')
                    AND COALESCE(d.attempted_at, d.created_at) >= %(start)s
                    AND COALESCE(d.attempted_at, d.created_at) < %(end)s)""",
+        "ai": """SELECT
+              (SELECT count(*) FROM chatbot_chatturn t JOIN chatbot_chatsession s ON s.id = t.session_id
+                 WHERE s.merchant_id = %(m)s AND t.role = 'assistant' AND t.created_at >= %(start)s
+                   AND t.created_at < %(end)s),
+              (SELECT count(*) FROM contacts_conversation WHERE merchant_id = %(m)s
+                 AND ai_escalated_at >= %(start)s AND ai_escalated_at < %(end)s),
+              (SELECT count(*) FROM chatbot_aisettings WHERE merchant_id = %(m)s AND enabled)""",
         "automation": """SELECT
               (SELECT count(*) FROM automation_flow WHERE merchant_id = %(m)s AND status = 'active'),
               (SELECT count(*) FROM automation_execution WHERE merchant_id = %(m)s
@@ -96,6 +119,7 @@ SQL: dict[str, dict[str, str]] = {
     },
     "conversations": {
         "totals": "{overview.conversations}",
+        "total": "{overview.total}",
         "response": """SELECT count(*), round(avg(seconds)),
               percentile_disc(0.5) WITHIN GROUP (ORDER BY seconds),
               percentile_disc(0.9) WITHIN GROUP (ORDER BY seconds),
@@ -121,22 +145,93 @@ SQL: dict[str, dict[str, str]] = {
                 AND created_at >= %(start)s AND created_at < %(end)s GROUP BY 1""",
     },
     "campaigns": {
-        "totals": """SELECT count(*) FILTER (WHERE d.status IN ('sent', 'failed')),
-              count(*) FILTER (WHERE d.status = 'sent'),
-              count(*) FILTER (WHERE d.status = 'sent' AND d.opened_at IS NOT NULL)
-              FROM campaigns_delivery d JOIN campaigns_campaign c ON c.id = d.campaign_id WHERE c.merchant_id = %(m)s
-                AND COALESCE(d.attempted_at, d.created_at) >= %(start)s
-                AND COALESCE(d.attempted_at, d.created_at) < %(end)s""",
+        "totals": f"""SELECT {CAMPAIGN_COUNTS} FROM campaigns_delivery d JOIN campaigns_campaign c
+              ON c.id = d.campaign_id WHERE c.merchant_id = %(m)s AND {DELIVERY_RANGE}""",
+        "per_campaign": f"""SELECT d.campaign_id, c.name, c.status, {CAMPAIGN_COUNTS} FROM campaigns_delivery d
+              JOIN campaigns_campaign c ON c.id = d.campaign_id WHERE c.merchant_id = %(m)s AND {DELIVERY_RANGE}
+              GROUP BY 1, 2, 3""",
+        "series": f"""SELECT date_trunc('day', COALESCE(d.attempted_at, d.created_at) AT TIME ZONE %(tz)s)::date,
+              {CAMPAIGN_COUNTS} FROM campaigns_delivery d JOIN campaigns_campaign c ON c.id = d.campaign_id
+              WHERE c.merchant_id = %(m)s AND {DELIVERY_RANGE} GROUP BY 1""",
     },
     "automation": {
         "totals": "{overview.automation}",
         "status": """SELECT status, count(*) FROM automation_execution WHERE merchant_id = %(m)s
               AND started_at >= %(start)s AND started_at < %(end)s GROUP BY status""",
+        "per_flow": """SELECT e.flow_id, f.name, f.nodes, count(*), count(*) FILTER (WHERE e.status = 'completed'),
+              count(*) FILTER (WHERE e.status = 'failed') FROM automation_execution e
+              JOIN automation_flow f ON f.id = e.flow_id WHERE e.merchant_id = %(m)s
+                AND e.started_at >= %(start)s AND e.started_at < %(end)s GROUP BY 1, 2, 3""",
+        "series": """SELECT date_trunc('day', started_at AT TIME ZONE %(tz)s)::date, count(*),
+              count(*) FILTER (WHERE status = 'completed') FROM automation_execution WHERE merchant_id = %(m)s
+                AND started_at >= %(start)s AND started_at < %(end)s GROUP BY 1""",
         "nodes": """SELECT e.flow_id, s.node_id, count(*) FROM automation_step s
               JOIN automation_execution e ON e.id = s.execution_id WHERE e.merchant_id = %(m)s
                 AND s.started_at >= %(start)s AND s.started_at < %(end)s GROUP BY 1, 2""",
     },
 }
+
+
+ACTIVITY = """
+import sys
+import django
+django.setup()
+from automation.models import Flow, FlowVersion
+from campaigns.models import Campaign, CampaignRun
+merchant_id = sys.argv[1]
+campaign = Campaign.objects.get_or_create(
+    merchant_id=merchant_id, name="Bench analytics", defaults={"status": "completed"})[0]
+CampaignRun.objects.get_or_create(campaign=campaign, number=1, defaults={"started_at": campaign.created_at})
+nodes = [{"id": "a", "type": "add_tag"}, {"id": "b", "type": "add_tag"}, {"id": "c", "type": "end"}]
+flow = Flow.objects.get_or_create(merchant_id=merchant_id, name="Bench analytics", defaults={
+    "status": "active", "trigger_type": "manual", "nodes": nodes, "version": 1})[0]
+FlowVersion.objects.get_or_create(flow=flow, number=1, defaults={"trigger_type": "manual", "nodes": nodes})
+print(campaign.pk, flow.pk)
+"""
+# the range's campaign deliveries (200,000: 90% sent, 40% of those opened, ...) and flow executions (100,000, with
+# their steps), made again on each run, spread over the 30 days
+FILL = [
+    "DELETE FROM campaigns_delivery WHERE campaign_id = %(campaign)s",
+    "DELETE FROM automation_step WHERE execution_id IN (SELECT id FROM automation_execution WHERE flow_id = %(flow)s)",
+    "DELETE FROM automation_execution WHERE flow_id = %(flow)s",
+    """INSERT INTO campaigns_delivery (status, reason, error_detail, attempts, failures, dm_event_id, attempted_at,
+         sent_at, opened_at, clicked_at, replied_at, created_at, account_id, campaign_id, contact_id, run_id)
+       SELECT CASE WHEN k %% 20 = 0 THEN 'failed' WHEN k %% 20 = 1 THEN 'skipped' ELSE 'sent' END, '', '', 1, 0, '',
+         CASE WHEN k %% 20 = 1 THEN NULL ELSE t END, CASE WHEN k %% 20 > 1 THEN t END,
+         CASE WHEN k %% 20 > 1 AND k %% 5 < 2 THEN t + interval '2 hours' END,
+         CASE WHEN k %% 20 > 1 AND k %% 10 = 2 THEN t + interval '3 hours' END,
+         CASE WHEN k %% 20 > 1 AND k %% 20 = 3 THEN t + interval '5 hours' END,
+         t, c.account_id, %(campaign)s, c.id, (SELECT id FROM campaigns_campaignrun WHERE campaign_id = %(campaign)s)
+       FROM (SELECT id, account_id, row_number() OVER (ORDER BY id) AS k FROM contacts_contact
+             WHERE merchant_id = %(m)s LIMIT 200000) c,
+         LATERAL (SELECT %(start)s::timestamptz + (c.k %% 720) * interval '1 hour' AS t) w""",
+    """INSERT INTO automation_execution (id, status, current_node_id, waiting_for, visits, state, depth, error,
+         lease_holder, started_at, completed_at, updated_at, contact_id, merchant_id, flow_id, version_id)
+       SELECT gen_random_uuid(),
+         CASE WHEN k %% 10 < 7 THEN 'completed' WHEN k %% 10 = 7 THEN 'failed' ELSE 'running' END, '', '',
+         '{}', '{}', 1, '', '', t, CASE WHEN k %% 10 < 7 THEN t + interval '1 day' END, t, c.id, %(m)s, %(flow)s,
+         (SELECT id FROM automation_flowversion WHERE flow_id = %(flow)s AND number = 1)
+       FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS k FROM contacts_contact
+             WHERE merchant_id = %(m)s LIMIT 100000) c,
+         LATERAL (SELECT %(start)s::timestamptz + (c.k %% 720) * interval '1 hour' AS t) w""",
+    """INSERT INTO automation_step (node_id, type, visit, status, started_at, finished_at, detail, execution_id)
+       SELECT n.node_id, 'add_tag', 1, CASE WHEN e.status = 'failed' AND n.node_id = 'b' THEN 'failed'
+         ELSE 'completed' END, e.started_at, e.started_at, '{}', e.id
+       FROM automation_execution e CROSS JOIN (VALUES ('a'), ('b')) AS n(node_id) WHERE e.flow_id = %(flow)s""",
+    "ANALYZE campaigns_delivery",
+    "ANALYZE automation_execution",
+    "ANALYZE automation_step",
+]
+
+
+def fill_activity(env: dict[str, str], conn: psycopg.Connection[Any], merchant_id: str, start: datetime) -> None:
+    made = subprocess.run(
+        [sys.executable, "-c", ACTIVITY, merchant_id], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    campaign, flow = made.stdout.split()[-2:]
+    for sql in FILL:
+        conn.execute(sql, {"campaign": campaign, "flow": flow, "m": merchant_id, "start": start})
+    conn.commit()
 
 
 def statements(report: str) -> dict[str, str]:
@@ -166,9 +261,11 @@ def check(report: str, api: dict[str, Any], sql: dict[str, list[tuple[Any, ...]]
         same(
             "contacts", api["contacts"], {"total": total, "new": new, "active": sql["active"][0][0], "optedOut": opted}
         )
-        opened, closed, _, open_end = sql["conversations"][0]
+        opened, closed, open_start, open_end = sql["conversations"][0]
+        distinct, both = sql["total"][0]
         c = api["conversations"]
-        same("conversations", (c["opened"], c["closed"], c["open"]), (opened, closed, open_end))
+        same("conversations", (c["total"], c["opened"], c["closed"], c["open"]),
+             (open_start + distinct - both, opened, closed, open_end))  # fmt: skip
         average = sql["response"][0][0]
         same("response", c["averageResponseTimeSeconds"], None if average is None else int(average))
         same("messages", (api["messages"]["inbound"], api["messages"]["outbound"]), sql["messages"][0])
@@ -196,10 +293,15 @@ def check(report: str, api: dict[str, Any], sql: dict[str, list[tuple[Any, ...]]
         same("inbound", {x["date"]: x["inbound"] for x in api["series"] if x["inbound"]},
              {d.isoformat(): n for d, n in sql["inbound"]})  # fmt: skip
     elif report == "campaigns":
-        t = api["totals"]
-        same("totals", (t["totalSent"], t["delivered"], t["opened"]), sql["totals"][0])
+        keys = ("totalSent", "delivered", "opened", "clicked", "replied", "failed", "skipped", "pending")
+        same("totals", tuple(api["totals"][k] for k in keys), sql["totals"][0])
+        same("series", {x["date"]: x["sent"] for x in api["series"] if x["sent"]},
+             {row[0].isoformat(): row[1] for row in sql["series"] if row[1]})  # fmt: skip
     elif report == "automation":
         same("totals", (api["activeFlows"], api["totalExecutions"]), sql["totals"][0])
+        same("byStatus", {k: v for k, v in api["byStatus"].items() if v}, dict(sql["status"]))
+        same("completed", {x["date"]: x["completed"] for x in api["series"] if x["completed"]},
+             {day.isoformat(): done for day, _, done in sql["series"] if done})  # fmt: skip
     return wrong
 
 
@@ -238,6 +340,8 @@ def main() -> int:
             "end": datetime.combine(last + timedelta(days=1), dtime(0), tzinfo=zone),
         }
         print(f"range {first} to {last} ({args.timezone}), merchant {merchant_id}", flush=True)
+        fill_activity(env, conn, merchant_id, params["start"])
+        print("campaign deliveries and flow executions of the range made", flush=True)
         results, problems = {}, []
         shared = {**params, "a": [str(a) for a in accounts], "start": params["start"].isoformat(),
                   "end": params["end"].isoformat()}  # fmt: skip

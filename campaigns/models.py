@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from contacts.models import Contact, Message, Segment
 from mktx.accounts.models import Account
@@ -192,6 +193,8 @@ class Delivery(models.Model):
             models.Index(fields=["lease_until"], name="delivery_sending_lease", condition=Q(status="sending")),
             models.Index(fields=["next_attempt_at"], name="delivery_pending_next", condition=Q(status="pending")),
             models.Index(fields=["contact", "sent_at"], name="delivery_contact_sent"),
+            # analytics: a range's deliveries, by when they were sent (or made, not sent yet)
+            models.Index(Coalesce("attempted_at", "created_at"), name="delivery_analytics_time"),
         ]
 
     def __str__(self) -> str:

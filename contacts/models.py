@@ -152,6 +152,12 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["contact", "status"], name="conv_contact_status"),
             models.Index(fields=["assigned_to", "status"], name="conv_assignee_status"),
+            # analytics: the conversations handed to people in a range
+            models.Index(
+                fields=["merchant", "ai_escalated_at"],
+                condition=Q(ai_escalated_at__isnull=False),
+                name="conv_merchant_escalated",
+            ),
         ]
 
     def __str__(self) -> str:
