@@ -30,6 +30,7 @@ def api(owner):
         ({"startDate": "2026-02-01", "endDate": "2026-01-31"}, "endDate"),
         ({"startDate": "2025-01-01", "endDate": "2026-01-31"}, "endDate"),  # over 366 days
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"startDate": "2026-01-01", "endDate": "2026-01-31", "timezone": "localtime"}, "timezone"),
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "groupBy": "hour"}, "groupBy"),
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "format": "xml"}, "format"),
         ({"startDate": "2026-01-01", "endDate": "2026-01-31", "accountId": "not-a-uuid"}, "accountId"),

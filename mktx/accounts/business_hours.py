@@ -24,8 +24,9 @@ def parse_hhmm(value: Any) -> time | None:
 
 @lru_cache(maxsize=1)
 def _zone_names() -> frozenset[str]:
-    """The IANA names the system knows: read once (`available_timezones` walks the zone files, some 25 ms)."""
-    return frozenset(available_timezones())
+    """The IANA names the system knows: read once (`available_timezones` walks the zone files, some 25 ms). Not
+    `localtime` (the server's own zone, whatever it is) nor `Factory` (a placeholder): files there, not zones."""
+    return frozenset(available_timezones()) - {"localtime", "Factory", "posixrules"}
 
 
 def is_valid_timezone(name: Any) -> bool:
