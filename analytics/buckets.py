@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Aggregate, Count, Q, QuerySet
 from django.db.models.functions import Trunc
 
 from analytics.params import ONE_MICROSECOND, Scope
@@ -43,40 +43,35 @@ def _key(value: Any, scope: Scope) -> date:
 
 
 def counts_by_bucket(
-    rows: QuerySet[Any], field: str, scope: Scope, *, count: str = "pk", distinct: bool = False, where: Q | None = None
+    rows: QuerySet[Any], field: str, scope: Scope, *, count: str = "pk", distinct: bool = False
 ) -> dict[date, int]:
     """`COUNT(count)` of `rows` whose `field` falls in the range, grouped by the bucket of `field`."""
-    in_range = rows.filter(**{f"{field}__gte": scope.start, f"{field}__lt": scope.end})
-    if where is not None:
-        in_range = in_range.filter(where)
-    grouped = (
-        in_range.annotate(bucket=Trunc(field, scope.group_by, tzinfo=scope.zone))
-        .values("bucket")
-        .annotate(n=Count(count, distinct=distinct))
-        .order_by()
-    )
-    found: dict[date, int] = {}
-    for row in grouped:
-        key = _key(row["bucket"], scope)
-        found[key] = found.get(key, 0) + int(row["n"])
-    return found
+    return aggregates_by_bucket(rows, field, scope, {"n": Count(count, distinct=distinct)})["n"]
 
 
 def counts_by_bucket_each(
     rows: QuerySet[Any], field: str, scope: Scope, counts: Mapping[str, Q]
 ) -> dict[str, dict[date, int]]:
     """Several filtered counts of `rows` by the bucket of `field`, in one grouped query: {name: {bucket: n}}."""
+    return aggregates_by_bucket(rows, field, scope, {name: Count("pk", filter=where) for name, where in counts.items()})
+
+
+def aggregates_by_bucket(
+    rows: QuerySet[Any], field: str, scope: Scope, aggregates: Mapping[str, Aggregate]
+) -> dict[str, dict[date, int]]:
+    """The `aggregates` of `rows` whose `field` falls in the range, grouped by the bucket of `field`, in one
+    query: {name: {bucket: value}}."""
     in_range = rows.filter(**{f"{field}__gte": scope.start, f"{field}__lt": scope.end})
     grouped = (
         in_range.annotate(bucket=Trunc(field, scope.group_by, tzinfo=scope.zone))
         .values("bucket")
-        .annotate(**{f"n_{name}": Count("pk", filter=where) for name, where in counts.items()})
+        .annotate(**{f"n_{name}": aggregate for name, aggregate in aggregates.items()})
         .order_by()
     )
-    found: dict[str, dict[date, int]] = {name: {} for name in counts}
+    found: dict[str, dict[date, int]] = {name: {} for name in aggregates}
     for row in grouped:
         key = _key(row["bucket"], scope)
-        for name in counts:
+        for name in aggregates:
             found[name][key] = found[name].get(key, 0) + int(row[f"n_{name}"])
     return found
 

@@ -4,24 +4,17 @@ numbers for the same merchant, range, time zone and account; a wrong parameter i
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
 from analytics.definitions import response_distribution
 from analytics.params import Scope
-from tests.analytics_helpers import History, answered, build_history, utc
-from tests.campaign_helpers import FreshTokenClient
+from tests.analytics_helpers import answered, report, utc
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/analytics/dashboard/"
 JANUARY = {"startDate": "2026-01-01", "endDate": "2026-01-31", "timezone": "Asia/Ho_Chi_Minh"}
-
-
-@pytest.fixture
-def history() -> History:
-    return build_history()
 
 
 @pytest.fixture
@@ -38,16 +31,12 @@ def bars(html: str, section: str) -> list[dict[str, str]]:
     ]
 
 
-def api(history: History, report: str, **params: Any) -> dict[str, Any]:
-    return dict(FreshTokenClient(history.agent).get(f"/api/v1/mkt-x/analytics/{report}", params).json()["data"])
-
-
 def test_the_charts_hold_the_apis_numbers(staff, history):
     response = staff.get(PAGE, {"merchant": str(history.merchant.pk), **JANUARY})
     assert response.status_code == 200
     html = response.content.decode()
-    contacts, conversations = api(history, "contacts", **JANUARY), api(history, "conversations", **JANUARY)
-    campaigns, automation = api(history, "campaigns", **JANUARY), api(history, "automation", **JANUARY)
+    contacts, conversations = report(history, "contacts", **JANUARY), report(history, "conversations", **JANUARY)
+    campaigns, automation = report(history, "campaigns", **JANUARY), report(history, "automation", **JANUARY)
     drawn = {(b["series"], b["label"]): int(b["value"]) for b in bars(html, "Contacts")}
     assert drawn == {(k, row["date"]): row[k] for row in contacts["series"] for k in ("new", "active")}
     drawn = {(b["series"], b["label"]): int(b["value"]) for b in bars(html, "Direct messages")}
@@ -60,8 +49,12 @@ def test_the_charts_hold_the_apis_numbers(staff, history):
     assert {b["label"]: int(b["value"]) for b in bars(html, "Flow completion")} == {
         flow["name"]: round(100 * flow["completionRate"]) for flow in automation["flows"]
     }
-    overview = api(history, "overview", **JANUARY)
+    overview = report(history, "overview", **JANUARY)
     assert f'id="card-contacts-total">{overview["contacts"]["total"]}<' in html
+    assert f'id="card-conversations-open">{overview["conversations"]["open"]}<' in html
+    assert f'id="card-response">{overview["conversations"]["averageResponseTime"]}<' in html
+    assert f'id="card-campaigns">{overview["campaigns"]["totalMessagesSent"]}<' in html
+    assert f'id="card-executions">{overview["automation"]["totalExecutions"]}<' in html
     assert "<table>" in html and "<td>2026-01-05</td>" in html  # the numbers beside each chart
     assert "<script" not in html.split('id="cards"', 1)[1]  # charts without a script
 
