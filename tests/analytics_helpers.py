@@ -12,7 +12,22 @@ from automation.models import Execution, Flow, FlowVersion, Step
 from campaigns.models import Campaign, CampaignRun, Delivery
 from chatbot.models import AISettings, ChatSession, ChatTurn
 from contacts.models import Contact, Conversation, ConversationEvent, ConversationResponse, Message
+from tests.campaign_helpers import FreshTokenClient
 from tests.factories import AccountFactory, ContactFactory, ConversationFactory, MerchantFactory, UserFactory
+
+REPORTS = "/api/v1/mkt-x/analytics"
+
+
+def report(history: History, name: str, **params: Any) -> dict[str, Any]:
+    """`GET /analytics/<name>` as the history's agent: the answer's data (a 200 asserted)."""
+    response = FreshTokenClient(history.agent).get(f"{REPORTS}/{name}", params)
+    assert response.status_code == 200, response.content
+    return dict(response.json()["data"])
+
+
+def nonzero(series: list[dict[str, Any]], column: str) -> dict[str, int]:
+    """A series column as {date: n} without its zeros."""
+    return {row["date"]: row[column] for row in series if row[column]}
 
 
 def utc(month: int, day: int, hour: int = 12, minute: int = 0, year: int = 2026) -> datetime:

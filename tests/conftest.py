@@ -199,3 +199,11 @@ def live_shop(service, sandbox, owner):
     body = {"oauthToken": shop["oauthToken"], "oauthTokenSecret": shop["oauthTokenSecret"]}
     assert api(service, owner, "POST", "/accounts", json=body).status_code == 200
     return shop
+
+
+@pytest.fixture
+def history():
+    """The analytics tests' known history (tests/analytics_helpers.py)."""
+    from tests.analytics_helpers import build_history
+
+    return build_history()

@@ -3,30 +3,13 @@ automation series, read over the API."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.analytics_helpers import History, build_history, contact, utc
+from tests.analytics_helpers import REPORTS as BASE
+from tests.analytics_helpers import contact, nonzero, report, utc
 from tests.campaign_helpers import FreshTokenClient
 
 pytestmark = pytest.mark.django_db
-BASE = "/api/v1/mkt-x/analytics"
-
-
-@pytest.fixture
-def history() -> History:
-    return build_history()
-
-
-def get(history: History, report: str, **params: Any) -> dict[str, Any]:
-    response = FreshTokenClient(history.agent).get(f"{BASE}/{report}", params)
-    assert response.status_code == 200, response.content
-    return dict(response.json()["data"])
-
-
-def nonzero(series: list[dict[str, Any]], column: str) -> dict[str, int]:
-    return {row["date"]: row[column] for row in series if row[column]}
 
 
 def test_a_day_that_springs_forward_in_new_york_is_23_hours(history):
@@ -35,7 +18,7 @@ def test_a_day_that_springs_forward_in_new_york_is_23_hours(history):
     contact(history, "early", utc(3, 8, 6, 30))  # 01:30 EST on March 8
     contact(history, "late", utc(3, 9, 3, 30))  # 23:30 EDT on March 8
     contact(history, "after", utc(3, 9, 4, 30))  # 00:30 on March 9
-    body = get(history, "contacts", startDate="2026-03-08", endDate="2026-03-08", timezone="America/New_York")
+    body = report(history, "contacts", startDate="2026-03-08", endDate="2026-03-08", timezone="America/New_York")
     assert body["period"] == {
         "startDate": "2026-03-08T00:00:00-05:00",
         "endDate": "2026-03-08T23:59:59-04:00",
@@ -47,20 +30,20 @@ def test_a_day_that_springs_forward_in_new_york_is_23_hours(history):
 
 def test_week_and_month_buckets_of_the_other_series(history):
     hcm = {"startDate": "2026-01-01", "endDate": "2026-01-31", "timezone": "Asia/Ho_Chi_Minh"}
-    weekly = get(history, "conversations", **hcm, groupBy="week")
+    weekly = report(history, "conversations", **hcm, groupBy="week")
     assert [row["date"] for row in weekly["series"]] == [
         "2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26",
     ]  # fmt: skip
     assert nonzero(weekly["series"], "opened") == {"2026-01-05": 3}
     assert nonzero(weekly["series"], "closed") == {"2026-01-05": 1}
     assert nonzero(weekly["series"], "inbound") == {"2026-01-05": 3}
-    monthly = get(history, "campaigns", startDate="2025-12-01", endDate="2026-01-31", groupBy="month")
+    monthly = report(history, "campaigns", startDate="2025-12-01", endDate="2026-01-31", groupBy="month")
     assert [(row["date"], row["sent"], row["opened"]) for row in monthly["series"]] == [
         ("2025-12-01", 1, 1),  # bob's send of December 30, opened on January 2: counted with its send
         ("2026-01-01", 2, 1),
     ]
     assert sum(row["sent"] for row in monthly["series"]) == monthly["totals"]["totalSent"]
-    automation = get(history, "automation", startDate="2025-12-01", endDate="2026-01-31", groupBy="month")
+    automation = report(history, "automation", startDate="2025-12-01", endDate="2026-01-31", groupBy="month")
     assert [(row["date"], row["started"], row["completed"]) for row in automation["series"]] == [
         ("2025-12-01", 1, 1),
         ("2026-01-01", 2, 1),

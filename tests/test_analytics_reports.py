@@ -4,36 +4,19 @@ rows never counted."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.analytics_helpers import History, build_history
+from tests.analytics_helpers import REPORTS as BASE
+from tests.analytics_helpers import nonzero, report
 from tests.campaign_helpers import FreshTokenClient
 
 pytestmark = pytest.mark.django_db
-BASE = "/api/v1/mkt-x/analytics"
 JANUARY = {"startDate": "2026-01-01", "endDate": "2026-01-31"}
 HCM = {**JANUARY, "timezone": "Asia/Ho_Chi_Minh"}
 
 
-@pytest.fixture
-def history() -> History:
-    return build_history()
-
-
-def get(history: History, report: str, **params: Any) -> dict[str, Any]:
-    response = FreshTokenClient(history.agent).get(f"{BASE}/{report}", params)
-    assert response.status_code == 200, response.content
-    return dict(response.json()["data"])
-
-
-def nonzero(series: list[dict[str, Any]], column: str) -> dict[str, int]:
-    return {row["date"]: row[column] for row in series if row[column]}
-
-
 def test_the_overview(history):
-    body = get(history, "overview", **JANUARY)
+    body = report(history, "overview", **JANUARY)
     assert body["period"] == {"startDate": "2026-01-01T00:00:00Z", "endDate": "2026-01-31T23:59:59Z", "timezone": "UTC"}
     assert body["contacts"] == {"total": 4, "new": 3, "active": 2, "optedOut": 1}
     assert body["conversations"] == {
@@ -51,14 +34,14 @@ def test_the_overview(history):
 
 
 def test_the_overview_in_another_time_zone_moves_the_day_boundaries(history):
-    body = get(history, "overview", **HCM)
+    body = report(history, "overview", **HCM)
     assert body["period"]["startDate"] == "2026-01-01T00:00:00+07:00"
     assert body["period"]["endDate"] == "2026-01-31T23:59:59+07:00"
     assert body["contacts"] == {"total": 3, "new": 2, "active": 2, "optedOut": 1}  # bob's Jan 31 18:00 is February
 
 
 def test_the_contacts_report_by_day(history):
-    body = get(history, "contacts", **JANUARY)
+    body = report(history, "contacts", **JANUARY)
     assert body["totals"] == {"total": 4, "new": 3, "active": 2, "optedOut": 1}
     assert body["bySource"] == {"inbound_message": 2, "new_follower": 1, "api": 0, "import": 0}
     assert len(body["series"]) == 31 and body["series"][0] == {"date": "2026-01-01", "new": 0, "active": 0}
@@ -82,14 +65,14 @@ def test_the_contacts_report_by_day(history):
     ],
 )
 def test_week_and_month_buckets_across_the_time_zone_boundary(history, params, expected):
-    body = get(history, "contacts", **params)
+    body = report(history, "contacts", **params)
     assert nonzero(body["series"], "new") == expected
     assert body["series"][0]["date"] == ("2025-12-29" if params["groupBy"] == "week" else "2026-01-01")
     assert sum(row["new"] for row in body["series"]) == body["totals"]["new"]
 
 
 def test_the_conversations_report(history):
-    body = get(history, "conversations", **JANUARY)
+    body = report(history, "conversations", **JANUARY)
     assert body["totals"] == {"total": 3, "opened": 3, "closed": 1, "open": 3}
     assert body["responseTime"] == {
         "count": 3,
@@ -119,7 +102,7 @@ def test_the_conversations_report(history):
 
 
 def test_the_campaigns_report(history):
-    body = get(history, "campaigns", **JANUARY)
+    body = report(history, "campaigns", **JANUARY)
     metrics = {
         "totalSent": 2,
         "delivered": 1,
@@ -141,12 +124,12 @@ def test_the_campaigns_report(history):
     assert [row for row in body["series"] if row["sent"]] == [
         {"date": "2026-01-05", "sent": 2, "delivered": 1, "opened": 1, "clicked": 1, "replied": 1}
     ]
-    one = get(history, "campaigns", **JANUARY, campaignId=str(history.campaign.pk))
+    one = report(history, "campaigns", **JANUARY, campaignId=str(history.campaign.pk))
     assert one["totals"] == metrics and len(one["campaigns"]) == 1
 
 
 def test_a_campaigns_whole_life_agrees_with_its_metrics(history):
-    lifetime = get(
+    lifetime = report(
         history, "campaigns", startDate="2025-06-01", endDate="2026-03-31", campaignId=str(history.campaign.pk)
     )
     own = FreshTokenClient(history.agent).get(f"/api/v1/mkt-x/campaigns/{history.campaign.pk}/metrics").json()["data"]
@@ -154,7 +137,7 @@ def test_a_campaigns_whole_life_agrees_with_its_metrics(history):
 
 
 def test_the_automation_report(history):
-    body = get(history, "automation", **JANUARY)
+    body = report(history, "automation", **JANUARY)
     assert (body["activeFlows"], body["totalExecutions"]) == (1, 2)
     assert body["byStatus"] == {"running": 0, "completed": 1, "failed": 1, "cancelled": 0}
     assert body["flows"] == [
@@ -179,7 +162,7 @@ def test_the_automation_report(history):
 
 
 def test_one_account_only(history):
-    body = get(history, "overview", **JANUARY, accountId=str(history.accounts[1].pk))
+    body = report(history, "overview", **JANUARY, accountId=str(history.accounts[1].pk))
     assert body["contacts"] == {"total": 1, "new": 1, "active": 1, "optedOut": 1}  # cat
     assert body["conversations"]["opened"] == 1 and body["conversations"]["averageResponseTimeSeconds"] == 60
     assert body["messages"] == {"inbound": 1, "outbound": 1}
@@ -211,7 +194,7 @@ def test_another_merchant_sees_none_of_it(history):
     other = theirs.get(f"{BASE}/overview", JANUARY).json()["data"]
     assert other["contacts"] == {"total": 1, "new": 1, "active": 1, "optedOut": 0}
     assert other["conversations"]["averageResponseTimeSeconds"] == 7
-    for report, key in (("campaigns", "campaignId"), ("automation", "flowId")):
+    for name, key in (("campaigns", "campaignId"), ("automation", "flowId")):
         mine = str(history.campaign.pk if key == "campaignId" else history.flow.pk)
-        assert theirs.get(f"{BASE}/{report}", {**JANUARY, key: mine}).status_code == 404
+        assert theirs.get(f"{BASE}/{name}", {**JANUARY, key: mine}).status_code == 404
     assert theirs.get(f"{BASE}/contacts", {**JANUARY, "accountId": str(history.accounts[0].pk)}).status_code == 404
