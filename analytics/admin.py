@@ -16,12 +16,14 @@ from django.utils.safestring import mark_safe
 
 from analytics import charts, reports
 from analytics import definitions as d
+from analytics import rolled
 from analytics.models import Dashboard
 from analytics.params import report_scope
 from mktx.accounts.models import Account
 from mktx.api.errors import ApiError
 from mktx.iam.models import Merchant
 from mktx.service_admin import ViewOnlyAdmin
+from mktx.tallies.services import tallies_freshness
 
 FUNNEL = (
     ("sent", "totalSent"),
@@ -58,6 +60,7 @@ def dashboard_context(query: Any, merchant: Merchant) -> dict[str, Any]:
     flows = [(flow["name"], round(100 * flow["completionRate"])) for flow in automation["flows"]]
     return {
         "scope": scope,
+        "rollup": {**tallies_freshness(), "read": rolled.usable(scope)},
         "overview": overview,
         "sections": [
             {

@@ -149,9 +149,9 @@ def conversations_opened_closed_by_bucket(scope: Scope) -> tuple[dict[date, int]
     return found["opened"], found["closed"]
 
 
-def conversations_reopened_after_open(scope: Scope) -> int:
-    """The conversations open at the start of the range that were also (re)opened in it: closed first, then opened
-    again (each conversation alternates, so its first event in the range is that closing). Counted once in `total`."""
+def conversations_opened_not_open_before(scope: Scope) -> int:
+    """The conversations (re)opened in the range that were not open at its start: those whose first event in the
+    range is an opening (each conversation alternates, so one open at the start has a closing first)."""
     per_conversation = (
         events_of(scope)
         .filter(in_range("at", scope))
@@ -160,19 +160,14 @@ def conversations_reopened_after_open(scope: Scope) -> int:
             first_opening=Min("at", filter=Q(kind__in=OPENINGS)),
             first_closing=Min("at", filter=Q(kind=ConversationEventKind.CLOSED)),
         )
-        .filter(first_opening__isnull=False, first_closing__lt=F("first_opening"))
+        .filter(Q(first_closing__isnull=True) | Q(first_closing__gte=F("first_opening")), first_opening__isnull=False)
     )
     return per_conversation.count()
 
 
-def conversations_opened_distinct(scope: Scope) -> int:
-    rows = events_of(scope).filter(in_range("at", scope), kind__in=OPENINGS)
-    return int(rows.aggregate(n=Count("conversation_id", distinct=True))["n"] or 0)
-
-
 def conversations_total(scope: Scope, open_at_start: int) -> int:
     """The distinct conversations open at some time in the range: open at its start, or (re)opened in it."""
-    return open_at_start + conversations_opened_distinct(scope) - conversations_reopened_after_open(scope)
+    return open_at_start + conversations_opened_not_open_before(scope)
 
 
 def conversations_opened_closed(scope: Scope) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Avg, Count
 
 from analytics import definitions as d
+from analytics import rolled
 from analytics.buckets import series, total
 from analytics.params import Scope, period
 from automation.models import Flow
@@ -22,36 +23,50 @@ def _head(scope: Scope) -> dict[str, Any]:
     return {"period": period(scope), "groupBy": scope.group_by}
 
 
-def overview(scope: Scope) -> dict[str, Any]:
-    """Plain counts (the reports' series summed would say the same, at a higher price)."""
+def raw_counts(scope: Scope) -> dict[str, Any]:
+    """The overview's counts of analytics/rolled.py, read from the rows."""
     opened, closed = d.conversations_opened_closed(scope)
     open_at_start, open_at_end = d.conversations_open_at_start_and_end(scope)
     inbound, outbound = d.messages_counts(scope)
+    return {
+        "contacts_total": d.contacts_total(scope),
+        "contacts_new": d.contacts_new(scope),
+        "contacts_active": d.contacts_active(scope),
+        "opened": opened,
+        "closed": closed,
+        "open_at_start": open_at_start,
+        "open_at_end": open_at_end,
+        "inbound": inbound,
+        "outbound": outbound,
+        "total_sent": d.campaign_totals(scope)["total_sent"],
+    }
+
+
+def overview(scope: Scope, *, rollup: bool = True) -> dict[str, Any]:
+    """Plain counts, the largest of them from the rollup when it can answer (analytics/rolled.py); the same
+    numbers from the rows otherwise (`rollup=False` always)."""
+    counts = rolled.overview_counts(scope) if rollup and rolled.usable(scope) else raw_counts(scope)
     average = d.response_time_average(scope)
     active, completed = d.campaigns_active_and_completed(scope)
     report: dict[str, Any] = {
         **_head(scope),
         "contacts": {
-            "total": d.contacts_total(scope),
-            "new": d.contacts_new(scope),
-            "active": d.contacts_active(scope),
+            "total": counts["contacts_total"],
+            "new": counts["contacts_new"],
+            "active": counts["contacts_active"],
             "optedOut": d.contacts_opted_out(scope),
         },
         "conversations": {
-            "total": d.conversations_total(scope, open_at_start),
-            "opened": opened,
-            "open": open_at_end,
-            "closed": closed,
+            "total": d.conversations_total(scope, counts["open_at_start"]),
+            "opened": counts["opened"],
+            "open": counts["open_at_end"],
+            "closed": counts["closed"],
             "averageResponseTime": d.duration_text(average),
             "averageResponseTimeSeconds": average,
         },
-        "campaigns": {
-            "active": active,
-            "completed": completed,
-            "totalMessagesSent": d.campaign_totals(scope)["total_sent"],
-        },
+        "campaigns": {"active": active, "completed": completed, "totalMessagesSent": counts["total_sent"]},
         "automation": {"activeFlows": d.flows_active(scope), "totalExecutions": d.executions_started(scope)},
-        "messages": {"inbound": inbound, "outbound": outbound},
+        "messages": {"inbound": counts["inbound"], "outbound": counts["outbound"]},
     }
     ai = d.ai_activity(scope)
     if any(ai.values()) or AISettings.objects.filter(merchant_id=scope.merchant_id, enabled=True).exists():

@@ -8,9 +8,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, Q
 
 from campaigns.models import Delivery, DeliveryStatus
+from campaigns.rollup import FINAL, attempted_counted
 from contacts.models import Message, MessageStatus
 from contacts.services.message_states import message_found_at_x, message_mark_lost
 from mktx.bulk import values_update
@@ -33,11 +35,15 @@ def _this_claim(delivery: Delivery) -> Q:
 
 
 def delivery_finish(delivery: Delivery, status: str, reason: str = "", detail: str = "", **fields: Any) -> bool:
-    return bool(
-        Delivery.objects.filter(_this_claim(delivery), status=DeliveryStatus.SENDING).update(
+    """Its outcome, while it is still `sending` under this claim; a send answered (sent or failed) counted in the
+    rollup with it."""
+    with transaction.atomic():
+        moved = Delivery.objects.filter(_this_claim(delivery), status=DeliveryStatus.SENDING).update(
             status=status, reason=reason, error_detail=detail[:500], lease_until=None, **fields
         )
-    )
+        if moved and status in FINAL:
+            attempted_counted([(delivery.account_id, fields.get("attempted_at") or delivery.created_at)])
+    return bool(moved)
 
 
 def delivery_sent(delivery: Delivery, message: Message, at: datetime) -> bool:
@@ -51,6 +57,7 @@ def delivery_sent(delivery: Delivery, message: Message, at: datetime) -> bool:
     )
 
 
+@transaction.atomic
 def deliveries_sent(sent: list[tuple[Delivery, Message, datetime]]) -> int:
     """`delivery_sent` for a batch of (delivery, its sent message, when) in one UPDATE from a VALUES list, each row
     only while it is still `sending` under its claim: the sender records its batch once instead of once per DM.
@@ -76,6 +83,8 @@ def deliveries_sent(sent: list[tuple[Delivery, Message, datetime]]) -> int:
         where=f"t.status = '{DeliveryStatus.SENDING}' AND t.attempts = v.claim",
         returning=True,
     )
+    done = set(recorded)
+    attempted_counted([(d.account_id, at) for d, _, at in sent if d.pk in done])
     return len(recorded)
 
 

@@ -365,3 +365,22 @@ class ConversationResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seconds} s by {self.responder}"
+
+
+class ContactActivity(models.Model):
+    """A contact DMed the account in this quarter-hour (UTC): the rollup's way of counting distinct active contacts
+    over any range of whole quarter-hours without reading the DMs (one row per contact and quarter-hour, written
+    with the inbound DM; erased with the contact)."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bucket = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "contact activity"
+        constraints = [models.UniqueConstraint(fields=["contact", "bucket"], name="contact_activity_once")]
+        indexes = [models.Index(fields=["account", "bucket", "contact"], name="contact_activity_read")]
+
+    def __str__(self) -> str:
+        return f"active {self.bucket:%Y-%m-%d %H:%M}"

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "mktx.api",
     "mktx.iam",
     "mktx.accounts",
+    "mktx.tallies",
     "contacts",
     "campaigns",
     "automation",

@@ -14,10 +14,17 @@ from django.utils import timezone
 from contacts.erasure import ErasedContact, erasure_hooks_run
 from contacts.hooks import contact_created_fire, tags_added_fire
 from contacts.models import Contact, ContactSource, ContactTag, Tag
+from contacts.services.rollup import (
+    contact_counts_retract,
+    contact_created_count,
+    first_interaction_locked,
+    first_interactions_locked,
+)
 from contacts.validation import merge_attributes, normalize_tag, normalize_tags, validate_attribute_changes
 from mktx.accounts.models import Account
 from mktx.api.errors import InvalidInput, NotFoundError
 from mktx.bulk import values_update
+from mktx.tallies.services import tallies_add
 
 logger = logging.getLogger("mktx.contacts")
 
@@ -48,6 +55,7 @@ def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -
                         profile_image_url=profile.profile_image_url[:500],
                         source=source,
                     )
+                    contact_created_count(contact)
             except IntegrityError:  # created a moment ago by a concurrent event
                 contact = None
             if contact is not None:
@@ -68,8 +76,11 @@ def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -
     return contact, False
 
 
+@transaction.atomic
 def contact_interaction_record(*, contact_id: Any, at: datetime, **counters: int) -> None:
-    """Move the interaction times to include `at`, and add to counters (`messages_received=1`...)."""
+    """Move the interaction times to include `at`, and add to counters (`messages_received=1`...); a first
+    interaction moved moves the contact in the rollup."""
+    moves = first_interaction_locked(contact_id, at)
     Contact.objects.filter(pk=contact_id).update(
         first_interaction_at=Case(
             When(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=at), then=Value(at)),
@@ -82,8 +93,10 @@ def contact_interaction_record(*, contact_id: Any, at: datetime, **counters: int
         updated_at=timezone.now(),
         **{name: F(name) + n for name, n in counters.items()},
     )
+    tallies_add(moves)
 
 
+@transaction.atomic
 def contacts_messages_sent(sent: list[tuple[Any, datetime]]) -> None:
     """`contact_interaction_record(messages_sent=1)` for many sends at once, (contact id, when) each, in one
     statement: a contact that got several counts each, its interaction times stretched to the earliest and latest."""
@@ -91,6 +104,7 @@ def contacts_messages_sent(sent: list[tuple[Any, datetime]]) -> None:
     for contact_id, at in sent:
         n, first, last = per_contact.get(contact_id, (0, at, at))
         per_contact[contact_id] = (n + 1, min(first, at), max(last, at))
+    moves = first_interactions_locked({pk: first for pk, (_, first, _) in per_contact.items()})
     when = Contact._meta.get_field("last_interaction_at")
     values_update(
         Contact,
@@ -105,6 +119,7 @@ def contacts_messages_sent(sent: list[tuple[Any, datetime]]) -> None:
             "updated_at = v.last"
         ),
     )
+    tallies_add(moves)
 
 
 def contact_follow_set(*, account: Account, profile: XProfile, following: bool, at: datetime) -> Contact | None:
@@ -236,6 +251,7 @@ def contact_erase(*, contact: Contact) -> None:
         account_x_user_id=contact.account.twitter_user_id,
         x_user_id=contact.twitter_user_id,
     )
+    contact_counts_retract(contact)
     contact.delete()
     done = erasure_hooks_run(erased)
     logger.info("contact %s erased; %s", erased.contact_id, done)

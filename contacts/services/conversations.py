@@ -18,6 +18,7 @@ from contacts.models import (
     ConversationEventKind,
     ConversationStatus,
 )
+from contacts.services.rollup import event_counted
 from mktx.api.errors import InvalidInput
 from mktx.iam.models import User
 
@@ -76,7 +77,8 @@ def conversation_close(*, conversation: Conversation, reason: str = "") -> Conve
 
 
 def _event(conversation: Conversation, kind: str, at: datetime, opened_at: datetime | None = None) -> None:
-    ConversationEvent.objects.create(
+    """The conversation's history and the rollup's count of it (in the caller's transaction)."""
+    event = ConversationEvent.objects.create(
         merchant_id=conversation.merchant_id,
         account_id=conversation.account_id,
         conversation_id=conversation.pk,
@@ -85,6 +87,7 @@ def _event(conversation: Conversation, kind: str, at: datetime, opened_at: datet
         opened_at=opened_at,
         seconds=None if opened_at is None else max(0, int((at - opened_at).total_seconds())),
     )
+    event_counted(event)
 
 
 def conversation_reopen(*, conversation: Conversation) -> Conversation:

@@ -28,6 +28,7 @@ from contacts.services.contacts import XProfile, contact_follow_set, contact_int
 from contacts.services.conversations import conversation_message_added, conversation_open_for
 from contacts.services.message_states import message_mark_sent
 from contacts.services.quota import quota_count
+from contacts.services.rollup import inbound_counted
 from mktx.accounts.business_hours import is_open
 from mktx.accounts.models import Account
 
@@ -89,19 +90,21 @@ def dm_record(
         metadata["quickReplyResponse"] = quick_reply_response
     if entities and any(entities.values()):
         metadata["entities"] = entities
-    message = Message.objects.create(
-        account=account,
-        conversation=conversation,
-        direction=MessageDirection.INBOUND,
-        origin=MessageOrigin.CUSTOMER,
-        type=_message_type(attachment, quick_reply_response),
-        content=text,
-        attachments=_attachments(attachment),
-        metadata=metadata,
-        twitter_message_id=x_event_id,
-        status=MessageStatus.RECEIVED,
-        sent_at=sent_at,
-    )
+    with transaction.atomic():  # the DM and its counts together
+        message = Message.objects.create(
+            account=account,
+            conversation=conversation,
+            direction=MessageDirection.INBOUND,
+            origin=MessageOrigin.CUSTOMER,
+            type=_message_type(attachment, quick_reply_response),
+            content=text,
+            attachments=_attachments(attachment),
+            metadata=metadata,
+            twitter_message_id=x_event_id,
+            status=MessageStatus.RECEIVED,
+            sent_at=sent_at,
+        )
+        inbound_counted(message, contact.pk)
     conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=True)
     contact_interaction_record(contact_id=contact.pk, at=sent_at, messages_received=1)
     return RecordedDM(message=message, contact=contact, conversation=conversation, inbound=True, new_contact=created)

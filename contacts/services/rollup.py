@@ -1,0 +1,171 @@
+"""The inbox's counts in the rollup (mktx/tallies), added by the services that write what they count, in the same
+transaction; analytics reads them for the overview (analytics/rolled.py). Each metric counts what the matching
+definition of analytics/definitions.py counts over the rows, by the same time:
+
+- `contacts.arrived`: a contact, at its first interaction (before one, at its creation: it moves when it interacts);
+- `contacts.new`: a contact's first interaction;
+- `messages.inbound`: a customer's DM, when it was stored; `messages.outbound`: a DM the account sent (any origin),
+  by when it was stored, counted when it became `sent`;
+- `conversations.opened` (openings and reopenings) and `conversations.closed`, at the event;
+- and beside them `ContactActivity`: a contact that DMed, per quarter-hour.
+
+Erasing a contact takes its counts out with its rows (`contact_counts_retract`). `contacts_rollup_rebuild` counts
+them again from the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from contacts.models import (
+    Contact,
+    ContactActivity,
+    ConversationEvent,
+    ConversationEventKind,
+    Message,
+    MessageDirection,
+    MessageStatus,
+)
+from mktx.tallies.services import Count, bucket_of, grouped_by_quarter, grouped_counts, tallies_add, tallies_rebuild
+
+ARRIVED = "contacts.arrived"
+NEW = "contacts.new"
+INBOUND = "messages.inbound"
+OUTBOUND = "messages.outbound"
+OPENED = "conversations.opened"
+CLOSED = "conversations.closed"
+METRICS = (ARRIVED, NEW, INBOUND, OUTBOUND, OPENED, CLOSED)
+OPENINGS = (ConversationEventKind.OPENED, ConversationEventKind.REOPENED)
+
+
+def contact_created_count(contact: Contact) -> None:
+    at = contact.first_interaction_at or contact.created_at
+    counts: list[Count] = [(contact.account_id, ARRIVED, at, 1)]
+    if contact.first_interaction_at:
+        counts.append((contact.account_id, NEW, contact.first_interaction_at, 1))
+    tallies_add(counts)
+
+
+def _first_moves(rows: Iterable[tuple[Any, datetime | None, datetime]], at: datetime) -> list[Count]:
+    """A contact's first interaction moving to `at`: out of its old bucket, into the new one."""
+    counts: list[Count] = []
+    for account_id, first, created in rows:
+        counts += [(account_id, ARRIVED, first or created, -1), (account_id, ARRIVED, at, 1), (account_id, NEW, at, 1)]
+        if first is not None:
+            counts.append((account_id, NEW, first, -1))
+    return counts
+
+
+def first_interaction_locked(contact_id: Any, at: datetime) -> list[Count]:
+    """In the transaction that moves a contact's first interaction to `at` (when it has none, or a later one): the
+    row locked, and the counts the move makes (none when it does not move)."""
+    moving = (
+        Contact.objects.select_for_update()
+        .filter(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=at), pk=contact_id)
+        .values_list("account_id", "first_interaction_at", "created_at")
+    )
+    return _first_moves(moving, at)
+
+
+def first_interactions_locked(firsts: dict[Any, datetime]) -> list[Count]:
+    """The same for many contacts at once, {contact id: its earliest time in the batch} (locked in key order)."""
+    if not firsts:
+        return []
+    earliest = min(firsts.values())
+    rows = (
+        Contact.objects.select_for_update()
+        .filter(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=earliest), pk__in=list(firsts))
+        .order_by("pk")
+        .values_list("pk", "account_id", "first_interaction_at", "created_at")
+    )
+    counts: list[Count] = []
+    for pk, account_id, first, created in rows:
+        at = firsts[pk]
+        if first is None or first > at:
+            counts += _first_moves([(account_id, first, created)], at)
+    return counts
+
+
+def inbound_counted(message: Message, contact_id: Any) -> None:
+    """A customer's DM, stored: counted, and its contact active in the quarter-hour (once)."""
+    tallies_add([(message.account_id, INBOUND, message.created_at, 1)])
+    try:
+        with transaction.atomic():
+            ContactActivity.objects.get_or_create(
+                account_id=message.account_id, contact_id=contact_id, bucket=bucket_of(message.created_at)
+            )
+    except IntegrityError:  # written a moment ago by a concurrent DM of the contact
+        pass
+
+
+def sent_counted(messages: Sequence[Message]) -> None:
+    """Outbound DMs that became `sent` (each once: the caller made the transition)."""
+    tallies_add((m.account_id, OUTBOUND, m.created_at, 1) for m in messages)
+
+
+def event_counted(event: ConversationEvent) -> None:
+    metric = CLOSED if event.kind == ConversationEventKind.CLOSED else OPENED
+    tallies_add([(event.account_id, metric, event.at, 1)])
+
+
+def counts_of(
+    contacts: QuerySet[Contact], messages: QuerySet[Message], events: QuerySet[ConversationEvent]
+) -> list[Count]:
+    """Every metric over these rows (the same queries rebuild and retract)."""
+    arrived = contacts.annotate(_arrived=Coalesce("first_interaction_at", "created_at"))
+    inbound = messages.filter(direction=MessageDirection.INBOUND)
+    outbound = messages.filter(direction=MessageDirection.OUTBOUND, status=MessageStatus.SENT)
+    return [
+        *grouped_counts(arrived, "_arrived", ARRIVED),
+        *grouped_counts(contacts, "first_interaction_at", NEW),
+        *grouped_counts(inbound, "created_at", INBOUND),
+        *grouped_counts(outbound, "created_at", OUTBOUND),
+        *grouped_counts(events.filter(kind__in=OPENINGS), "at", OPENED),
+        *grouped_counts(events.filter(kind=ConversationEventKind.CLOSED), "at", CLOSED),
+    ]
+
+
+def contact_counts_retract(contact: Contact) -> None:
+    """Before a contact is erased: what it counted, taken out (its activity goes with it by cascade)."""
+    counts = counts_of(
+        Contact.objects.filter(pk=contact.pk),
+        Message.objects.filter(conversation__contact_id=contact.pk),
+        ConversationEvent.objects.filter(conversation__contact_id=contact.pk),
+    )
+    tallies_add((account_id, metric, at, -n) for account_id, metric, at, n in counts)
+
+
+def rows_of(
+    account_ids: Sequence[Any] | None,
+) -> tuple[QuerySet[Contact], QuerySet[Message], QuerySet[ConversationEvent]]:
+    """The rows counted: of these accounts, or of all."""
+    contacts, messages, events = Contact.objects.all(), Message.objects.all(), ConversationEvent.objects.all()
+    if account_ids is not None:
+        contacts, messages = contacts.filter(account_id__in=account_ids), messages.filter(account_id__in=account_ids)
+        events = events.filter(account_id__in=account_ids)
+    return contacts, messages, events
+
+
+def contacts_rollup_rebuild(account_ids: Sequence[Any] | None = None) -> int:
+    """The inbox's counts and activity built again from the rows (of these accounts, or of all). Answers the
+    rollup rows written."""
+    contacts, messages, events = rows_of(account_ids)
+    written = tallies_rebuild(METRICS, account_ids, lambda: counts_of(contacts, messages, events))
+    activity = ContactActivity.objects.all()
+    if account_ids is not None:
+        activity = activity.filter(account_id__in=account_ids)
+    with transaction.atomic():
+        activity.delete()
+        inbound = messages.filter(direction=MessageDirection.INBOUND)
+        seen = grouped_by_quarter(inbound, "created_at", ["account_id", "conversation__contact_id"])
+        ContactActivity.objects.bulk_create(
+            [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in seen],
+            batch_size=5_000,
+            ignore_conflicts=True,
+        )
+    return written + len(seen)
