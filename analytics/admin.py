@@ -14,9 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
-from analytics import charts, reports
+from analytics import charts, reports, rolled
 from analytics import definitions as d
-from analytics import rolled
 from analytics.models import Dashboard
 from analytics.params import report_scope
 from mktx.accounts.models import Account

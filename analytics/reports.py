@@ -109,9 +109,10 @@ def conversations(scope: Scope) -> dict[str, Any]:
 
 
 def by_assignee(scope: Scope) -> list[dict[str, Any]]:
-    """Per person (now assigned to a conversation, or who answered in the range): the conversations they hold that
-    were active in the range (started before its end, a message since its start), those of them closed in it, and
-    the mean response time of their own replies to waits of the range."""
+    """Per person (now assigned to a conversation, or who closed or answered in the range): the conversations they
+    hold that were active in the range (started before its end, a message since its start), the closings of the
+    range of conversations assigned to them at the time, and the mean response time of their own replies to waits
+    of the range."""
     held = Conversation.objects.filter(
         merchant_id=scope.merchant_id,
         assigned_to__isnull=False,
@@ -124,11 +125,10 @@ def by_assignee(scope: Scope) -> list[dict[str, Any]]:
         row["assigned_to_id"]: int(row["n"]) for row in held.values("assigned_to_id").annotate(n=Count("pk")).order_by()
     }
     closings = d.events_of(scope).filter(
-        d.in_range("at", scope), kind=ConversationEventKind.CLOSED, conversation__assigned_to__isnull=False
+        d.in_range("at", scope), kind=ConversationEventKind.CLOSED, assignee__isnull=False
     )
     closed = {
-        row["conversation__assigned_to_id"]: int(row["n"])
-        for row in closings.values("conversation__assigned_to_id").annotate(n=Count("pk")).order_by()
+        row["assignee_id"]: int(row["n"]) for row in closings.values("assignee_id").annotate(n=Count("pk")).order_by()
     }
     replies = d.responses_of(scope).filter(responder=MessageOrigin.STAFF, user__isnull=False)
     speed = {

@@ -329,6 +329,14 @@ class ConversationEvent(models.Model):
     at = models.DateTimeField()
     opened_at = models.DateTimeField(null=True, blank=True, help_text="A closing: when its span was opened.")
     seconds = models.PositiveIntegerField(null=True, blank=True, help_text="A closing: how long its span was open.")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="A closing: who the conversation was assigned to then.",
+    )
 
     class Meta:
         ordering = ["at", "id"]

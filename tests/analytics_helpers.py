@@ -67,7 +67,7 @@ def conversation(history: History, name: str, opened: datetime, **fields: Any) -
     return row
 
 
-def event(row: Conversation, kind: str, at: datetime, opened_at: datetime | None = None) -> None:
+def event(row: Conversation, kind: str, at: datetime, opened_at: datetime | None = None, assignee: Any = None) -> None:
     seconds = None if opened_at is None else int((at - opened_at).total_seconds())
     ConversationEvent.objects.create(
         merchant_id=row.merchant_id,
@@ -77,6 +77,7 @@ def event(row: Conversation, kind: str, at: datetime, opened_at: datetime | None
         at=at,
         opened_at=opened_at,
         seconds=seconds,
+        assignee=assignee,
     )
 
 
@@ -141,7 +142,7 @@ def build_history() -> History:
     contact(history, "eve", utc(2, 10))  # after it
     # conversations: ann's closed a day after it opened and reopened; cat's opened in the range; dan's since December
     ann_talk = conversation(history, "ann", utc(1, 5, 10))
-    event(ann_talk, "closed", utc(1, 6, 10), opened_at=utc(1, 5, 10))
+    event(ann_talk, "closed", utc(1, 6, 10), opened_at=utc(1, 5, 10), assignee=history.agent)
     event(ann_talk, "reopened", utc(1, 7, 10))
     Conversation.objects.filter(pk=ann_talk.pk).update(assigned_to=history.agent, last_message_at=utc(1, 7, 10))
     cat_talk = conversation(history, "cat", utc(1, 10, 12))
@@ -204,4 +205,13 @@ def _stranger() -> Any:
     delivery(campaign, person, "sent", utc(1, 5), attempted_at=utc(1, 5), sent_at=utc(1, 5))
     flow = Flow.objects.create(merchant=other, name="Theirs", status="active", trigger_type="manual", version=1)
     execution(flow, person, "running", utc(1, 5), {"a": "completed"})
+    AISettings.objects.create(merchant=other, enabled=True)  # and a bot that answered, fell back and handed over
+    session = ChatSession.objects.create(
+        merchant=other, conversation=talk, started_at=utc(1, 5), last_activity_at=utc(1, 5)
+    )
+    ChatTurn.objects.create(session=session, role="assistant", content="x", created_at=utc(1, 5))
+    ChatTurn.objects.create(
+        session=session, role="assistant", content="y", fallback_reason="openai_timeout", created_at=utc(1, 5)
+    )
+    Conversation.objects.filter(pk=talk.pk).update(ai_escalated_at=utc(1, 5))
     return other

@@ -142,3 +142,27 @@ def test_response_and_resolution_times_through_the_real_paths(clock, sandbox, sh
     assert overview["conversations"]["averageResponseTime"] == "7m 0s"
     assert overview["conversations"]["averageResponseTimeSeconds"] == 420
     assert overview["messages"] == {"inbound": 7, "outbound": 6}
+
+
+def test_a_reply_from_xs_app_answers_a_wait_as_a_person(clock, sandbox, shop, jane, owner):
+    conversation = Conversation.objects.get(contact=jane["contact"])
+    reply(conversation, MessageOrigin.STAFF, owner)  # answers the fixture's wait, 4 days back
+    customer_dm(clock, shop, jane, "is it in stock?", DAY.replace(hour=10))
+    clock.move_to(DAY.replace(hour=10, minute=4))
+    echo = dm_record(  # the merchant answered in X's own app: the service sees it only as X's echo
+        account=shop["account"],
+        x_event_id=str(next(_ids)),
+        sender_id=shop["id"],
+        recipient_id=jane["id"],
+        text="yes, in stock",
+        sent_at=DAY.replace(hour=10, minute=4),
+        profiles={},
+    )
+    assert echo is not None and echo.message.origin == MessageOrigin.X_APP
+    assert list(ConversationResponse.objects.filter(waited_since__gte=DAY).values_list("seconds", "responder")) == [
+        (240, "x_app")
+    ]
+    body = FreshTokenClient(owner).get(REPORT, {"startDate": "2027-03-01", "endDate": "2027-03-01"}).json()["data"]
+    assert body["responseTime"]["human"]["count"] == 1 and body["responseTime"]["human"]["averageSeconds"] == 240
+    assert body["responseTime"]["bot"]["count"] == 0
+    assert body["byAssignee"] == []  # X's app is nobody of the merchant's staff

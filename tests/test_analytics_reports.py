@@ -194,6 +194,8 @@ def test_another_merchant_sees_none_of_it(history):
     other = theirs.get(f"{BASE}/overview", JANUARY).json()["data"]
     assert other["contacts"] == {"total": 1, "new": 1, "active": 1, "optedOut": 0}
     assert other["conversations"]["averageResponseTimeSeconds"] == 7
+    assert other["ai"] == {"answers": 2, "fallbacks": 1, "escalated": 1}  # theirs only; ours: test_the_overview
+    assert other["messages"] == {"inbound": 1, "outbound": 0} and other["campaigns"]["totalMessagesSent"] == 1
     for name, key in (("campaigns", "campaignId"), ("automation", "flowId")):
         mine = str(history.campaign.pk if key == "campaignId" else history.flow.pk)
         assert theirs.get(f"{BASE}/{name}", {**JANUARY, key: mine}).status_code == 404

@@ -71,12 +71,15 @@ def conversation_close(*, conversation: Conversation, reason: str = "") -> Conve
                 .first()
             )
             opened_at = span or conversation.started_at
-            _event(conversation, ConversationEventKind.CLOSED, now, opened_at=opened_at)
+            assignee = Conversation.objects.filter(pk=conversation.pk).values_list("assigned_to_id", flat=True).first()
+            _event(conversation, ConversationEventKind.CLOSED, now, opened_at=opened_at, assignee_id=assignee)
     conversation.refresh_from_db()
     return conversation
 
 
-def _event(conversation: Conversation, kind: str, at: datetime, opened_at: datetime | None = None) -> None:
+def _event(
+    conversation: Conversation, kind: str, at: datetime, opened_at: datetime | None = None, assignee_id: Any = None
+) -> None:
     """The conversation's history and the rollup's count of it (in the caller's transaction)."""
     event = ConversationEvent.objects.create(
         merchant_id=conversation.merchant_id,
@@ -86,6 +89,7 @@ def _event(conversation: Conversation, kind: str, at: datetime, opened_at: datet
         at=at,
         opened_at=opened_at,
         seconds=None if opened_at is None else max(0, int((at - opened_at).total_seconds())),
+        assignee_id=assignee_id,
     )
     event_counted(event)
 
