@@ -318,11 +318,12 @@ def outbound_of(scope: Scope) -> QuerySet[Message]:
     )
 
 
+def messages_outbound(scope: Scope) -> int:
+    return outbound_of(scope).filter(in_range("created_at", scope)).count()
+
+
 def messages_counts(scope: Scope) -> tuple[int, int]:
-    return (
-        inbound_of(scope).filter(in_range("created_at", scope)).count(),
-        outbound_of(scope).filter(in_range("created_at", scope)).count(),
-    )
+    return inbound_of(scope).filter(in_range("created_at", scope)).count(), messages_outbound(scope)
 
 
 def messages_by_bucket(scope: Scope) -> tuple[dict[date, int], dict[date, int]]:

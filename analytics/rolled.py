@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Count, Q, Sum
 
+from analytics import definitions as d
 from analytics.params import Scope
 from campaigns.rollup import ATTEMPTED
 from contacts.models import ContactActivity
@@ -16,7 +17,7 @@ from contacts.services import rollup as inbox
 from mktx.tallies.models import Tally
 from mktx.tallies.services import aligned, tallies_built
 
-METRICS = (inbox.ARRIVED, inbox.NEW, inbox.INBOUND, inbox.OUTBOUND, inbox.OPENED, inbox.CLOSED, ATTEMPTED)
+METRICS = (inbox.ARRIVED, inbox.NEW, inbox.INBOUND, inbox.OPENED, inbox.CLOSED, ATTEMPTED)
 
 
 def usable(scope: Scope) -> bool:
@@ -60,6 +61,6 @@ def overview_counts(scope: Scope) -> dict[str, Any]:
         "open_at_start": max(0, opened["before"] - closed["before"]),
         "open_at_end": max(0, upto_end(inbox.OPENED) - upto_end(inbox.CLOSED)),
         "inbound": found[inbox.INBOUND]["in"],
-        "outbound": found[inbox.OUTBOUND]["in"],
+        "outbound": d.messages_outbound(scope),
         "total_sent": found[ATTEMPTED]["in"],
     }

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from contacts.erasure import ErasedContact, erasure_hooks_run
@@ -39,8 +39,11 @@ class XProfile:
     profile_image_url: str = ""
 
 
-def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -> tuple[Contact, bool]:
-    """The account's contact for this X user, created if new; its X profile refreshed. (contact, created)"""
+def contact_upsert_from_x(
+    *, account: Account, profile: XProfile, source: str, at: datetime | None = None
+) -> tuple[Contact, bool]:
+    """The account's contact for this X user, created if new (its first interaction `at`, the event's time, when
+    given); its X profile refreshed. (contact, created)"""
     contact = Contact.objects.filter(account=account, twitter_user_id=profile.id).first()
     if contact is None:
         with transaction.atomic():  # the contact and what its listeners do, together
@@ -54,6 +57,8 @@ def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -
                         display_name=profile.name[:100],
                         profile_image_url=profile.profile_image_url[:500],
                         source=source,
+                        first_interaction_at=at,
+                        last_interaction_at=at,
                     )
                     contact_created_count(contact)
             except IntegrityError:  # created a moment ago by a concurrent event
@@ -76,24 +81,50 @@ def contact_upsert_from_x(*, account: Account, profile: XProfile, source: str) -
     return contact, False
 
 
-@transaction.atomic
 def contact_interaction_record(*, contact_id: Any, at: datetime, **counters: int) -> None:
-    """Move the interaction times to include `at`, and add to counters (`messages_received=1`...); a first
-    interaction moved moves the contact in the rollup."""
-    moves = first_interaction_locked(contact_id, at)
-    Contact.objects.filter(pk=contact_id).update(
-        first_interaction_at=Case(
-            When(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=at), then=Value(at)),
-            default=F("first_interaction_at"),
-        ),
-        last_interaction_at=Case(
-            When(Q(last_interaction_at__isnull=True) | Q(last_interaction_at__lt=at), then=Value(at)),
-            default=F("last_interaction_at"),
-        ),
-        updated_at=timezone.now(),
-        **{name: F(name) + n for name, n in counters.items()},
+    """Move the last interaction to include `at` and add to counters (`messages_received=1`...) in one statement
+    (the hot path of every send), which also tells whether `at` comes before the first interaction; when it does
+    (an event X delivered late; a contact made without one), the first interaction moves, and the contact with it
+    in the rollup, in a transaction of its own."""
+    opts = Contact._meta
+    qn = connection.ops.quote_name
+
+    def field(name: str) -> Field[Any, Any]:
+        found = opts.get_field(name)
+        assert isinstance(found, Field)
+        return found
+
+    def column(name: str) -> str:
+        return qn(field(name).column)
+
+    def value(name: str, raw: Any) -> Any:
+        return field(name).get_db_prep_value(raw, connection)
+
+    first, last = column("first_interaction_at"), column("last_interaction_at")
+    sets = [f"{last} = CASE WHEN {last} IS NULL OR {last} < %s THEN %s ELSE {last} END", f"{column('updated_at')} = %s"]
+    params = [value("last_interaction_at", at)] * 2 + [value("updated_at", timezone.now())]
+    for name, n in counters.items():
+        sets.append(f"{column(name)} = {column(name)} + %s")
+        params.append(int(n))
+    sql = (
+        f"UPDATE {qn(opts.db_table)} SET {', '.join(sets)} WHERE {qn(opts.pk.column)} = %s "  # noqa: S608
+        f"RETURNING CASE WHEN {first} IS NULL OR {first} > %s THEN 1 ELSE 0 END"
     )
-    tallies_add(moves)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, opts.pk.get_db_prep_value(contact_id, connection), params[0]])
+        row = cursor.fetchone()
+    if row and row[0]:
+        first_interaction_move(contact_id=contact_id, at=at)
+
+
+@transaction.atomic
+def first_interaction_move(*, contact_id: Any, at: datetime) -> None:
+    """The contact's first interaction moved to `at` when it has none or a later one (checked again under the
+    row's lock), with its counts in the rollup."""
+    moves = first_interaction_locked(contact_id, at)
+    if moves:
+        Contact.objects.filter(pk=contact_id).update(first_interaction_at=at)
+        tallies_add(moves)
 
 
 @transaction.atomic
@@ -126,7 +157,7 @@ def contact_follow_set(*, account: Account, profile: XProfile, following: bool, 
     """The X user follows (or no longer follows) the account. The contact when it went from not following to
     following (a new follower); None for an unfollow, or a follow X told again."""
     if following:
-        contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.NEW_FOLLOWER)
+        contact, _ = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.NEW_FOLLOWER, at=at)
         started = Contact.objects.filter(pk=contact.pk, following=False).update(following=True)
         contact_interaction_record(contact_id=contact.pk, at=at)
         contact.following = True

@@ -83,7 +83,9 @@ def dm_record(
     if sender_id == account.twitter_user_id:
         return _outbound_seen(account, x_event_id, recipient_id, text, sent_at, profiles, attachment)
     profile = profiles.get(sender_id) or XProfile(id=sender_id)
-    contact, created = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
+    contact, created = contact_upsert_from_x(
+        account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE, at=sent_at
+    )
     conversation = conversation_open_for(contact=contact, at=sent_at)
     metadata: dict[str, Any] = {}
     if quick_reply_response:
@@ -120,7 +122,9 @@ def _outbound_seen(
     attachment: dict[str, Any] | None,
 ) -> RecordedDM:
     profile = profiles.get(recipient_id) or XProfile(id=recipient_id)
-    contact, created = contact_upsert_from_x(account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE)
+    contact, created = contact_upsert_from_x(
+        account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE, at=sent_at
+    )
     # The echo of the service's own send, arriving before the send recorded X's id, or after it failed
     # ambiguously (a timeout): the message already stored takes the id instead of a second copy.
     ours = (

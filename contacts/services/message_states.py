@@ -16,7 +16,6 @@ from django.utils.dateparse import parse_datetime
 from contacts.models import Contact, Conversation, ConversationResponse, Message, MessageOrigin, MessageStatus
 from contacts.services.contacts import contact_interaction_record
 from contacts.services.quota import quota_count
-from contacts.services.rollup import sent_counted
 from mktx.accounts.services import account_client
 from mktx.xapi import XError
 
@@ -29,17 +28,17 @@ def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime, conta
     the counters move with it. A `failed` message that X had sent after all counts in the quota again. Answers
     whether this call made the transition. `contact_id` spares a read when the caller has it."""
     fields = {"status": MessageStatus.SENT, "twitter_message_id": dm_event_id, "sent_at": at}
-    with transaction.atomic():  # the transition and its count together
-        moved = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(**fields)
-        if not moved:
+    moved = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(**fields)
+    if not moved:
+        with transaction.atomic():
             moved = Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(
                 **fields, error_code="", error_detail=""
             )
-            if not moved:
-                return False
-            quota_count(message=message)
-            message.error_code = message.error_detail = ""
-        sent_counted([message])
+            if moved:
+                quota_count(message=message)
+        if not moved:
+            return False
+        message.error_code = message.error_detail = ""
     message.status, message.twitter_message_id, message.sent_at = MessageStatus.SENT, dm_event_id, at
     if message.origin not in RESPONSE_ORIGINS:  # only a reply ends the contact's wait for one
         if contact_id is None:

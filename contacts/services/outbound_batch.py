@@ -27,7 +27,6 @@ from contacts.services.outbound import (
     sending_client,
 )
 from contacts.services.quota import bucket_of, quota_error, quotas_lock, quotas_save
-from contacts.services.rollup import sent_counted
 from mktx.accounts.services import account_revoked
 from mktx.api.errors import ApiError
 from mktx.bulk import values_update
@@ -212,7 +211,6 @@ class OutboundBatch:
                 )
             )
             contacts_messages_sent([(dm.conversation.contact_id, dm.sent_at) for dm in sent if dm.message.pk in moved])  # type: ignore[misc, union-attr]
-            sent_counted([dm.message for dm in sent if dm.message is not None and dm.message.pk in moved])
             for dm in failed:
                 assert dm.message is not None and dm.error is not None
                 if isinstance(dm.error, XError):
