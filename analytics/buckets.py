@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Aggregate, Count, Q, QuerySet
+from django.db.models import Aggregate, Count, Func, Q, QuerySet
 from django.db.models.functions import Trunc
 
 from analytics.params import ONE_MICROSECOND, Scope
@@ -57,20 +57,20 @@ def counts_by_bucket_each(
 
 
 def aggregates_by_bucket(
-    rows: QuerySet[Any], field: str, scope: Scope, aggregates: Mapping[str, Aggregate]
+    rows: QuerySet[Any], field: str, scope: Scope, aggregates: Mapping[str, Aggregate | Func]
 ) -> dict[str, dict[date, int]]:
     """The `aggregates` of `rows` whose `field` falls in the range, grouped by the bucket of `field`, in one
     query: {name: {bucket: value}}."""
     in_range = rows.filter(**{f"{field}__gte": scope.start, f"{field}__lt": scope.end})
     grouped = (
-        in_range.annotate(bucket=Trunc(field, scope.group_by, tzinfo=scope.zone))
-        .values("bucket")
+        in_range.annotate(_bucket=Trunc(field, scope.group_by, tzinfo=scope.zone))
+        .values("_bucket")
         .annotate(**{f"n_{name}": aggregate for name, aggregate in aggregates.items()})
         .order_by()
     )
     found: dict[str, dict[date, int]] = {name: {} for name in aggregates}
     for row in grouped:
-        key = _key(row["bucket"], scope)
+        key = _key(row["_bucket"], scope)
         for name in aggregates:
             found[name][key] = found[name].get(key, 0) + int(row[f"n_{name}"])
     return found

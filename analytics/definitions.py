@@ -326,10 +326,14 @@ def messages_counts(scope: Scope) -> tuple[int, int]:
     return inbound_of(scope).filter(in_range("created_at", scope)).count(), messages_outbound(scope)
 
 
-def messages_by_bucket(scope: Scope) -> tuple[dict[date, int], dict[date, int]]:
-    inbound = counts_by_bucket(inbound_of(scope), "created_at", scope)
-    outbound = counts_by_bucket(outbound_of(scope), "created_at", scope)
-    return inbound, outbound
+def messages_by_bucket(
+    scope: Scope, *, inbound: bool = True, outbound: bool = True
+) -> tuple[dict[date, int], dict[date, int]]:
+    """The customers' DMs and the DMs sent per bucket (either left empty when not asked for)."""
+    return (
+        counts_by_bucket(inbound_of(scope), "created_at", scope) if inbound else {},
+        counts_by_bucket(outbound_of(scope), "created_at", scope) if outbound else {},
+    )
 
 
 def duration_text(seconds: int | None) -> str | None:

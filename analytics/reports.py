@@ -89,10 +89,17 @@ def contacts(scope: Scope) -> dict[str, Any]:
     }
 
 
-def conversations(scope: Scope) -> dict[str, Any]:
-    opened, closed = d.conversations_opened_closed_by_bucket(scope)
-    open_at_start, open_at_end = d.conversations_open_at_start_and_end(scope)
-    inbound, outbound = d.messages_by_bucket(scope)
+def conversations(scope: Scope, *, rollup: bool = True) -> dict[str, Any]:
+    """Its openings, closings and customers' DMs from the rollup when it can answer (the rows otherwise)."""
+    if rollup and rolled.usable(scope):
+        found = rolled.conversation_series(scope)
+        opened, closed, inbound = found["opened"], found["closed"], found["inbound"]
+        open_at_start, open_at_end = rolled.open_at_start_and_end(scope)
+    else:
+        opened, closed = d.conversations_opened_closed_by_bucket(scope)
+        open_at_start, open_at_end = d.conversations_open_at_start_and_end(scope)
+        inbound = d.messages_by_bucket(scope, outbound=False)[0]
+    outbound = d.messages_by_bucket(scope, inbound=False)[1]
     return {
         **_head(scope),
         "totals": {

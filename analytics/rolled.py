@@ -5,11 +5,14 @@ time zone's midnight does today; a datetime such as 10:07 does not, and is read 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce
 
 from analytics import definitions as d
+from analytics.buckets import aggregates_by_bucket
 from analytics.params import Scope
 from campaigns.rollup import ATTEMPTED
 from contacts.models import ContactActivity
@@ -24,16 +27,16 @@ def usable(scope: Scope) -> bool:
     return aligned(scope.start) and aligned(scope.end) and tallies_built()
 
 
-def sums(scope: Scope) -> dict[str, dict[str, int]]:
+def sums(scope: Scope, metrics: tuple[str, ...] = METRICS) -> dict[str, dict[str, int]]:
     """Each metric summed before the range (`before`) and in it (`in`): one grouped query over the buckets."""
     rows = (
-        Tally.objects.filter(account_id__in=scope.account_ids, metric__in=METRICS, bucket__lt=scope.end)
+        Tally.objects.filter(account_id__in=scope.account_ids, metric__in=metrics, bucket__lt=scope.end)
         .values("metric")
         .annotate(before=Sum("n", filter=Q(bucket__lt=scope.start)), inside=Sum("n", filter=Q(bucket__gte=scope.start)))
         .order_by()
     )
     found = {row["metric"]: {"before": int(row["before"] or 0), "in": int(row["inside"] or 0)} for row in rows}
-    return {metric: found.get(metric, {"before": 0, "in": 0}) for metric in METRICS}
+    return {metric: found.get(metric, {"before": 0, "in": 0}) for metric in metrics}
 
 
 def contacts_active(scope: Scope) -> int:
@@ -59,8 +62,25 @@ def overview_counts(scope: Scope) -> dict[str, Any]:
         "opened": opened["in"],
         "closed": closed["in"],
         "open_at_start": max(0, opened["before"] - closed["before"]),
-        "open_at_end": max(0, upto_end(inbox.OPENED) - upto_end(inbox.CLOSED)),
+        "open_at_end": max(0, opened["before"] + opened["in"] - closed["before"] - closed["in"]),
         "inbound": found[inbox.INBOUND]["in"],
         "outbound": d.messages_outbound(scope),
         "total_sent": found[ATTEMPTED]["in"],
     }
+
+
+def open_at_start_and_end(scope: Scope) -> tuple[int, int]:
+    """Open at a time: every opening before it, less every closing before it."""
+    found = sums(scope, (inbox.OPENED, inbox.CLOSED))
+    opened, closed = found[inbox.OPENED], found[inbox.CLOSED]
+    start = opened["before"] - closed["before"]
+    return max(0, start), max(0, start + opened["in"] - closed["in"])
+
+
+def conversation_series(scope: Scope) -> dict[str, dict[date, int]]:
+    """Per bucket of the report: openings, closings and customers' DMs (one grouped query over the quarter-hours,
+    each in the local day, week or month it starts in)."""
+    rows = Tally.objects.filter(account_id__in=scope.account_ids)
+    columns = {"opened": inbox.OPENED, "closed": inbox.CLOSED, "inbound": inbox.INBOUND}
+    sums_of = {name: Coalesce(Sum("n", filter=Q(metric=metric)), 0) for name, metric in columns.items()}
+    return aggregates_by_bucket(rows.filter(metric__in=columns.values()), "bucket", scope, sums_of)

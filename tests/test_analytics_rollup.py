@@ -37,11 +37,13 @@ def scope_of(merchant_id: Any, **params: str) -> Any:
 
 
 def both_ways(merchant_id: Any, **params: str) -> dict[str, Any]:
-    """The overview from the rollup, asserted equal to the overview from the rows."""
+    """The overview from the rollup, asserted equal to the overview from the rows (and so the conversations
+    report, whose series and open counts come from it too)."""
     scope = scope_of(merchant_id, **params)
     assert rolled.usable(scope)
     from_rollup = reports.overview(scope)
     assert from_rollup == reports.overview(scope, rollup=False)
+    assert reports.conversations(scope) == reports.conversations(scope, rollup=False)
     return from_rollup
 
 
@@ -120,7 +122,7 @@ def test_a_campaign_counts_its_answered_sends(clock, sandbox, owner, settings):
     assert overview["campaigns"]["totalMessagesSent"] == 3
 
 
-def test_the_history_overview_is_the_same_from_the_rollup_and_from_the_rows(history):
+def test_the_history_overview_and_conversations_are_the_same_from_the_rollup_and_from_the_rows(history):
     assert rollup_differences() == []
     merchant_id = history.merchant.pk
     for params in (
@@ -128,6 +130,8 @@ def test_the_history_overview_is_the_same_from_the_rollup_and_from_the_rows(hist
         {"startDate": "2026-01-01", "endDate": "2026-01-31", "timezone": "Asia/Ho_Chi_Minh"},
         {"startDate": "2026-01-10", "endDate": "2026-01-12", "timezone": "America/New_York"},
         {"startDate": "2025-12-01", "endDate": "2026-02-28", "accountId": str(history.accounts[1].pk)},
+        {"startDate": "2025-12-01", "endDate": "2026-02-28", "groupBy": "week", "timezone": "Asia/Kathmandu"},
+        {"startDate": "2025-12-01", "endDate": "2026-02-28", "groupBy": "month", "timezone": "Asia/Ho_Chi_Minh"},
     ):
         both_ways(merchant_id, **params)
 
