@@ -40,6 +40,9 @@ started in the range (`entered`) and how they ended.
 
 AI (chatbot): the bot's answers in the range (assistant turns), those the built-in engine gave in place of a
 failing OpenAI engine (`fallbacks`), and the conversations handed to people in the range (`escalated`).
+
+The overview's and the conversations report's largest counts are read from the rollup (analytics/rolled.py) when
+it can answer: the same definitions, counted by the services as they write the rows.
 """
 
 from __future__ import annotations

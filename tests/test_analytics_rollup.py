@@ -206,3 +206,14 @@ def test_the_dashboard_shows_the_rollups_freshness(history, admin_client):
     rollup_build()
     page = admin_client.get(url, params).content.decode()
     assert "the overview reads it for this range" in page and "entries waiting to be merged" in page
+
+
+def test_the_rollups_admin_pages_list_it_read_only(history, admin_client):
+    for url in ("/admin/tallies/tally/", "/admin/tallies/tallystate/"):
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        assert "Add" not in page.content.decode().split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert (
+        "contacts.arrived" in admin_client.get("/admin/tallies/tally/", {"metric": "contacts.arrived"}).content.decode()
+    )
+    assert admin_client.get("/admin/tallies/tally/add/").status_code == 403
