@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
 from campaigns import rollup as campaigns_rollup
-from contacts.models import ContactActivity, MessageDirection
+from contacts.models import ContactActivity, Conversation, ConversationStatus, MessageDirection
 from contacts.services import rollup as inbox
 from mktx.tallies.models import Tally
 from mktx.tallies.services import grouped_by_quarter, tallies_built, tallies_built_now, tallies_merge
@@ -43,7 +43,7 @@ Key = tuple[Any, str, datetime]
 
 def rollup_differences(account_ids: Sequence[Any] | None = None) -> list[str]:
     """Where the rollup and the rows disagree (nothing when it is right): each metric per account and quarter-hour,
-    and the activity."""
+    the conversations open now by the events against their status, and the activity."""
     contacts, messages, events = inbox.rows_of(account_ids)
     expected: dict[Key, int] = defaultdict(int)
     for account_id, metric, at, n in inbox.counts_of(contacts, messages, events):
@@ -61,6 +61,18 @@ def rollup_differences(account_ids: Sequence[Any] | None = None) -> list[str]:
         for key in sorted(set(expected) | set(found), key=str)
         for account, metric, at in [key]
         if found.get(key, 0) != expected.get(key, 0)
+    ]
+    open_now = Conversation.objects.filter(status=ConversationStatus.OPEN)
+    if account_ids is not None:
+        open_now = open_now.filter(account_id__in=account_ids)
+    is_open = dict(open_now.values_list("account_id").annotate(n=Count("pk")).order_by())
+    balance: dict[Any, int] = defaultdict(int)
+    for (account, metric, _), n in found.items():
+        balance[account] += n if metric == inbox.OPENED else -n if metric == inbox.CLOSED else 0
+    out += [
+        f"open now, account {account}: by the events {balance.get(account, 0)}, by the status {is_open.get(account, 0)}"
+        for account in sorted(set(balance) | set(is_open), key=str)
+        if balance.get(account, 0) != is_open.get(account, 0)
     ]
     activity = ContactActivity.objects.all()
     if account_ids is not None:

@@ -34,10 +34,16 @@ from mktx.service_admin import ServiceAdmin, ServiceForm
 
 
 class ReadOnlyMixin:
+    """Rows the services write: shown, never added, changed or deleted here (a deleted message or event would
+    leave the analytics rollup counting it)."""
+
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 
@@ -136,6 +142,12 @@ class ContactAdmin(ServiceAdmin):
     show_full_result_count = False
 
     # Deleting a contact here is an erasure, as through the API: the raw webhook events are redacted too.
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, set[str], Any]:
+        """What erasure removes, listed as usual; no delete permission asked for its conversations and messages,
+        which cannot be deleted on their own here: `contact_erase` takes them, and their counts, together."""
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
     def delete_model(self, request: HttpRequest, obj: Contact) -> None:
         contact_erase(contact=obj)
 
@@ -192,6 +204,9 @@ class ConversationAdmin(admin.ModelAdmin):
     raw_id_fields = ("assigned_to",)
     inlines = [MessageInline]
     show_full_result_count = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # a conversation goes with its contact (contact_erase), its history and counts with it
 
 
 @admin.register(Message)

@@ -183,6 +183,11 @@ def test_the_command_builds_checks_and_merges(history):
     with pytest.raises(CommandError, match="differences between the rollup and the rows"):
         call_command("analytics_rollup", "--check", stdout=(out := StringIO()))
     assert "messages.inbound 2026-01-05 00:00" in out.getvalue() and "activity missing" in out.getvalue()
+    Conversation.objects.filter(pk=history.conversations["cat"].pk).update(status="closed")  # no closing written
+    with pytest.raises(CommandError):
+        call_command("analytics_rollup", "--check", stdout=(out := StringIO()))
+    assert "open now, account" in out.getvalue() and "by the status" in out.getvalue()
+    Conversation.objects.filter(pk=history.conversations["cat"].pk).update(status="open")
     call_command("analytics_rollup", "--build", "--merchant-id", str(history.merchant.pk), "--merge", stdout=out)
     call_command("analytics_rollup", "--check", "--merchant-id", str(history.merchant.pk), stdout=(out := StringIO()))
     assert "agrees" in out.getvalue()
@@ -217,3 +222,13 @@ def test_the_rollups_admin_pages_list_it_read_only(history, admin_client):
         "contacts.arrived" in admin_client.get("/admin/tallies/tally/", {"metric": "contacts.arrived"}).content.decode()
     )
     assert admin_client.get("/admin/tallies/tally/add/").status_code == 403
+    # nor are the rows it counts deleted in the back office (a contact goes through erasure, which takes its counts)
+    talk = history.conversations["ann"]
+    message = talk.messages.first()
+    for url in (
+        f"/admin/contacts/conversation/{talk.pk}/delete/",
+        f"/admin/contacts/message/{message.pk}/delete/",
+        f"/admin/contacts/conversationevent/{talk.events.first().pk}/delete/",
+    ):
+        assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert Conversation.objects.filter(pk=talk.pk).exists() and talk.messages.filter(pk=message.pk).exists()

@@ -2,6 +2,8 @@
 the Message rows, so that analytics answers for it too:
 
 - each closing gets the conversation's assignee (the one known now: who held it then was not kept);
+  a closing before 0011 is known only as the conversation's last one (0011 kept nothing earlier), so a wait from
+  before an earlier closing may pair with a reply after its reopening;
 - each answered wait of a conversation, as contacts.services.message_states writes them since 0011: the first
   customer DM since the previous answer (or since an opening), answered by the first staff, X-app or bot DM sent
   after it; a closing ends a wait unanswered. Only waits answered before 0011 was applied are written (those after
@@ -12,7 +14,7 @@ Conversations are read a batch at a time."""
 from datetime import timedelta
 
 from django.db import migrations
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 BATCH = 2_000
 ANSWERS = ("staff", "x_app", "bot")
@@ -21,13 +23,10 @@ ANSWERS = ("staff", "x_app", "bot")
 def assignees(apps, schema_editor):
     Event = apps.get_model("contacts", "ConversationEvent")
     Conversation = apps.get_model("contacts", "Conversation")
-    held = Conversation.objects.filter(
-        assigned_to__isnull=False, pk__in=Event.objects.filter(kind="closed").values("conversation_id")
+    held = Conversation.objects.filter(pk=OuterRef("conversation_id")).values("assigned_to_id")[:1]
+    Event.objects.filter(kind="closed", assignee__isnull=True, conversation__assigned_to__isnull=False).update(
+        assignee_id=Subquery(held)
     )
-    for conversation_id, user_id in held.values_list("pk", "assigned_to_id").iterator(chunk_size=BATCH):
-        Event.objects.filter(conversation_id=conversation_id, kind="closed", assignee__isnull=True).update(
-            assignee_id=user_id
-        )
 
 
 def waits(apps, schema_editor):
@@ -86,7 +85,7 @@ def waits(apps, schema_editor):
                                 answered_at=at,
                                 seconds=max(0, int((at - waiting) / timedelta(seconds=1))),
                                 responder=origin,
-                                user_id=user if origin == "staff" else None,
+                                user_id=user,
                             )
                         )
                     waiting = None

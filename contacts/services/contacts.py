@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from contacts.erasure import ErasedContact, erasure_hooks_run
 from contacts.hooks import contact_created_fire, tags_added_fire
-from contacts.models import Contact, ContactSource, ContactTag, Tag
+from contacts.models import Contact, ContactSource, ContactTag, Conversation, Tag
 from contacts.services.rollup import (
     contact_counts_retract,
     contact_created_count,
@@ -282,6 +282,10 @@ def contact_erase(*, contact: Contact) -> None:
         account_x_user_id=contact.account.twitter_user_id,
         x_user_id=contact.twitter_user_id,
     )
+    # the contact and its conversations locked first: a DM, an event or a move of its first interaction committing
+    # meanwhile waits (on the rows or their foreign keys), so what is taken out of the rollup is what is deleted
+    Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk").first()
+    list(Conversation.objects.select_for_update().filter(contact_id=contact.pk).values_list("pk"))
     contact_counts_retract(contact)
     contact.delete()
     done = erasure_hooks_run(erased)

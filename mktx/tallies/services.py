@@ -123,7 +123,8 @@ def tallies_rebuild(
 ) -> int:
     """Replace `metrics` (of `account_ids`, or of every account) with what `compute` finds in the rows. One
     snapshot on PostgreSQL (repeatable read), so a count added by a writer meanwhile is either in the rows read or
-    kept, never both; the state row is locked against a merge. Answers the rows written."""
+    kept, never both; the state row is locked against a merge. Inside a caller's transaction (the tests) the
+    snapshot is the caller's to choose. Answers the rows written."""
     for attempt in range(3):
         try:
             return _rebuild(metrics, account_ids, compute)
