@@ -232,3 +232,66 @@ def test_the_rollups_admin_pages_list_it_read_only(history, admin_client):
     ):
         assert admin_client.post(url, {"post": "yes"}).status_code == 403
     assert Conversation.objects.filter(pk=talk.pk).exists() and talk.messages.filter(pk=message.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_and_merges_keep_the_rollup_exact(settings):
+    """Four workers record DMs (new contacts, the same contacts again, late events that move a first interaction)
+    while a fifth merges the rollup over and over: afterwards it agrees with the rows to the unit."""
+    import threading
+
+    from django.db import connection as default_connection
+    from django.db import connections
+
+    from tests.factories import AccountFactory
+
+    if default_connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: nothing runs concurrently there")
+    account = AccountFactory.create()
+    rollup_build()
+    start = datetime(2027, 3, 1, 9, tzinfo=UTC)
+    barrier, stop, errors = threading.Barrier(5), threading.Event(), []
+
+    def record(worker: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(15):
+                person = f"77{(worker + i) % 6}"  # six people, written to by every worker
+                dm_record(
+                    account=account,
+                    x_event_id=f"{worker}-{i}",
+                    sender_id=person,
+                    recipient_id=account.twitter_user_id,
+                    text="hi",
+                    sent_at=start + timedelta(minutes=7 * i - 30 * worker),  # some earlier than the first
+                    profiles={},
+                )
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def merge() -> None:
+        try:
+            barrier.wait()
+            while not stop.is_set():
+                tallies_merge()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    writers = [threading.Thread(target=record, args=(worker,)) for worker in range(4)]
+    merger = threading.Thread(target=merge)
+    for thread in [*writers, merger]:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    merger.join()
+    assert errors == []
+    assert Contact.objects.filter(account=account).count() == 6
+    assert rollup_differences() == []
+    tallies_merge()
+    assert rollup_differences() == [] and not Tally.objects.filter(merged=False).exists()
+    assert tally_sum([account.pk], "contacts.arrived") == 6 and tally_sum([account.pk], "messages.inbound") == 60
