@@ -187,6 +187,8 @@ class ControlMixin:
                 "senderId": d.sender_id,
                 "recipientId": d.recipient_id,
                 "text": d.text,
+                "xText": d.x_text or d.text,
+                "entities": {"urls": list(d.urls)},
                 "createdAt": iso_ms(d.created_ms),
                 "mediaIds": d.media_ids,
             }

@@ -301,7 +301,7 @@ class Sandbox(ControlMixin):
             {
                 "id": d.id,
                 "event_type": "MessageCreate",
-                "text": d.text,
+                "text": d.x_text or d.text,
                 "sender_id": d.sender_id,
                 "dm_conversation_id": f"{low}-{high}",
                 "created_at": iso_ms(d.created_ms),

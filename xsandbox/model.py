@@ -61,6 +61,14 @@ class DM:
     media_ids: list[str] = field(default_factory=list)
     source_app_id: str = ""
     quick_reply_response: dict[str, Any] | None = None
+    x_text: str = ""  # the text as X shows it: each URL wrapped as a t.co link (xsandbox/links.py)
+    urls: list[dict[str, Any]] = field(default_factory=list)  # the t.co links' entities
+
+    def __post_init__(self) -> None:
+        if self.text and not self.x_text:
+            from xsandbox.links import wrap
+
+            self.x_text, self.urls = wrap(self.text, self.id)
 
 
 @dataclass

@@ -63,8 +63,8 @@ def user_object(user: Any) -> dict[str, Any]:
 
 def dm_event(dm: Any, media_urls: dict[str, str]) -> dict[str, Any]:
     message_data: dict[str, Any] = {
-        "text": dm.text,
-        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": []},
+        "text": dm.x_text or dm.text,
+        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": list(dm.urls)},
     }
     if dm.media_ids:
         media_id = dm.media_ids[0]

@@ -31,6 +31,7 @@ from contacts.services.quota import quota_count
 from contacts.services.rollup import inbound_counted
 from mktx.accounts.business_hours import is_open
 from mktx.accounts.models import Account
+from mktx.xapi.links import expanded
 
 AWAY_MESSAGE_EVERY = timedelta(hours=12)
 RECONCILE_WINDOW = timedelta(hours=24)
@@ -80,6 +81,8 @@ def dm_record(
     only; answering it is the handler's."""
     if Message.objects.filter(account=account, twitter_message_id=x_event_id).exists():
         return None
+    shown = text  # as X shows it: each link wrapped as t.co; kept as written, X's form in the metadata
+    text = expanded(text, (entities or {}).get("urls"))
     if sender_id == account.twitter_user_id:
         return _outbound_seen(account, x_event_id, recipient_id, text, sent_at, profiles, attachment)
     profile = profiles.get(sender_id) or XProfile(id=sender_id)
@@ -92,6 +95,8 @@ def dm_record(
         metadata["quickReplyResponse"] = quick_reply_response
     if entities and any(entities.values()):
         metadata["entities"] = entities
+    if shown != text:
+        metadata["xText"] = shown
     with transaction.atomic():  # the DM and its counts together
         message = Message.objects.create(
             account=account,

@@ -18,6 +18,7 @@ from contacts.services.contacts import contact_interaction_record
 from contacts.services.quota import quota_count
 from mktx.accounts.services import account_client
 from mktx.xapi import XError
+from mktx.xapi.links import expanded, without_links
 
 RESPONSE_ORIGINS = (MessageOrigin.STAFF, MessageOrigin.BOT, MessageOrigin.X_APP)  # the origins that answer a contact
 FOUND_AT_X_SLACK = timedelta(seconds=5)  # X's clock against ours: a DM at X up to 5 s before the Message was stored
@@ -107,12 +108,14 @@ def message_mark_lost(*, message: Message, detail: str) -> None:
 
 def _event_text(event: dict[str, Any]) -> str:
     """A DM event's text with X's t.co links expanded from its entities, when it carries them."""
-    text = str(event.get("text") or "")
-    urls = (event.get("entities") or {}).get("urls") or event.get("urls") or []
-    for url in urls:
-        if isinstance(url, dict) and url.get("url") and url.get("expanded_url"):
-            text = text.replace(str(url["url"]), str(url["expanded_url"]))
-    return text
+    return expanded(str(event.get("text") or ""), (event.get("entities") or {}).get("urls") or event.get("urls"))
+
+
+def _same_dm(event: dict[str, Any], content: str) -> bool:
+    """Is this DM event at X the message written as `content`? Its text expanded, or, when X's lookup answers the
+    wrapped text alone (it has no entities), the same text with every link in the same place."""
+    text = _event_text(event)
+    return text == content or without_links(text) == without_links(content)
 
 
 def _conversation_with_parties(message: Message) -> Conversation:
@@ -143,7 +146,7 @@ def message_found_at_x(*, message: Message) -> bool:
         created = parse_datetime(str(event.get("created_at") or ""))
         if str(event.get("sender_id")) != account.twitter_user_id or created is None or created < since:
             continue
-        if _event_text(event) == message.content or event.get("text") == message.content:
+        if _same_dm(event, message.content):
             candidates.append((created, str(event["id"])))
     if not candidates:
         return False
