@@ -278,7 +278,7 @@ def _refused(context: StepContext, exc: ApiError, attempt: int) -> Outcome:
     if isinstance(cause, XInvalidToken):
         return Outcome.fail("account_inactive", error=cause.message)
     if isinstance(cause, XForbidden):
-        return Outcome.fail(f"x_forbidden: {cause.message}", code=cause.code)
+        return Outcome.fail(f"{cause.reason}: {cause.message}", code=cause.code)
     if isinstance(cause, XBadRequest) or not isinstance(cause, XError):
         return Outcome.fail(f"rejected: {exc.message}")
     if attempt > len(RETRY_BACKOFF):  # 5xx, timeouts, X unreachable: three retries

@@ -287,7 +287,7 @@ def _failed_send(delivery: Delivery, cause: BaseException | None, detail: str, n
         run.stop = True
         return DeliveryStatus.SKIPPED
     if isinstance(cause, XForbidden):  # final: never retried blindly (x-platform-notes.md)
-        delivery_finish(delivery, DeliveryStatus.FAILED, "x_forbidden", cause.message, attempted_at=now)
+        delivery_finish(delivery, DeliveryStatus.FAILED, cause.reason, cause.message, attempted_at=now)
         return DeliveryStatus.FAILED
     if isinstance(cause, XBadRequest) or not isinstance(cause, XError):
         delivery_finish(delivery, DeliveryStatus.FAILED, "rejected", detail, attempted_at=now)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from xsandbox import webhooks
-from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Problem, Token, User, Webhook, iso_ms
+from xsandbox.model import DM, DM_POLICIES, MAX_DM_TEXT, Delivery, Problem, Token, User, Webhook, iso_ms
 
 
 class ControlMixin:
@@ -21,6 +21,7 @@ class ControlMixin:
     dms: list[DM]
     webhooks: dict[str, Webhook]
     subscriptions: set[tuple[str, str]]
+    follows: set[tuple[str, str]]
     deliveries: list[Delivery]
     media: dict[str, dict[str, Any]]
     app_id: str
@@ -36,9 +37,10 @@ class ControlMixin:
             self, url: str, for_user_id: str, payload: dict[str, Any], kind: str | None = None
         ) -> Delivery: ...
 
-    def create_user(self, username: str, name: str) -> dict[str, Any]:
+    def create_user(self, username: str, name: str, dm_policy: str = "everyone") -> dict[str, Any]:
         if not isinstance(username, str) or not username.strip():
             raise Problem(400, "Invalid Request", "username is required")
+        dm_policy = _policy(dm_policy)
         with self.lock:
             existing = next((u for u in self.users.values() if u.username == username.strip().lstrip("@")), None)
             if existing is not None:  # usernames are unique at X: answer the same user, with a working token
@@ -49,6 +51,7 @@ class ControlMixin:
                 name=(name or username).strip(),
                 profile_image_url=f"https://pbs.twimg.com/profile_images/{username.strip()}_normal.jpg",
                 created_ms=int(time.time() * 1000),
+                dm_policy=dm_policy,
             )
             while user.id in self.users:
                 user.id = str(int(user.id) + 1)
@@ -62,9 +65,18 @@ class ControlMixin:
             "id": user.id,
             "username": user.username,
             "name": user.name,
+            "dmPolicy": user.dm_policy,
             "oauthToken": token.token,
             "oauthTokenSecret": token.secret,
         }
+
+    def user_settings(self, user_id: str, dm_policy: Any) -> dict[str, Any]:
+        """A user's DM setting: `everyone`, or `following` (only accounts they follow, or have written to)."""
+        with self.lock:
+            user = self._user(user_id, "userId")
+            user.dm_policy = _policy(dm_policy)
+            self._save()
+            return {"id": user.id, "dmPolicy": user.dm_policy}
 
     def issue_token(self, user_id: str) -> dict[str, Any]:
         """A new access token for an existing user, as when the user authorises the app again."""
@@ -112,6 +124,11 @@ class ControlMixin:
                 "source": webhooks.user_object(source),
             }
             payloads = [(url, uid, {"for_user_id": uid, "follow_events": [event]}) for url, uid in targets]
+            if kind == "follow":
+                self.follows.add((source.id, target.id))
+            else:
+                self.follows.discard((source.id, target.id))
+            self._save()
         deliveries = [self._deliver_now(url, uid, payload) for url, uid, payload in payloads]
         return {"deliveries": [{"url": d.url, "status": d.status} for d in deliveries]}
 
@@ -222,3 +239,9 @@ class ControlMixin:
     def list_deliveries(self) -> list[dict[str, Any]]:
         with self.lock:
             return [asdict(d) for d in self.deliveries]
+
+
+def _policy(value: Any) -> str:
+    if value not in DM_POLICIES:
+        raise Problem(400, "Invalid Request", f"dmPolicy must be one of {', '.join(DM_POLICIES)}")
+    return str(value)

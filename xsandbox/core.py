@@ -59,6 +59,7 @@ class Sandbox(ControlMixin):
         self.media: dict[str, dict[str, Any]] = {}
         self.webhooks: dict[str, Webhook] = {}
         self.subscriptions: set[tuple[str, str]] = set()
+        self.follows: set[tuple[str, str]] = set()  # (follower, followed)
         self.deliveries: list[Delivery] = []
         self.faults: list[Fault] = []
         self._dm_sends: dict[str, deque[float]] = {}
@@ -74,6 +75,7 @@ class Sandbox(ControlMixin):
         self.dms = [DM(**d) for d in data.get("dms", [])]
         self.webhooks = {w["id"]: Webhook(**w) for w in data.get("webhooks", [])}
         self.subscriptions = {(s[0], s[1]) for s in data.get("subscriptions", [])}
+        self.follows = {(f[0], f[1]) for f in data.get("follows", [])}
         self.media = data.get("media", {})
         self._last_id = int(data.get("last_id", 0))
 
@@ -86,6 +88,7 @@ class Sandbox(ControlMixin):
             "dms": [asdict(d) for d in self.dms],
             "webhooks": [asdict(w) for w in self.webhooks.values()],
             "subscriptions": sorted(self.subscriptions),
+            "follows": sorted(self.follows),
             "media": self.media,
             "last_id": self._last_id,
         }
@@ -264,10 +267,18 @@ class Sandbox(ControlMixin):
             if media is None or media["expires"] < time.time() or media["owner"] != sender.id:
                 raise Problem(400, "Invalid Request", f"attachments: media {media_id} is unknown or expired")
             media_ids.append(media_id)
-        self._user(participant_id, "participant_id")
+        recipient = self._user(participant_id, "participant_id")
         if participant_id == sender.id:
             raise Problem(403, "Forbidden", "You cannot send messages to yourself.", code=349)
+        if recipient.dm_policy == "following" and not self._accepts_dms(recipient.id, sender.id):
+            raise Problem(403, "Forbidden", "You cannot send messages to this user.", code=349)
         return text or "", media_ids
+
+    def _accepts_dms(self, recipient_id: str, sender_id: str) -> bool:
+        """A `following`-only user takes DMs from accounts they follow, or have written to before (as X)."""
+        if (recipient_id, sender_id) in self.follows:
+            return True
+        return any(d.sender_id == recipient_id and d.recipient_id == sender_id for d in self.dms)
 
     def send_dm(self, sender: User, participant_id: str, body: Any) -> tuple[dict[str, Any], dict[str, str]]:
         with self.lock:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_DM_TEXT = 10_000
+DM_POLICIES = ("everyone", "following")
 
 
 class Problem(Exception):
@@ -41,6 +42,7 @@ class User:
     name: str
     profile_image_url: str
     created_ms: int
+    dm_policy: str = "everyone"  # or "following": DMs only from accounts the user follows (or has written to)
 
 
 @dataclass

@@ -137,7 +137,12 @@ def _fields(call: Call, *names: str) -> list[Any]:
 
 def _c_users(sb: Sandbox, call: Call) -> Result:
     body = call.json()
-    return _ok(sb.create_user(body.get("username", ""), body.get("name", "")), 201)
+    return _ok(sb.create_user(body.get("username", ""), body.get("name", ""), body.get("dmPolicy", "everyone")), 201)
+
+
+def _c_user_settings(sb: Sandbox, call: Call) -> Result:
+    (policy,) = _fields(call, "dmPolicy")
+    return _ok(sb.user_settings(call.match["uid"], policy))
 
 
 def _c_tokens(sb: Sandbox, call: Call) -> Result:
@@ -231,6 +236,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
         _unsubscribe,
     ),
     ("POST", re.compile(r"/_sandbox/users"), NONE, _c_users),
+    ("POST", re.compile(r"/_sandbox/users/(?P<uid>\d+)/settings"), NONE, _c_user_settings),
     ("POST", re.compile(r"/_sandbox/tokens"), NONE, _c_tokens),
     ("POST", re.compile(r"/_sandbox/dm"), NONE, _c_dm),
     ("POST", re.compile(r"/_sandbox/follow"), NONE, _c_follow("follow")),

@@ -37,6 +37,12 @@ class XRateLimited(XError):
 class XForbidden(XError):
     """403: final for this request (349 cannot DM this user, 226 looks automated); never retried blindly."""
 
+    @property
+    def reason(self) -> str:
+        """What the refusal says, as the deliveries and flow steps name it: code 349 is a recipient who takes DMs
+        only from accounts they follow (or have written to)."""
+        return "recipient_not_accepting_dms" if self.code == 349 else "x_forbidden"
+
 
 class XBadRequest(XError):
     """Any other 4xx."""
