@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from xsandbox import webhooks
+from xsandbox import lookup, webhooks
 from xsandbox.control import ControlMixin
 from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Fault, Problem, Token, User, Webhook, iso_ms
 
@@ -302,25 +302,20 @@ class Sandbox(ControlMixin):
         low, high = sorted([sender.id, participant_id], key=int)
         return {"data": {"dm_conversation_id": f"{low}-{high}", "dm_event_id": dm.id}}, headers
 
-    def dm_events(self, user: User, participant_id: str, max_results: int = 100) -> dict[str, Any]:
+    def dm_events(
+        self,
+        user: User,
+        participant_id: str,
+        max_results: int = 100,
+        fields: list[str] | None = None,
+        pagination_token: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the conversation's DM events (xsandbox/lookup.py: X's fields, paging and reach)."""
         with self.lock:
             pair = {user.id, str(participant_id)}
             events = [d for d in self.dms if {d.sender_id, d.recipient_id} == pair]
-        events.sort(key=lambda d: int(d.id), reverse=True)
-        low, high = sorted(pair, key=int) if len(pair) == 2 else (user.id, user.id)
-        data = [
-            {
-                "id": d.id,
-                "event_type": "MessageCreate",
-                "text": d.x_text or d.text,
-                "sender_id": d.sender_id,
-                "dm_conversation_id": f"{low}-{high}",
-                "created_at": iso_ms(d.created_ms),
-                **({"attachments": {"media_keys": [f"3_{m}" for m in d.media_ids]}} if d.media_ids else {}),
-            }
-            for d in events[: max(1, min(max_results, 100))]
-        ]
-        return {"data": data, "meta": {"result_count": len(data)}}
+        ends = (user.id, str(participant_id))
+        return lookup.page(events, ends, fields or [], max_results, pagination_token)
 
     # --- X API: webhooks ------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from xsandbox import lookup
 from xsandbox.core import Sandbox
 from xsandbox.model import Problem, User
 from xsandbox.oauth import OAuthVerifier
@@ -72,11 +73,10 @@ def _send_dm(sb: Sandbox, call: Call) -> Result:
 def _dm_events(sb: Sandbox, call: Call) -> Result:
     assert call.user
     headers = sb.generic_limit(call.user.id, "dm_events")
-    raw = call.arg("max_results") or "100"
-    if not raw.isdigit():
-        raise Problem(400, "Invalid Request", "max_results must be a number")
-    max_results = int(raw)
-    return _ok(sb.dm_events(call.user, call.match["pid"], max_results), headers=headers)
+    fields = lookup.requested_fields(call.arg("dm_event.fields"))
+    max_results = lookup.page_size(call.arg("max_results"))
+    body = sb.dm_events(call.user, call.match["pid"], max_results, fields, call.arg("pagination_token"))
+    return _ok(body, headers=headers)
 
 
 def _upload_media(sb: Sandbox, call: Call) -> Result:

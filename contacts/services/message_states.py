@@ -142,7 +142,7 @@ def message_found_at_x(*, message: Message) -> bool:
     account, contact = conversation.account, conversation.contact
     since = message.created_at - FOUND_AT_X_SLACK
     candidates: list[tuple[datetime, str]] = []
-    for event in account_client(account).dm_events(contact.twitter_user_id):
+    for event in account_client(account).dm_events(contact.twitter_user_id, since=since):
         created = parse_datetime(str(event.get("created_at") or ""))
         if str(event.get("sender_id")) != account.twitter_user_id or created is None or created < since:
             continue

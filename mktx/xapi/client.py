@@ -10,11 +10,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.dateparse import parse_datetime
 from requests_oauthlib import OAuth1Session
 
 from mktx.xapi.errors import XError, XTimeout, XUnavailable, error_for
@@ -23,6 +25,7 @@ logger = logging.getLogger("mktx.xapi")
 
 RETRY_BACKOFF = (0.25, 0.75)
 DM_EVENT_FIELDS = "created_at,sender_id,dm_conversation_id,attachments"
+DM_EVENT_PAGES = 20  # a lookup walks at most this many pages back (2,000 events)
 
 
 @dataclass(frozen=True)
@@ -223,17 +226,32 @@ class XClient:
             rate_limit=seen[-1] if seen else None,
         )
 
-    def dm_events(self, participant_id: str, max_results: int = 100) -> list[dict[str, Any]]:
+    def dm_events(
+        self, participant_id: str, *, since: datetime | None = None, max_results: int = 100
+    ) -> list[dict[str, Any]]:
         """The conversation's DM events, newest first, with who sent each and when (X answers only id, event_type
-        and text unless dm_event.fields asks for more)."""
-        body = self._call(
-            "GET",
-            f"/2/dm_conversations/with/{participant_id}/dm_events",
-            group="dm_events",
-            retries=2,
-            params={"max_results": max_results, "dm_event.fields": DM_EVENT_FIELDS},
-        )
-        return list(body.get("data") or [])
+        and text unless dm_event.fields asks for more): one page, or with `since` every page back to that time
+        (X pages with `pagination_token`, `max_results` at a time, and reaches back 30 days)."""
+        events: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(DM_EVENT_PAGES):
+            params: dict[str, Any] = {"max_results": max_results, "dm_event.fields": DM_EVENT_FIELDS}
+            if token:
+                params["pagination_token"] = token
+            body = self._call(
+                "GET",
+                f"/2/dm_conversations/with/{participant_id}/dm_events",
+                group="dm_events",
+                retries=2,
+                params=params,
+            )
+            page = list(body.get("data") or [])
+            events += page
+            token = (body.get("meta") or {}).get("next_token")
+            oldest = parse_datetime(str(page[-1].get("created_at") or "")) if page else None
+            if since is None or not token or (oldest is not None and oldest < since):
+                break
+        return events
 
     def upload_media(self, data: bytes, content_type: str, filename: str = "image", category: str = "dm_image") -> str:
         body = self._call(
