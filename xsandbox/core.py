@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -14,6 +13,7 @@ from typing import Any
 
 from xsandbox import lookup, webhooks
 from xsandbox.control import ControlMixin
+from xsandbox.delivery import DeliveryMixin
 from xsandbox.model import DM, MAX_DM_TEXT, Delivery, Fault, Problem, Token, User, Webhook, iso_ms
 
 TWITTER_EPOCH_MS = 1288834974657
@@ -24,7 +24,7 @@ GENERIC_LIMITS = {"users_me": 75, "dm_events": 300, "media": 500, "webhooks": 50
 MEDIA_TTL = 24 * 3600
 
 
-class Sandbox(ControlMixin):
+class Sandbox(ControlMixin, DeliveryMixin):
     def __init__(
         self,
         *,
@@ -40,11 +40,7 @@ class Sandbox(ControlMixin):
         self.app_id = app_id
         self.state_file = Path(state_file) if state_file else None
         self.lock = threading.RLock()
-        self._outbox: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
-        self._pending = 0
-        self._pending_cv = threading.Condition()
-        self._worker = threading.Thread(target=self._deliver_loop, name="xsandbox-deliveries", daemon=True)
-        self._worker.start()
+        self._deliveries_start()
         self._initial_limits = (dm_limit_15m, dm_limit_24h)
         self._clear()
         self._load()
@@ -101,6 +97,7 @@ class Sandbox(ControlMixin):
         self.wait_for_deliveries(5)
         with self.lock:
             self._clear()
+            self._deliveries_clear()
             self._save()
 
     def next_id(self) -> str:
@@ -382,41 +379,3 @@ class Sandbox(ControlMixin):
         if dm.source_app_id:
             payload["apps"] = {dm.source_app_id: {"id": dm.source_app_id, "name": "mktx", "url": "https://mktx.local"}}
         return payload
-
-    def _record(self, url: str, status: int, payload: dict[str, Any], for_user_id: str, kind: str | None) -> Delivery:
-        kind = kind or next((k for k in payload if k.endswith("_events")), "unknown")
-        delivery = Delivery(url=url, status=status, kind=kind, forUserId=for_user_id, at=time.time())
-        with self.lock:
-            self.deliveries.append(delivery)
-        return delivery
-
-    def _deliver_now(self, url: str, for_user_id: str, payload: dict[str, Any], kind: str | None = None) -> Delivery:
-        status = webhooks.post(url, self.consumer_secret, payload)
-        return self._record(url, status, payload, for_user_id, kind)
-
-    def _enqueue(self, url: str, for_user_id: str, payload: dict[str, Any]) -> None:
-        with self._pending_cv:
-            self._pending += 1
-        self._outbox.put((url, for_user_id, payload))
-
-    def _deliver_loop(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            url, for_user_id, payload = item
-            time.sleep(0.05)  # X delivers a moment after the API call that caused it
-            try:
-                self._deliver_now(url, for_user_id, payload)
-            finally:
-                with self._pending_cv:
-                    self._pending -= 1
-                    self._pending_cv.notify_all()
-
-    def wait_for_deliveries(self, timeout: float = 10.0) -> bool:
-        """Wait until the asynchronous deliveries (echoes of API sends) are done."""
-        with self._pending_cv:
-            return self._pending_cv.wait_for(lambda: self._pending == 0, timeout=timeout)
-
-    def close(self) -> None:
-        self._outbox.put(None)

@@ -99,6 +99,9 @@ class Delivery:
     kind: str
     forUserId: str
     at: float
+    id: str = ""  # the delivery: its retries keep it, a duplicate gets a new one
+    attempt: int = 1
+    eventIds: list[str] = field(default_factory=list)
 
 
 def iso_ms(ms: int) -> str:

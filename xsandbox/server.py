@@ -202,7 +202,13 @@ def _c_faults(sb: Sandbox, call: Call) -> Result:
 
 def _c_limits(sb: Sandbox, call: Call) -> Result:
     body = call.json()
-    return _ok(sb.set_limits(body.get("dm15m"), body.get("dm24h")))
+    limits: dict[str, Any] = sb.set_limits(body.get("dm15m"), body.get("dm24h"))
+    return _ok({**limits, **sb.set_delivery(body.get("retryDelays"), body.get("deliveryTimeout"))})
+
+
+def _c_duplicate(sb: Sandbox, call: Call) -> Result:
+    (delivery_id,) = _fields(call, "deliveryId")
+    return _ok(sb.duplicate(delivery_id))
 
 
 def _c_reset(sb: Sandbox, call: Call) -> Result:
@@ -251,6 +257,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     ("POST", re.compile(r"/_sandbox/faults"), NONE, _c_faults),
     ("POST", re.compile(r"/_sandbox/limits"), NONE, _c_limits),
     ("POST", re.compile(r"/_sandbox/reset"), NONE, _c_reset),
+    ("POST", re.compile(r"/_sandbox/duplicate"), NONE, _c_duplicate),
     ("POST", re.compile(r"/_sandbox/webhooks"), NONE, _c_webhooks),
 ]
 
