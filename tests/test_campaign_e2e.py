@@ -72,8 +72,13 @@ def test_a_campaign_is_delivered_and_its_metrics_move_as_customers_read_click_an
     inbox.sandbox.read(customers[0]["id"], inbox.shop["id"], dm_ids[customers[0]["id"]])
     found = re.search(r"/l/(\S+)", received[customers[1]["id"]][0])
     assert found is not None
-    link = found.group(0)
-    click = requests.get(live_server.url + link, allow_redirects=False, timeout=10)
+    # X shows the tracked link wrapped: the customer opens the t.co link, which leads to it (the sandbox answers
+    # for t.co), and the click counts
+    (shown,) = inbox.sandbox.dms(senderId=inbox.shop["id"], recipientId=customers[1]["id"])
+    (wrapped,) = re.findall(r"https://t\.co/(\w{10})", shown["xText"])
+    tco = requests.get(f"{inbox.sandbox.url}/_sandbox/t.co/{wrapped}", allow_redirects=False, timeout=10)
+    assert tco.status_code == 301 and tco.headers["Location"] == live_server.url + found.group(0)
+    click = requests.get(tco.headers["Location"], allow_redirects=False, timeout=10)
     assert click.status_code == 302 and click.headers["Location"] == "https://goodgo.example/ship"
     inbox.sandbox.dm(customers[2]["id"], inbox.shop["id"], "Great, ordering now")
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from xsandbox import lookup
+from xsandbox import links, lookup
 from xsandbox.core import Sandbox
 from xsandbox.model import Problem, User
 from xsandbox.oauth import OAuthVerifier
@@ -206,6 +206,15 @@ def _c_limits(sb: Sandbox, call: Call) -> Result:
     return _ok({**limits, **sb.set_delivery(body.get("retryDelays"), body.get("deliveryTimeout"))})
 
 
+def _c_tco(sb: Sandbox, call: Call) -> Result:
+    """The sandbox answering for t.co: a wrapped link leads where it was written to."""
+    with sb.lock:
+        target = links.resolve(call.match["code"], sb.dms)
+    if target is None:
+        raise Problem(404, "Not Found Error", "No such t.co link")
+    return _ok({"location": target}, 301, {"Location": target})
+
+
 def _c_duplicate(sb: Sandbox, call: Call) -> Result:
     (delivery_id,) = _fields(call, "deliveryId")
     return _ok(sb.duplicate(delivery_id))
@@ -258,6 +267,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     ("POST", re.compile(r"/_sandbox/limits"), NONE, _c_limits),
     ("POST", re.compile(r"/_sandbox/reset"), NONE, _c_reset),
     ("POST", re.compile(r"/_sandbox/duplicate"), NONE, _c_duplicate),
+    ("GET", re.compile(r"/_sandbox/t\.co/(?P<code>[0-9A-Za-z]{10})"), NONE, _c_tco),
     ("POST", re.compile(r"/_sandbox/webhooks"), NONE, _c_webhooks),
 ]
 
