@@ -245,7 +245,7 @@ def test_a_paused_campaign_sends_nothing_and_resume_continues_where_it_stopped(
 
 def test_a_403_is_final_with_xs_reason(api, sandbox, shop, fans, clock, settings):
     settings.MKTX_X_DM_DAILY_LIMIT = 100_000
-    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=403, times=1)
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=403, times=1, code=226)  # "automated"
     data = started(api, fans)
     drain(clock)
     failed = Delivery.objects.get(campaign_id=data["id"], status="failed")

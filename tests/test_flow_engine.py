@@ -123,7 +123,7 @@ def test_a_killed_workers_claimed_executions_are_taken_over_after_the_lease(merc
 
 
 def test_x_refusing_with_403_fails_the_execution_with_xs_reason(merchant, sandbox, shop, jane):
-    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=403, times=1)
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=403, times=1, code=226)
     flow = active_flow(merchant, "manual", [node("s", "send_message", content="Hi"), node("t", "add_tag", tags=["x"])])
     contacts_enroll(flow=flow, contacts=[jane["contact"]])
     run_due()

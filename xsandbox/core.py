@@ -193,6 +193,7 @@ class Sandbox(ControlMixin, DeliveryMixin):
             mode=str(spec.get("mode", "status")),
             seconds=float(spec.get("seconds", 30.0)),
             after_send=bool(spec.get("afterSend", False)),
+            code=int(spec["code"]) if str(spec.get("code", "")).isdigit() else None,
         )
         with self.lock:
             self.faults.append(fault)

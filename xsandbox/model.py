@@ -90,6 +90,7 @@ class Fault:
     mode: str = "status"  # or "timeout"
     seconds: float = 30.0
     after_send: bool = False
+    code: int | None = None  # X's error code in the answer (default: 349 for a 403, 88 for a 429, 89 for a 401)
 
 
 @dataclass

@@ -385,10 +385,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             headers = {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "0"}
             headers["x-rate-limit-reset"] = str(int(time.time()) + 60)
         titles = {403: "Forbidden", 429: "Too Many Requests", 401: "Unauthorized", 400: "Invalid Request"}
-        codes = {403: 349, 429: 88, 401: 89}
+        code = fault.code or {403: 349, 429: 88, 401: 89}.get(fault.status)
         title = titles.get(fault.status, "Service Unavailable" if fault.status >= 500 else "Error")
-        detail = "You cannot send messages to this user." if fault.status == 403 else title
-        self._send(fault.status, Problem(fault.status, title, detail, code=codes.get(fault.status)).body(), headers)
+        details = {349: "You cannot send messages to this user.", 226: "This request looks like it might be automated."}
+        detail = details.get(code or 0, title)
+        self._send(fault.status, Problem(fault.status, title, detail, code=code).body(), headers)
 
 
 class SandboxServer(ThreadingHTTPServer):
