@@ -126,5 +126,9 @@ def test_a_delivery_retried_after_a_slow_answer_and_a_duplicate_are_processed_on
     sandbox.wait_for(lambda: Message.objects.filter(direction="inbound").exists())
     time.sleep(0.5)
     assert list(Message.objects.filter(direction="inbound").values_list("content", flat=True)) == ["only once, please"]
-    missing = requests.post(f"{sandbox.url}/_sandbox/duplicate", json={"deliveryId": "d999999"}, timeout=10)
-    assert missing.status_code == 400
+    by_event = requests.post(f"{sandbox.url}/_sandbox/duplicate", json={"eventId": found[0]["eventIds"][0]}, timeout=10)
+    assert by_event.status_code == 200 and by_event.json()["delivery"]["eventIds"] == found[0]["eventIds"]
+    time.sleep(0.3)
+    assert Message.objects.filter(direction="inbound").count() == 1
+    for wrong in ({"deliveryId": "d999999"}, {"eventId": "1"}, {}):
+        assert requests.post(f"{sandbox.url}/_sandbox/duplicate", json=wrong, timeout=10).status_code == 400

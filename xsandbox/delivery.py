@@ -46,7 +46,8 @@ class DeliveryMixin:
     def _deliveries_clear(self) -> None:
         with self._retry_cv:
             self._retries.clear()
-        self._payloads.clear()
+        with self.lock:
+            self._payloads.clear()
         self.retry_delays, self.delivery_timeout = RETRY_DELAYS, DELIVERY_TIMEOUT
 
     def set_delivery(self, retry_delays: Any, timeout: Any) -> dict[str, Any]:
@@ -93,10 +94,11 @@ class DeliveryMixin:
         return delivery
 
     def _new_item(self, url: str, for_user_id: str, payload: dict[str, Any], kind: str | None) -> Item:
-        item: Item = (url, for_user_id, payload, kind, 1, f"d{next(self._ids)}")
-        self._payloads[item[5]] = item
-        while len(self._payloads) > KEPT_PAYLOADS:
-            self._payloads.popitem(last=False)
+        with self.lock:
+            item: Item = (url, for_user_id, payload, kind, 1, f"d{next(self._ids)}")
+            self._payloads[item[5]] = item
+            while len(self._payloads) > KEPT_PAYLOADS:
+                self._payloads.popitem(last=False)
         return item
 
     def _deliver_now(self, url: str, for_user_id: str, payload: dict[str, Any], kind: str | None = None) -> Delivery:
@@ -107,11 +109,18 @@ class DeliveryMixin:
             self._pending += 1
         self._outbox.put(self._new_item(url, for_user_id, payload, None))
 
-    def duplicate(self, delivery_id: str) -> dict[str, Any]:
-        """Deliver an earlier delivery's events again, as a new delivery (X may deliver an event more than once)."""
-        item = self._payloads.get(str(delivery_id))
+    def duplicate(self, delivery_id: str | None, event_id: str | None = None) -> dict[str, Any]:
+        """Deliver an earlier delivery's events again, as a new delivery (X may deliver an event more than once):
+        the delivery named, or the latest that carried the event."""
+        with self.lock:
+            if delivery_id:
+                item = self._payloads.get(str(delivery_id))
+            else:
+                carried = [d.id for d in self.deliveries if str(event_id) in d.eventIds]
+                item = self._payloads.get(carried[-1]) if carried else None
         if item is None:
-            raise Problem(400, "Invalid Request", f"deliveryId: no delivery {delivery_id} to send again")
+            what = f"deliveryId: no delivery {delivery_id}" if delivery_id else f"eventId: no delivery of {event_id}"
+            raise Problem(400, "Invalid Request", f"{what} to send again")
         again = self._new_item(item[0], item[1], item[2], item[3])
         from dataclasses import asdict
 

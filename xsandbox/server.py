@@ -216,8 +216,11 @@ def _c_tco(sb: Sandbox, call: Call) -> Result:
 
 
 def _c_duplicate(sb: Sandbox, call: Call) -> Result:
-    (delivery_id,) = _fields(call, "deliveryId")
-    return _ok(sb.duplicate(delivery_id))
+    body = call.json()
+    delivery_id, event_id = (body.get(name) if isinstance(body, dict) else None for name in ("deliveryId", "eventId"))
+    if not delivery_id and not event_id:
+        raise Problem(400, "Invalid Request", "missing: deliveryId or eventId")
+    return _ok(sb.duplicate(str(delivery_id or ""), str(event_id or "")))
 
 
 def _c_reset(sb: Sandbox, call: Call) -> Result:
