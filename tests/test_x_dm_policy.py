@@ -95,3 +95,8 @@ def test_a_flow_step_says_the_recipient_takes_no_dms(merchant, sandbox, shop, ja
     assert execution.status == ExecutionStatus.FAILED
     assert execution.error.startswith("recipient_not_accepting_dms")
     assert step_summary(execution) == [("s", "failed")]
+
+
+def test_the_refusal_is_known_by_its_words_when_x_gives_no_code():
+    assert XForbidden("You cannot send messages to this user.", status=403).reason == REFUSED
+    assert XForbidden("This request looks like it might be automated.", status=403, code=226).reason == "x_forbidden"

@@ -80,3 +80,21 @@ def test_reconciliation_walks_every_page_back_to_the_unclear_send(sandbox, shop,
     assert message_found_at_x(message=message) is True
     message.refresh_from_db()
     assert (message.status, message.twitter_message_id) == ("sent", ours["id"])
+
+
+def test_a_lookup_that_cannot_reach_back_far_enough_says_so_and_nothing_is_resent(sandbox, shop, fan, settings):
+    from mktx.xapi import XError, client
+
+    settings.X_API_READ_TIMEOUT = 0.3
+    message = unclear_send(sandbox, fan, "Your code: SPRING10", x_sent_it=False)
+    for i in range(120):
+        sandbox.dm(fan.contact.twitter_user_id, shop["id"], f"and {i}")
+    settings_pages = client.DM_EVENT_PAGES
+    try:
+        client.DM_EVENT_PAGES = 1  # one page of 100 holds only what came after the send
+        with pytest.raises(XError, match="pages of DM events"):
+            message_found_at_x(message=message)
+    finally:
+        client.DM_EVENT_PAGES = settings_pages
+    message.refresh_from_db()
+    assert message.status == "failed"  # unclear still: the caller looks again later instead of sending blind

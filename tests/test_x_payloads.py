@@ -77,6 +77,7 @@ def test_the_handlers_do_what_each_payload_says(merchant, django_capture_on_comm
     play("02_dm_with_media")
     photo = Message.objects.get(twitter_message_id="1800000000000000002")
     assert photo.type == "image" and photo.attachments[0]["url"].endswith("/box.jpg")
+    assert photo.content == "Here is the damaged box"  # the t.co link X appends for the media is not the text
 
     play("03_dm_quick_reply_response")
     choice = Message.objects.get(twitter_message_id="1800000000000000003")

@@ -11,6 +11,7 @@ import itertools
 import queue
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from typing import Any
 
@@ -86,7 +87,9 @@ class DeliveryMixin:
         status = webhooks.post(item[0], self.consumer_secret, item[2], timeout=self.delivery_timeout)
         delivery = self._record(item, status)
         attempt = item[4]
-        if not 200 <= status < 300 and attempt <= len(self.retry_delays):
+        with self.lock:
+            current = item[5] in self._payloads  # not since a reset
+        if current and not 200 <= status < 300 and attempt <= len(self.retry_delays):
             due = time.monotonic() + self.retry_delays[attempt - 1]
             with self._retry_cv:
                 heapq.heappush(self._retries, (due, next(self._order), (*item[:4], attempt + 1, item[5])))
@@ -134,6 +137,8 @@ class DeliveryMixin:
             time.sleep(0.05)  # X delivers a moment after the API call that caused it
             try:
                 self._attempt(item)
+            except Exception:  # noqa: BLE001 - the loop outlives one bad delivery
+                traceback.print_exc()
             finally:
                 with self._pending_cv:
                     self._pending -= 1
@@ -146,7 +151,13 @@ class DeliveryMixin:
                     wait = self._retries[0][0] - time.monotonic() if self._retries else None
                     self._retry_cv.wait(timeout=wait)
                 _, _, item = heapq.heappop(self._retries)
-            self._attempt(item)
+            with self.lock:
+                current = item[5] in self._payloads
+            if current:
+                try:
+                    self._attempt(item)
+                except Exception:  # noqa: BLE001 - the loop outlives one bad delivery
+                    traceback.print_exc()
 
     def wait_for_deliveries(self, timeout: float = 10.0) -> bool:
         """Wait until the asynchronous first attempts (echoes of API sends) are done (retries are not waited for)."""

@@ -82,7 +82,8 @@ def dm_record(
     if Message.objects.filter(account=account, twitter_message_id=x_event_id).exists():
         return None
     shown = text  # as X shows it: each link wrapped as t.co; kept as written, X's form in the metadata
-    text = expanded(text, (entities or {}).get("urls"))
+    media_link = str(((attachment or {}).get("media") or {}).get("url") or "")  # X appends one for the media
+    text = expanded(text, (entities or {}).get("urls"), drop=media_link)
     if sender_id == account.twitter_user_id:
         return _outbound_seen(account, x_event_id, recipient_id, text, sent_at, profiles, attachment)
     profile = profiles.get(sender_id) or XProfile(id=sender_id)

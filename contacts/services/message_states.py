@@ -5,6 +5,7 @@ answered)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from mktx.xapi.links import expanded, without_links
 
 RESPONSE_ORIGINS = (MessageOrigin.STAFF, MessageOrigin.BOT, MessageOrigin.X_APP)  # the origins that answer a contact
 FOUND_AT_X_SLACK = timedelta(seconds=5)  # X's clock against ours: a DM at X up to 5 s before the Message was stored
+MEDIA_LINK = re.compile(r"\s*https?://t\.co/\w+\s*$")  # the link X appends to a DM's text for its media
 
 
 def message_mark_sent(*, message: Message, dm_event_id: str, at: datetime, contact_id: Any = None) -> bool:
@@ -115,6 +117,8 @@ def _same_dm(event: dict[str, Any], content: str) -> bool:
     """Is this DM event at X the message written as `content`? Its text expanded, or, when X's lookup answers the
     wrapped text alone (it has no entities), the same text with every link in the same place."""
     text = _event_text(event)
+    if event.get("attachments"):  # X appends a t.co link for the media to the text
+        text = MEDIA_LINK.sub("", text)
     return text == content or without_links(text) == without_links(content)
 
 

@@ -250,8 +250,8 @@ class XClient:
             token = (body.get("meta") or {}).get("next_token")
             oldest = parse_datetime(str(page[-1].get("created_at") or "")) if page else None
             if since is None or not token or (oldest is not None and oldest < since):
-                break
-        return events
+                return events
+        raise XUnavailable(f"more than {DM_EVENT_PAGES} pages of DM events since {since}: not looked through")
 
     def upload_media(self, data: bytes, content_type: str, filename: str = "image", category: str = "dm_image") -> str:
         body = self._call(

@@ -41,7 +41,8 @@ class XForbidden(XError):
     def reason(self) -> str:
         """What the refusal says, as the deliveries and flow steps name it: code 349 is a recipient who takes DMs
         only from accounts they follow (or have written to)."""
-        return "recipient_not_accepting_dms" if self.code == 349 else "x_forbidden"
+        refused = self.code == 349 or "cannot send messages to this user" in self.message.lower()
+        return "recipient_not_accepting_dms" if refused else "x_forbidden"
 
 
 class XBadRequest(XError):

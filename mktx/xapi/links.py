@@ -11,12 +11,21 @@ URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 TRAILING = ".,;:!?)]}"
 
 
-def expanded(text: str, urls: Iterable[Any] | None) -> str:
-    """`text` with each t.co link of `urls` (X's URL entities) put back as written."""
-    for entity in urls or []:
-        if isinstance(entity, dict) and entity.get("url") and entity.get("expanded_url"):
-            text = text.replace(str(entity["url"]), str(entity["expanded_url"]))
-    return text
+TCO = re.compile(r"https?://t\.co/\w+")
+
+
+def expanded(text: str, urls: Iterable[Any] | None, *, drop: str = "") -> str:
+    """`text` with each t.co link of `urls` (X's URL entities) put back as written, in one pass (a link written
+    into another's place is not expanded again). `drop`: a t.co link X appended for an attachment (a DM's media),
+    taken out with the space before it."""
+    table = {
+        str(entity["url"]): str(entity["expanded_url"])
+        for entity in urls or []
+        if isinstance(entity, dict) and entity.get("url") and entity.get("expanded_url")
+    }
+    if drop:
+        text = re.sub(rf"\s*{re.escape(drop)}\s*$", "", text) if text.rstrip().endswith(drop) else text
+    return TCO.sub(lambda found: table.get(found.group(0), found.group(0)), text)
 
 
 def without_links(text: str) -> str:
