@@ -87,3 +87,16 @@ def test_over_real_http_a_customers_link_is_stored_expanded_and_our_echo_once(se
     sandbox.wait_for(lambda: len(sandbox.deliveries()) >= 2)  # the customer's DM, then the echo (waited for)
     outbound = list(Message.objects.filter(direction="outbound").values_list("content", "status"))
     assert outbound == [(SALE, "sent")]  # the wrapped echo was known as ours: stored once
+
+
+def test_a_dm_with_media_gets_the_link_x_appends_for_it(sandbox, shop, fans):
+    client = account_client(fans[0].account)
+    media_id = client.upload_media(b"\x89PNG fake image bytes", "image/png")
+    sent = client.send_dm(fans[0].contact.twitter_user_id, text="Your card", media_id=media_id)
+    (at_x,) = sandbox.dms(senderId=shop["id"])
+    assert at_x["text"] == "Your card" and at_x["xText"].startswith("Your card https://t.co/")
+    (media_link,) = at_x["entities"]["urls"]
+    assert media_link["expanded_url"] == f"https://twitter.com/messages/media/{sent.dm_event_id}"
+    assert at_x["xText"][media_link["indices"][0] : media_link["indices"][1]] == media_link["url"]
+    (event,) = client.dm_events(fans[0].contact.twitter_user_id)
+    assert event["text"] == at_x["xText"] and event["attachments"]["media_keys"]

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from xsandbox import webhooks
+from xsandbox import links, webhooks
 from xsandbox.model import DM, DM_POLICIES, MAX_DM_TEXT, Delivery, Problem, Token, User, Webhook, iso_ms
 
 
@@ -205,7 +205,7 @@ class ControlMixin:
                 "recipientId": d.recipient_id,
                 "text": d.text,
                 "xText": d.x_text or d.text,
-                "entities": {"urls": list(d.urls)},
+                "entities": {"urls": links.shown(d.urls)},
                 "createdAt": iso_ms(d.created_ms),
                 "mediaIds": d.media_ids,
             }

@@ -52,6 +52,26 @@ def wrap(text: str, seed: str) -> tuple[str, list[dict[str, Any]]]:
     return "".join(out), entities
 
 
+def with_media_link(text: str, urls: list[dict[str, Any]], dm_id: str) -> tuple[str, list[dict[str, Any]]]:
+    """A DM with media, as X shows it: a t.co link to the media appended to the text, with its entity."""
+    wrapped = f"https://t.co/{_code(f'{dm_id}:media')}"
+    shown = f"{text} {wrapped}" if text else wrapped
+    at = len(shown) - len(wrapped)
+    entity = {
+        "url": wrapped,
+        "expanded_url": f"https://twitter.com/messages/media/{dm_id}",
+        "display_url": f"pic.twitter.com/{wrapped.rsplit('/', 1)[1]}",
+        "indices": [at, at + len(wrapped)],
+        "media": True,  # the sandbox's own mark, taken out of what X's surfaces show
+    }
+    return shown, [*urls, entity]
+
+
+def shown(urls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The URL entities as X shows them (without the sandbox's own marks)."""
+    return [{k: v for k, v in u.items() if k != "media"} for u in urls]
+
+
 def resolve(code: str, dms: list[Any]) -> str | None:
     """Where a t.co code leads (the sandbox answering for t.co)."""
     wrapped = f"https://t.co/{code}"

@@ -67,10 +67,16 @@ class DM:
     urls: list[dict[str, Any]] = field(default_factory=list)  # the t.co links' entities
 
     def __post_init__(self) -> None:
-        if self.text and not self.x_text:
-            from xsandbox.links import wrap
+        if (self.text or self.media_ids) and not self.x_text:
+            from xsandbox.links import with_media_link, wrap
 
             self.x_text, self.urls = wrap(self.text, self.id)
+            if self.media_ids:  # X appends a t.co link for the media to the text
+                self.x_text, self.urls = with_media_link(self.x_text, self.urls, self.id)
+
+    @property
+    def media_link(self) -> str:
+        return next((u["url"] for u in self.urls if u.get("media")), "")
 
 
 @dataclass

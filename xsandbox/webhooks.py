@@ -11,6 +11,8 @@ from typing import Any
 
 import requests
 
+from xsandbox import links
+
 
 def signature(secret: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
@@ -64,14 +66,18 @@ def user_object(user: Any) -> dict[str, Any]:
 def dm_event(dm: Any, media_urls: dict[str, str]) -> dict[str, Any]:
     message_data: dict[str, Any] = {
         "text": dm.x_text or dm.text,
-        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": list(dm.urls)},
+        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": links.shown(dm.urls)},
     }
     if dm.media_ids:
         media_id = dm.media_ids[0]
-        message_data["attachment"] = {
-            "type": "media",
-            "media": {"id": int(media_id), "id_str": media_id, "media_url_https": media_urls.get(media_id, "")},
+        media: dict[str, Any] = {
+            "id": int(media_id),
+            "id_str": media_id,
+            "media_url_https": media_urls.get(media_id, ""),
         }
+        if dm.media_link:
+            media |= {"url": dm.media_link, "expanded_url": f"https://twitter.com/messages/media/{dm.id}"}
+        message_data["attachment"] = {"type": "media", "media": media}
     if dm.quick_reply_response:
         message_data["quick_reply_response"] = dm.quick_reply_response
     create: dict[str, Any] = {
