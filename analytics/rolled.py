@@ -54,27 +54,30 @@ def overview_counts(scope: Scope) -> dict[str, Any]:
     def upto_end(metric: str) -> int:
         return found[metric]["before"] + found[metric]["in"]
 
-    opened, closed = found[inbox.OPENED], found[inbox.CLOSED]
+    open_at_start, open_at_end = _open_at(found)
     return {
         "contacts_total": upto_end(inbox.ARRIVED),
         "contacts_new": found[inbox.NEW]["in"],
         "contacts_active": contacts_active(scope),
-        "opened": opened["in"],
-        "closed": closed["in"],
-        "open_at_start": max(0, opened["before"] - closed["before"]),
-        "open_at_end": max(0, opened["before"] + opened["in"] - closed["before"] - closed["in"]),
+        "opened": found[inbox.OPENED]["in"],
+        "closed": found[inbox.CLOSED]["in"],
+        "open_at_start": open_at_start,
+        "open_at_end": open_at_end,
         "inbound": found[inbox.INBOUND]["in"],
         "outbound": d.messages_outbound(scope),
         "total_sent": found[ATTEMPTED]["in"],
     }
 
 
-def open_at_start_and_end(scope: Scope) -> tuple[int, int]:
-    """Open at a time: every opening before it, less every closing before it."""
-    found = sums(scope, (inbox.OPENED, inbox.CLOSED))
+def _open_at(found: dict[str, dict[str, int]]) -> tuple[int, int]:
+    """Open at a time: every opening before it, less every closing before it; at the range's start and end."""
     opened, closed = found[inbox.OPENED], found[inbox.CLOSED]
     start = opened["before"] - closed["before"]
     return max(0, start), max(0, start + opened["in"] - closed["in"])
+
+
+def open_at_start_and_end(scope: Scope) -> tuple[int, int]:
+    return _open_at(sums(scope, (inbox.OPENED, inbox.CLOSED)))
 
 
 def conversation_series(scope: Scope) -> dict[str, dict[date, int]]:

@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from dataclasses import asdict
 from typing import Any
 
 from xsandbox import webhooks
@@ -125,8 +126,6 @@ class DeliveryMixin:
             what = f"deliveryId: no delivery {delivery_id}" if delivery_id else f"eventId: no delivery of {event_id}"
             raise Problem(400, "Invalid Request", f"{what} to send again")
         again = self._new_item(item[0], item[1], item[2], item[3])
-        from dataclasses import asdict
-
         return {"delivery": asdict(self._attempt(again))}
 
     def _deliver_loop(self) -> None:

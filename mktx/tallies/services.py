@@ -46,10 +46,6 @@ def tallies_add(counts: Iterable[Count]) -> None:
         Tally.objects.bulk_create(rows)
 
 
-def tally(account_id: Any, metric: str, at: datetime, n: int = 1) -> None:
-    tallies_add([(account_id, metric, at, n)])
-
-
 def tally_sum(
     account_ids: Sequence[Any], metric: str, start: datetime | None = None, end: datetime | None = None
 ) -> int:
@@ -60,17 +56,6 @@ def tally_sum(
     if end is not None:
         rows = rows.filter(bucket__lt=end)
     return int(rows.aggregate(n=Sum("n"))["n"] or 0)
-
-
-def tally_sums(
-    account_ids: Sequence[Any], metrics: Sequence[str], start: datetime | None, end: datetime
-) -> dict[str, int]:
-    """Several metrics' sums over [start, end) in one grouped query."""
-    rows = Tally.objects.filter(account_id__in=account_ids, metric__in=metrics, bucket__lt=end)
-    if start is not None:
-        rows = rows.filter(bucket__gte=start)
-    found = {row["metric"]: int(row["n"] or 0) for row in rows.values("metric").annotate(n=Sum("n")).order_by()}
-    return {metric: found.get(metric, 0) for metric in metrics}
 
 
 def _state() -> TallyState:
