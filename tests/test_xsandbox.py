@@ -151,6 +151,19 @@ def test_faults_answer_the_given_status_the_given_number_of_times(sandbox):
     assert limited.status_code == 429 and "x-rate-limit-reset" in limited.headers
 
 
+def test_a_fault_with_a_rate_takes_that_share_of_the_calls_at_random(sandbox):
+    shop = sandbox.user("goodgo_shop")
+    auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])
+    sandbox.fault(method="GET", pathPrefix="/2/users/me", status=503, times=1000, rate=0.25)
+    with requests.Session() as session:
+        statuses = [session.get(sandbox.url + "/2/users/me", auth=auth, timeout=5).status_code for _ in range(200)]
+    refused = statuses.count(503)  # the rest pass through to X's own answer (200, then its 429 after 75 calls)
+    assert set(statuses) <= {200, 429, 503} and statuses.count(200) >= 40
+    assert 25 <= refused <= 80  # 50 expected; far outside this the dice are not rolled per call
+    bad = requests.post(sandbox.url + "/_sandbox/faults", json={"status": 503, "rate": 0}, timeout=5)
+    assert bad.status_code == 400 and "rate" in bad.text
+
+
 def test_a_timeout_fault_hangs_past_the_clients_timeout(sandbox):
     shop = sandbox.user("goodgo_shop")
     auth = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, shop["oauthToken"], shop["oauthTokenSecret"])

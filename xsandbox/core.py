@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -20,8 +21,20 @@ TWITTER_EPOCH_MS = 1288834974657
 DM_WINDOW_15M = 15 * 60
 DM_WINDOW_24H = 24 * 3600
 GENERIC_WINDOW = 15 * 60
+
 GENERIC_LIMITS = {"users_me": 75, "dm_events": 300, "media": 500, "webhooks": 50, "subscriptions": 500, "tokens": 50}
 MEDIA_TTL = 24 * 3600
+
+
+def _rate(value: Any) -> float:
+    """A fault's share of the calls it matches: a number above 0 and at most 1."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = 0.0
+    if not 0 < rate <= 1:
+        raise Problem(400, "Invalid Request", "rate must be a number above 0 and at most 1")
+    return rate
 
 
 class Sandbox(ControlMixin, DeliveryMixin):
@@ -58,6 +71,7 @@ class Sandbox(ControlMixin, DeliveryMixin):
         self.follows: set[tuple[str, str]] = set()  # (follower, followed)
         self.deliveries: list[Delivery] = []
         self.faults: list[Fault] = []
+        self._dice = random.Random()
         self._dm_sends: dict[str, deque[float]] = {}
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
         self._last_id = 0
@@ -194,6 +208,7 @@ class Sandbox(ControlMixin, DeliveryMixin):
             seconds=float(spec.get("seconds", 30.0)),
             after_send=bool(spec.get("afterSend", False)),
             code=int(spec["code"]) if str(spec.get("code", "")).isdigit() else None,
+            rate=_rate(spec.get("rate", 1.0)),
         )
         with self.lock:
             self.faults.append(fault)
@@ -203,6 +218,8 @@ class Sandbox(ControlMixin, DeliveryMixin):
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.method in ("*", method) and path.startswith(fault.path_prefix):
+                    if fault.rate < 1 and self._dice.random() >= fault.rate:
+                        continue
                     fault.times -= 1
                     if fault.times == 0:
                         self.faults.remove(fault)
