@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +23,7 @@ from automation import queue
 from automation.batch import executions_advance_many
 from automation.engine import LEASE, LOOKAHEAD, resumer_awake
 from automation.models import Execution, ExecutionStatus, ResumerLane
+from mktx.lanes import lane_acquire, lane_release, lane_renew
 
 BATCH = 200  # executions claimed at once
 FRESH_SHARE = 20  # of each batch, the most recently due: a wait ending now is not stuck behind a backlog
@@ -79,23 +80,12 @@ def resumer_step(now: datetime | None = None, *, on_backlog: Callable[[], None] 
     return next_due(timezone.now())
 
 
-def _lane_acquire(holder: str, until: datetime) -> int | None:
-    now = timezone.now()
-    for lane in range(1, settings.MKTX_FLOW_LANES + 1):
-        ResumerLane.objects.get_or_create(pk=lane)
-        if ResumerLane.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=lane).update(
-            lease_until=until, holder=holder
-        ):
-            return lane
-    return None
-
-
 def resumer_run(budget: float | None = None) -> str:
     """A resumer loop: passes until nothing is due within LOOKAHEAD or its budget (seconds) is spent; then a fresh
     task goes on if something is due soon. Answers a summary for the task log."""
     budget = settings.MKTX_FLOW_BUDGET_SECONDS if budget is None else budget
     holder = uuid.uuid4().hex
-    lane = _lane_acquire(holder, timezone.now() + timedelta(seconds=budget + 60))
+    lane = lane_acquire(ResumerLane, settings.MKTX_FLOW_LANES, holder)
     if lane is None:
         return "all resumer lanes busy"
     deadline = time.monotonic() + budget
@@ -105,6 +95,9 @@ def resumer_run(budget: float | None = None) -> str:
     more = queue.resumer_kick_now if settings.MKTX_FLOW_LANES > 1 and budget > 0 else None
     try:
         while True:
+            if steps and not lane_renew(ResumerLane, lane, holder):
+                wake = None  # another loop holds the lane now and goes on
+                break
             wake = resumer_step(on_backlog=more)
             more = None
             steps += 1
@@ -117,7 +110,7 @@ def resumer_run(budget: float | None = None) -> str:
                 time.sleep(min(delay, 0.5, max(0.0, deadline - time.monotonic())))  # new waits are seen quickly
     finally:
         resumer_awake.reset(awake)
-        ResumerLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
+        lane_release(ResumerLane, lane, holder)
     if budget > 0 and wake is not None:
         wake = next_due(timezone.now())  # again, after the lane is free: a kick that came meanwhile found it busy
         if wake is not None and wake - timezone.now() <= LOOKAHEAD:

@@ -244,6 +244,14 @@ class XSandbox:
         response.raise_for_status()
         return dict(response.json())
 
+    def get(self, path: str) -> Any:
+        response = self._session().get(self.url + path, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def clear_faults(self) -> None:
+        self._session().delete(self.url + "/_sandbox/faults", timeout=30).raise_for_status()
+
     def limits(self, dm15m: int, dm24h: int = 100_000_000) -> None:
         self.post("/_sandbox/limits", {"dm15m": dm15m, "dm24h": dm24h})
 

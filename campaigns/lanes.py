@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from campaigns import lifecycle, queue
@@ -22,6 +22,7 @@ from campaigns.pacing import SlotRelease, XWindow, next_send, slots_release, slo
 from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
 from campaigns.sender import BACK_TO_BACK, AccountRun, accounts_send, due_deliveries
 from mktx.accounts.models import Account
+from mktx.lanes import lane_acquire, lane_release, lane_renew
 
 logger = logging.getLogger("mktx.campaigns.sender")
 
@@ -165,29 +166,20 @@ def _later_work(now: datetime) -> list[datetime]:
     return [at for at in (later, leased) if at is not None]
 
 
-def _lane_acquire(holder: str, until: datetime) -> int | None:
-    now = timezone.now()
-    for lane in range(1, settings.MKTX_SENDER_LANES + 1):
-        SenderLane.objects.get_or_create(pk=lane)
-        if SenderLane.objects.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now), pk=lane).update(
-            lease_until=until, holder=holder
-        ):
-            return lane
-    return None
-
-
 def sender_run(budget: float | None = None) -> str:
     """A sender loop: steps until nothing is due within its budget (seconds), sleeping until the next slot.
     At most MKTX_SENDER_LANES loops run at once. Answers a summary for the task log."""
     budget = settings.MKTX_SENDER_BUDGET_SECONDS if budget is None else budget
     holder = uuid.uuid4().hex
-    lane = _lane_acquire(holder, timezone.now() + timedelta(seconds=budget + 60))
+    lane = lane_acquire(SenderLane, settings.MKTX_SENDER_LANES, holder)
     if lane is None:
         return "all sender lanes busy"
     deadline = time.monotonic() + budget
     steps, wake = 0, None
     try:
         while True:
+            if steps and not lane_renew(SenderLane, lane, holder):
+                return f"lane {lane}: lost after {steps} steps (its lease ran out)"
             wake = sender_step(holder=holder)
             steps += 1
             if budget <= 0 or wake is None:
@@ -198,7 +190,7 @@ def sender_run(budget: float | None = None) -> str:
             if delay > 0:
                 time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))  # new work is seen quickly
     finally:
-        SenderLane.objects.filter(pk=lane, holder=holder).update(lease_until=None, holder="")
+        lane_release(SenderLane, lane, holder)
     if budget > 0 and wake is not None and wake - timezone.now() <= HAND_OVER:
         queue.sender_kick_now()  # a fresh task goes on (what waits longer, the minute sweep wakes)
     return f"lane {lane}: {steps} steps, next at {wake.isoformat() if wake else 'nothing due'}"

@@ -311,6 +311,8 @@ MKTX_MIN_SEND_INTERVAL_MS = env_int("MKTX_MIN_SEND_INTERVAL_MS", 1000, minimum=0
 MKTX_SENDER_LANES = env_int("MKTX_SENDER_LANES", 1, minimum=1)  # keep it below MKTX_WORKERS: inbound work needs one
 MKTX_SENDER_BUDGET_SECONDS = env_int("MKTX_SENDER_BUDGET_SECONDS", 0 if TASKS_SYNC else 50, minimum=0)
 MKTX_SENDER_LEASE_SECONDS = env_int("MKTX_SENDER_LEASE_SECONDS", 120, minimum=10)
+# a sender or resumer loop's hold on its lane, renewed every pass: a loop killed with its worker frees it this soon
+MKTX_LANE_LEASE_SECONDS = env_int("MKTX_LANE_LEASE_SECONDS", 30, minimum=5)
 # automation flows: the loop guard's flow DMs per contact per 24 h; resumer loops at once, and how long one runs
 MKTX_FLOW_SENDS_PER_CONTACT_DAY = env_int("MKTX_FLOW_SENDS_PER_CONTACT_DAY", 10, minimum=0)
 MKTX_FLOW_LANES = env_int("MKTX_FLOW_LANES", 2, minimum=1)

@@ -160,6 +160,10 @@ def test_a_fault_with_a_rate_takes_that_share_of_the_calls_at_random(sandbox):
     refused = statuses.count(503)  # the rest pass through to X's own answer (200, then its 429 after 75 calls)
     assert set(statuses) <= {200, 429, 503} and statuses.count(200) >= 40
     assert 25 <= refused <= 80  # 50 expected; far outside this the dice are not rolled per call
+    listed = requests.get(sandbox.url + "/_sandbox/faults", timeout=5).json()
+    assert [(f["taken"], f["times"]) for f in listed] == [(refused, 1000 - refused)]
+    assert requests.delete(sandbox.url + "/_sandbox/faults", timeout=5).json() == {"cleared": 1}
+    assert requests.get(sandbox.url + "/2/users/me", auth=auth, timeout=5).status_code in (200, 429)
     bad = requests.post(sandbox.url + "/_sandbox/faults", json={"status": 503, "rate": 0}, timeout=5)
     assert bad.status_code == 400 and "rate" in bad.text
 

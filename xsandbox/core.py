@@ -221,10 +221,19 @@ class Sandbox(ControlMixin, DeliveryMixin):
                     if fault.rate < 1 and self._dice.random() >= fault.rate:
                         continue
                     fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
+                    fault.taken += 1
                     return fault
         return None
+
+    def clear_faults(self) -> dict[str, Any]:
+        with self.lock:
+            cleared, self.faults = len(self.faults), []
+        return {"cleared": cleared}
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        """Every fault since the last reset, the used-up ones included, with the calls each has answered."""
+        with self.lock:
+            return [asdict(f) for f in self.faults]
 
     # --- X API: users, tokens, media ------------------------------------------------------------------------------
 

@@ -200,6 +200,14 @@ def _c_faults(sb: Sandbox, call: Call) -> Result:
     return _ok(sb.add_fault(call.json()), 201)
 
 
+def _c_faults_list(sb: Sandbox, call: Call) -> Result:
+    return _ok(sb.list_faults())
+
+
+def _c_faults_clear(sb: Sandbox, call: Call) -> Result:
+    return _ok(sb.clear_faults())
+
+
 def _c_limits(sb: Sandbox, call: Call) -> Result:
     body = call.json()
     limits: dict[str, Any] = sb.set_limits(body.get("dm15m"), body.get("dm24h"))
@@ -267,6 +275,8 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     ("GET", re.compile(r"/_sandbox/media"), NONE, _c_media),
     ("POST", re.compile(r"/_sandbox/media/expire"), NONE, _c_media_expire),
     ("POST", re.compile(r"/_sandbox/faults"), NONE, _c_faults),
+    ("GET", re.compile(r"/_sandbox/faults"), NONE, _c_faults_list),
+    ("DELETE", re.compile(r"/_sandbox/faults"), NONE, _c_faults_clear),
     ("POST", re.compile(r"/_sandbox/limits"), NONE, _c_limits),
     ("POST", re.compile(r"/_sandbox/reset"), NONE, _c_reset),
     ("POST", re.compile(r"/_sandbox/duplicate"), NONE, _c_duplicate),
