@@ -6,6 +6,7 @@ import email.parser
 import email.policy
 import json
 import re
+import sys
 import threading
 import time
 import traceback
@@ -415,6 +416,12 @@ class SandboxServer(ThreadingHTTPServer):
         self.verbose = verbose
         self.verifier = OAuthVerifier(sandbox.consumer_key, sandbox.consumer_secret, sandbox.token_secret)
         self._thread: threading.Thread | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, or gave up at its timeout) is X's everyday: no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
