@@ -275,7 +275,7 @@ def main() -> int:
         parser.error(f"unknown scenarios: {unknown}")
     rng = random.Random(args.seed)
     verdicts: list[Verdict] = []
-    env = {"X_API_READ_TIMEOUT_MS": "3000", "MKTX_WORKERS": "6", "MKTX_API_RATE_LIMIT": "1000000/minute"}
+    env = {"X_API_READ_TIMEOUT_MS": "3000", "MKTX_WORKERS": "5", "MKTX_API_RATE_LIMIT": "1000000/minute"}
     if any(name in SCENARIOS for name in chosen):
         print(f"starting a deployment: 2 gunicorn, {args.workers} qcluster ...", flush=True)
         with Deployment(web=2, workers=args.workers, env=env) as d:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from automation import batch
 from automation.models import Execution, ExecutionStatus, Flow
+from automation.resumer import due_claim
 from automation.runners import IN_FLIGHT
 from automation.triggers import contacts_enroll, reply_take
 from contacts.models import Contact, Message, MessageOrigin, MessageStatus
@@ -178,3 +179,28 @@ def test_executions_that_go_on_alone_are_advanced_once(merchant, sandbox, shop, 
     run_due(clock, seconds=2)
     assert sorted(map(str, calls)) == sorted(str(e.pk) for e in Execution.objects.filter(flow=flow))
     assert set(Execution.objects.filter(flow=flow).values_list("status", flat=True)) == {ExecutionStatus.COMPLETED}
+
+
+def test_a_claim_whose_sends_outlast_their_budget_hands_the_rest_back_due_and_each_sends_once(
+    merchant, sandbox, shop, clock, monkeypatch
+):
+    # found by bench/chaos.py: a claim of 200 sends on a loaded machine outlasted its lease, another loop took the
+    # same executions again while the first still worked through them, and sends crawled at 3 a second
+    monkeypatch.setattr(batch, "ALONE_BUDGET", 0.0)  # the budget is spent once the first has gone on
+    flow = active_flow(merchant, "manual", [node("w", "wait", duration=1), node("s", "send_message", content="Hi")])
+    people = [customer(sandbox, shop, f"budget_fan_{i}") for i in range(3)]
+    contacts_enroll(flow=flow, contacts=[p["contact"] for p in people])
+    run_due()
+    clock.shift(timedelta(seconds=2))
+    ids = list(Execution.objects.filter(flow=flow).values_list("pk", flat=True))
+    holder = "budget-holder"
+    claimed = due_claim(now=timezone.now(), holder=holder)
+    assert sorted(claimed) == sorted(ids)
+    results = batch.executions_advance_many(execution_ids=claimed, holder=holder)
+    assert results["handed back"] == 2
+    left = Execution.objects.filter(flow=flow, status=ExecutionStatus.RUNNING)
+    assert left.count() == 2 and all(e.lease_holder == "" and e.lease_until is None for e in left)
+    assert all(e.due_at <= timezone.now() for e in left)  # due at once, for the next claim of any loop
+    run_due()
+    assert set(Execution.objects.filter(flow=flow).values_list("status", flat=True)) == {ExecutionStatus.COMPLETED}
+    assert [dms_to(sandbox, shop, p) for p in people] == [["Hi"], ["Hi"], ["Hi"]]
