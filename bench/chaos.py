@@ -53,6 +53,7 @@ from bench.chaos_checks import (
     each_once,
     flow_enroll,
     flow_made,
+    lookups,
 )
 from bench.cluster import Deployment
 
@@ -159,12 +160,13 @@ def postgres_down(d: Deployment, rng: random.Random, args: argparse.Namespace) -
     once, missing, extra = each_once(d, made)
     deliveries = d.sandbox.get("/_sandbox/deliveries") if d.sandbox else []
     during = Counter(x["status"] for x in deliveries if down_at <= x["at"] <= up_at + 1)
+    looked, most = lookups(d, made)
     v = Verdict("postgres-down")
     v.figure(f"PostgreSQL down {up_at - down_at:.1f} s; the API meanwhile: {dict(probe.during('down'))}; "
              f"webhook deliveries meanwhile by status: {dict(during)}")  # fmt: skip
     v.figure(f"after: {stored} of {len(customers)} customer DMs stored ({distinct} distinct); campaign {final}; "
              f"at the sandbox {once} of {sum(len(s['recipients']) for s in made)} got exactly one DM, {missing} none, "
-             f"{extra} extra")  # fmt: skip
+             f"{extra} extra; X's DM-event lookups to settle the lost sends {looked} (at most {most} by a shop)")  # fmt: skip
     api_statuses = set(probe.during("down"))
     v.check(api_statuses <= {200, 503} and 503 in api_statuses, f"the API answered {dict(probe.during('down'))}")
     v.check(set(during) <= {200, 503} and 503 in during, f"the webhook answered {dict(during)}")
@@ -237,10 +239,12 @@ def x_faults(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Ver
     taken = d.sandbox.get("/_sandbox/faults")
     d.sandbox.clear_faults()
     once, missing, extra = each_once(d, made)
+    looked, most = lookups(d, made)
     v = Verdict("x-faults")
     v.figure(f"{sum(len(s['recipients']) for s in made)} recipients in {elapsed:.0f} s with 20% of X's DM calls "
              f"failing ({', '.join(_fault_line(f) for f in taken)}): "
-             f"{final}; at the sandbox {once} got exactly one DM, {missing} none, {extra} extra")  # fmt: skip
+             f"{final}; at the sandbox {once} got exactly one DM, {missing} none, {extra} extra; X's DM-event "
+             f"lookups {looked} (at most {most} by a shop)")  # fmt: skip
     v.check(not missing and not extra, f"{missing} missing, {extra} extra")
     v.check(final.get("pending", 0) + final.get("sending", 0) + final.get("failed", 0) == 0, f"left: {final}")
     return v

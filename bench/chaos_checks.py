@@ -219,3 +219,11 @@ def flow_enroll(api: Api, flow: str, contact_ids: list[str]) -> int:
         enrolled += int(api.ok("POST", f"/automation/flows/{flow}/enroll", {"contactIds": contact_ids[i : i + 1000]})
                         ["enrolled"])  # fmt: skip
     return enrolled
+
+
+def lookups(d: Deployment, made: list[dict[str, Any]]) -> tuple[int, int]:
+    """X's DM-event lookups by the shops in the sandbox's current windows: (in all, the most by one shop)."""
+    assert d.sandbox is not None
+    used = d.sandbox.get("/_sandbox/usage")
+    counts = [int(used.get(shop["id"], {}).get("dm_events", 0)) for shop in made]
+    return sum(counts), max(counts or [0])

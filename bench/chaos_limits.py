@@ -119,6 +119,3 @@ def limits(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Verdi
     _rate_limit(d, v)
     _dm_quota(d, v)
     return v
-
-
-

@@ -5,7 +5,8 @@ It holds, each in its own process group so it can be killed whole:
   and stopped with `pg_ctl` on a port of its own, so a run can stop and start it without touching the machine's
   server;
 - a private Redis (nothing on disk), which can be stopped and started again on the same port;
-- the X sandbox (`python -m xsandbox`), its DM limits raised;
+- the X sandbox (`python -m xsandbox`), its DM limits raised (an account connected through `POST /accounts`
+  registers the first gunicorn's webhook there, as with X);
 - `--web` gunicorn instances, each on its own port, behind no proxy (MKTX_PUBLIC_URL is the first one's: X's
   webhook deliveries go there);
 - `--workers` `manage.py qcluster` processes.
@@ -254,7 +255,6 @@ class Deployment:
         subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=self.env, check=True)
         self.sandbox = XSandbox(self.env, dm15m=UNLIMITED)
         self.env["X_API_BASE_URL"] = self.sandbox.url
-        self.sandbox.post("/_sandbox/webhooks", {"url": self.web_urls[0] + "/webhooks/twitter"})
         for i, port in enumerate(self.web_ports):
             argv = [sys.executable, "-m", "gunicorn", "mktx.wsgi:application", "--bind", f"127.0.0.1:{port}",
                     "--workers", str(self.web_processes), "--threads", str(self.web_threads),

@@ -63,8 +63,10 @@ def dm_event(event_id: int, shop: str, customer: str, text: str) -> bytes:
                 "message_create": {
                     "target": {"recipient_id": shop},
                     "sender_id": customer,
-                    "message_data": {"text": text, "entities": {"hashtags": [], "symbols": [], "user_mentions": [],
-                                                                 "urls": []}},  # fmt: skip
+                    "message_data": {
+                        "text": text,
+                        "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": []},
+                    },  # fmt: skip
                 },
             }
         ],
@@ -224,9 +226,11 @@ def main() -> int:
     rate = len(sent) / args.seconds
     once = sum(1 for text in replies if at_sandbox.get(text) == 1)
     extra = sum(n - 1 for n in at_sandbox.values() if n > 1)
-    print(f"webhooks: {len(sent):,} delivered ({rate:.0f}/s), {stored:,} stored ({distinct:,} distinct), "
-          f"{processed:,} processed, {messages:,} inbound messages; lag sampled p50 {percentile(lags, 50):.1f} s, "
-          f"max {max(lags or [0]):.1f} s, at the end {lag_at_end:.1f} s; drained {drained:.1f} s after the load")
+    print(
+        f"webhooks: {len(sent):,} delivered ({rate:.0f}/s), {stored:,} stored ({distinct:,} distinct), "
+        f"{processed:,} processed, {messages:,} inbound messages; lag sampled p50 {percentile(lags, 50):.1f} s, "
+        f"max {max(lags or [0]):.1f} s, at the end {lag_at_end:.1f} s; drained {drained:.1f} s after the load"
+    )
     print(f"staff replies: {len(replies)} answered 200, {once} at the sandbox exactly once, {extra} extra")
     ok = (errors == 0 and stored == distinct == len(sent) == processed and lag_at_end < 30 and not left
           and once == len(replies) and not extra)  # fmt: skip

@@ -16,11 +16,15 @@ from campaigns.rollup import FINAL, attempted_counted
 from contacts.models import Message, MessageStatus
 from contacts.services.message_states import message_found_at_x, message_mark_lost
 from mktx.bulk import values_update
-from mktx.xapi import XError
+from mktx.xapi import XError, XRateLimited
 
 logger = logging.getLogger("mktx.campaigns.deliveries")
 
 RECONCILE_BATCH = 100
+# a delivery being reconciled is taken for this long (its lookup at X and the record); a reconciler that dies
+# leaves it to the next pass after that
+RECONCILE_HOLD = timedelta(minutes=1)
+RECONCILE_LIMITED = timedelta(minutes=15)  # X's DM-event window, when its 429 names no reset
 
 
 def message_key(delivery_id: int, attempt: int) -> str:
@@ -99,10 +103,20 @@ def delivery_later(delivery_ids: list[int], at: datetime, *, failed: bool = Fals
 
 
 def leases_reconcile(now: datetime) -> int:
-    """Deliveries whose worker died mid-send: recorded as sent when X has the DM, sent again otherwise."""
+    """Deliveries whose worker died mid-send: recorded as sent when X has the DM, sent again otherwise. Each one is
+    taken (its lease moved on by RECONCILE_HOLD) before X is asked, so passes running at once in several lanes ask
+    X once per delivery; an account whose DM events X refuses with a 429 is not asked again before X's reset."""
     done = 0
+    limited: set[Any] = set()
     expired = Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_until__lt=now)
     for delivery in expired[:RECONCILE_BATCH]:
+        if delivery.account_id in limited:
+            continue
+        taken = Delivery.objects.filter(
+            pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts, lease_until=delivery.lease_until
+        ).update(lease_until=now + RECONCILE_HOLD)
+        if not taken:  # another pass has it
+            continue
         message = (
             Message.objects.filter(
                 account_id=delivery.account_id, idempotency_key=message_key(delivery.pk, delivery.attempts)
@@ -119,6 +133,14 @@ def leases_reconcile(now: datetime) -> int:
         else:
             try:
                 found = message_found_at_x(message=message)
+            except XRateLimited as exc:  # the account's lookups are spent: the rest of its deliveries wait with it
+                until = (exc.reset_at or now + RECONCILE_LIMITED) + timedelta(seconds=1)
+                Delivery.objects.filter(
+                    status=DeliveryStatus.SENDING, account_id=delivery.account_id, lease_until__lt=until
+                ).filter(Q(pk=delivery.pk) | Q(lease_until__lt=now)).update(lease_until=until)
+                limited.add(delivery.account_id)
+                logger.warning("account %s: X's DM event lookups are spent until %s", delivery.account_id, until)
+                continue
             except XError as exc:
                 Delivery.objects.filter(pk=delivery.pk).update(lease_until=now + timedelta(minutes=1))
                 logger.warning("delivery %s: cannot reconcile yet: %s", delivery.pk, exc.message)

@@ -142,6 +142,16 @@ class Sandbox(ControlMixin, DeliveryMixin):
 
     # --- rate limits --------------------------------------------------------------------------------------------------
 
+    def usage(self) -> dict[str, dict[str, int]]:
+        """The calls each user made in their current 15-minute windows, by endpoint group (`dm_events`, ...)."""
+        now = time.time()
+        used: dict[str, dict[str, int]] = {}
+        with self.lock:
+            for (who, group), (start, count) in self._windows.items():
+                if now - start < GENERIC_WINDOW:
+                    used.setdefault(who, {})[group] = count
+        return used
+
     def generic_limit(self, who: str, group: str) -> dict[str, str]:
         """Counts one call in a 15-minute window; the x-rate-limit-* headers, or Problem 429 past the limit."""
         limit = GENERIC_LIMITS.get(group, 300)

@@ -215,6 +215,10 @@ def _c_limits(sb: Sandbox, call: Call) -> Result:
     return _ok({**limits, **sb.set_delivery(body.get("retryDelays"), body.get("deliveryTimeout"))})
 
 
+def _c_usage(sb: Sandbox, call: Call) -> Result:
+    return _ok(sb.usage())
+
+
 def _c_tco(sb: Sandbox, call: Call) -> Result:
     """The sandbox answering for t.co: a wrapped link leads where it was written to."""
     with sb.lock:
@@ -279,6 +283,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     ("GET", re.compile(r"/_sandbox/faults"), NONE, _c_faults_list),
     ("DELETE", re.compile(r"/_sandbox/faults"), NONE, _c_faults_clear),
     ("POST", re.compile(r"/_sandbox/limits"), NONE, _c_limits),
+    ("GET", re.compile(r"/_sandbox/usage"), NONE, _c_usage),
     ("POST", re.compile(r"/_sandbox/reset"), NONE, _c_reset),
     ("POST", re.compile(r"/_sandbox/duplicate"), NONE, _c_duplicate),
     ("GET", re.compile(r"/_sandbox/t\.co/(?P<code>[0-9A-Za-z]{10})"), NONE, _c_tco),
