@@ -51,6 +51,7 @@ from bench.chaos_checks import (
     campaign_wait,
     dm_burst,
     each_once,
+    fetch_one,
     flow_enroll,
     flow_made,
     lookups,
@@ -72,10 +73,12 @@ def campaign_kills(d: Deployment, rng: random.Random, args: argparse.Namespace) 
     metrics = api.ok("GET", f"/campaigns/{campaign}/metrics")
     at_sandbox = once + extra
     v = Verdict("campaign-kills")
-    v.figure(f"{total:,} recipients over {len(made)} accounts in {elapsed:.0f} s with {killer.kills} SIGKILLs of a "
-             f"qcluster: sent {final.get('sent', 0):,}, failed {final.get('failed', 0)}, skipped "
-             f"{final.get('skipped', 0)}; at the sandbox {once:,} got exactly one DM, {missing} none, {extra} extra; "
-             f"metrics totalSent {metrics['totalSent']:,}")  # fmt: skip
+    v.figure(
+        f"{total:,} recipients over {len(made)} accounts in {elapsed:.0f} s with {killer.kills} SIGKILLs of a "
+        f"qcluster: sent {final.get('sent', 0):,}, failed {final.get('failed', 0)}, skipped "
+        f"{final.get('skipped', 0)}; at the sandbox {once:,} got exactly one DM, {missing} none, {extra} extra; "
+        f"metrics totalSent {metrics['totalSent']:,}"
+    )
     v.check(once == total and not missing, f"{missing} recipients without their DM")
     v.check(extra == 0, f"{extra} duplicate DMs")
     v.check(final.get("pending", 0) + final.get("sending", 0) == 0, f"stuck deliveries: {final}")
@@ -104,29 +107,46 @@ def flow_kills(d: Deployment, rng: random.Random, args: argparse.Namespace) -> V
         deadline = time.time() + 1800
         with d.database() as conn:
             while time.time() < deadline:
-                running = conn.execute("SELECT count(*) FROM automation_execution WHERE flow_id = %s AND status = "
-                                       "'running'", [flow]).fetchone()[0]  # fmt: skip
+                running = fetch_one(
+                    conn, "SELECT count(*) FROM automation_execution WHERE flow_id = %s AND status = 'running'", [flow]
+                )[0]
                 if not running:
                     break
                 time.sleep(2)
     elapsed = time.time() - started
     with d.database() as conn:
-        statuses = dict(conn.execute("SELECT status, count(*) FROM automation_execution WHERE flow_id = %s GROUP BY "
-                                     "status", [flow]).fetchall())  # fmt: skip
-        twice = conn.execute("SELECT count(*) FROM (SELECT 1 FROM automation_step s JOIN automation_execution e ON "
-                             "e.id = s.execution_id WHERE e.flow_id = %s GROUP BY s.execution_id, s.node_id "
-                             "HAVING count(*) > 1) t", [flow]).fetchone()[0]  # fmt: skip
-        sends = conn.execute("SELECT count(*) FROM automation_step s JOIN automation_execution e ON e.id = "
-                             "s.execution_id WHERE e.flow_id = %s AND s.node_id = 's' AND s.status = 'completed'",
-                             [flow]).fetchone()[0]  # fmt: skip
-        tagged = conn.execute("SELECT count(*) FROM contacts_contacttag ct JOIN contacts_tag t ON t.id = ct.tag_id "
-                              "WHERE t.merchant_id = %s AND t.name = 'flowdone'", [api.merchant]).fetchone()[0]  # fmt: skip
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM automation_execution WHERE flow_id = %s GROUP BY status", [flow]
+            ).fetchall()
+        )
+        twice = fetch_one(
+            conn,
+            "SELECT count(*) FROM (SELECT 1 FROM automation_step s JOIN automation_execution e ON "
+            "e.id = s.execution_id WHERE e.flow_id = %s GROUP BY s.execution_id, s.node_id "
+            "HAVING count(*) > 1) t",
+            [flow],
+        )[0]
+        sends = fetch_one(
+            conn,
+            "SELECT count(*) FROM automation_step s JOIN automation_execution e ON e.id = "
+            "s.execution_id WHERE e.flow_id = %s AND s.node_id = 's' AND s.status = 'completed'",
+            [flow],
+        )[0]
+        tagged = fetch_one(
+            conn,
+            "SELECT count(*) FROM contacts_contacttag ct JOIN contacts_tag t ON t.id = ct.tag_id "
+            "WHERE t.merchant_id = %s AND t.name = 'flowdone'",
+            [api.merchant],
+        )[0]
     once, missing, extra = each_once(d, made, text="Flow hello")
     v = Verdict("flow-kills")
-    v.figure(f"{enrolled:,} executions enrolled through the API, finished in {elapsed:.0f} s with {killer.kills} "
-             f"SIGKILLs of a qcluster: {dict(statuses)}; nodes run twice for an execution: {twice}; send steps "
-             f"completed {sends:,}; at the sandbox {once:,} contacts got exactly one flow DM, {missing} none, "
-             f"{extra} extra; tagged {tagged:,}")  # fmt: skip
+    v.figure(
+        f"{enrolled:,} executions enrolled through the API, finished in {elapsed:.0f} s with {killer.kills} "
+        f"SIGKILLs of a qcluster: {dict(statuses)}; nodes run twice for an execution: {twice}; send steps "
+        f"completed {sends:,}; at the sandbox {once:,} contacts got exactly one flow DM, {missing} none, "
+        f"{extra} extra; tagged {tagged:,}"
+    )
     n = len(contact_ids)
     v.check(enrolled == n, f"enrolled {enrolled} of {n}")
     v.check(statuses.get("completed", 0) == n, f"not all completed: {statuses}")
@@ -162,11 +182,15 @@ def postgres_down(d: Deployment, rng: random.Random, args: argparse.Namespace) -
     during = Counter(x["status"] for x in deliveries if down_at <= x["at"] <= up_at + 1)
     looked, most = lookups(d, made)
     v = Verdict("postgres-down")
-    v.figure(f"PostgreSQL down {up_at - down_at:.1f} s; the API meanwhile: {dict(probe.during('down'))}; "
-             f"webhook deliveries meanwhile by status: {dict(during)}")  # fmt: skip
-    v.figure(f"after: {stored} of {len(customers)} customer DMs stored ({distinct} distinct); campaign {final}; "
-             f"at the sandbox {once} of {sum(len(s['recipients']) for s in made)} got exactly one DM, {missing} none, "
-             f"{extra} extra; X's DM-event lookups to settle the lost sends {looked} (at most {most} by a shop)")  # fmt: skip
+    v.figure(
+        f"PostgreSQL down {up_at - down_at:.1f} s; the API meanwhile: {dict(probe.during('down'))}; "
+        f"webhook deliveries meanwhile by status: {dict(during)}"
+    )
+    v.figure(
+        f"after: {stored} of {len(customers)} customer DMs stored ({distinct} distinct); campaign {final}; "
+        f"at the sandbox {once} of {sum(len(s['recipients']) for s in made)} got exactly one DM, {missing} none, "
+        f"{extra} extra; X's DM-event lookups to settle the lost sends {looked} (at most {most} by a shop)"
+    )
     api_statuses = set(probe.during("down"))
     v.check(api_statuses <= {200, 503} and 503 in api_statuses, f"the API answered {dict(probe.during('down'))}")
     v.check(set(during) <= {200, 503} and 503 in during, f"the webhook answered {dict(during)}")
@@ -189,8 +213,12 @@ def _burst_stored(d: Deployment, prefix: str, expected: int, timeout: float) -> 
     deadline = time.time() + timeout
     with d.database() as conn:
         while True:
-            stored, distinct = conn.execute("SELECT count(*), count(DISTINCT content) FROM contacts_message WHERE "
-                                            "direction = 'inbound' AND content LIKE %s", [prefix + " %"]).fetchone()  # fmt: skip
+            stored, distinct = fetch_one(
+                conn,
+                "SELECT count(*), count(DISTINCT content) FROM contacts_message WHERE "
+                "direction = 'inbound' AND content LIKE %s",
+                [prefix + " %"],
+            )
             if stored >= expected or time.time() > deadline:
                 return int(stored), int(distinct)
             time.sleep(1)
@@ -211,9 +239,11 @@ def redis_down(d: Deployment, rng: random.Random, args: argparse.Namespace) -> V
     final = campaign_wait(d, campaign, timeout=300)
     once, missing, extra = each_once(d, made)
     v = Verdict("redis-down")
-    v.figure(f"Redis down 15 s: the API meanwhile {dict(probe.during('down'))}; the campaign's start answered "
-             f"{started.status_code}; afterwards {final}, at the sandbox {once} got one DM, {missing} none, "
-             f"{extra} extra")  # fmt: skip
+    v.figure(
+        f"Redis down 15 s: the API meanwhile {dict(probe.during('down'))}; the campaign's start answered "
+        f"{started.status_code}; afterwards {final}, at the sandbox {once} got one DM, {missing} none, "
+        f"{extra} extra"
+    )
     v.check(set(probe.during("down")) == {200}, f"the API answered {dict(probe.during('down'))}")
     v.check(started.status_code == 200, f"start answered {started.status_code}: {started.text[:200]}")
     v.check(not missing and not extra and final.get("failed", 0) == 0, f"{missing} missing, {extra} extra")
@@ -223,15 +253,18 @@ def redis_down(d: Deployment, rng: random.Random, args: argparse.Namespace) -> V
 def x_faults(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Verdict:
     assert d.sandbox is not None
     made, campaign, api = campaign_made(d, "xfault", 10, 200)
-    plan = [  # 7% refused before sending, 7% sent and answered 503, 6% sent and answered after the client gave up
+    plan: list[
+        dict[str, Any]
+    ] = [  # 7% refused before sending, 7% sent and answered 503, 6% sent and answered after the client gave up
         {"status": 503, "rate": 0.07},
         {"status": 503, "afterSend": True, "rate": 0.07 / 0.93},
         {"mode": "timeout", "seconds": 4, "afterSend": True, "rate": 0.06 / 0.86},
     ]
     for fault in plan:
         d.sandbox.post("/_sandbox/faults", {"method": "POST", "pathPrefix": DM_PATH, "times": 100_000, **fault})
-    d.sandbox.post("/_sandbox/faults", {"method": "GET", "pathPrefix": DM_PATH, "status": 503, "times": 100_000,
-                                        "rate": 0.2})  # fmt: skip
+    d.sandbox.post(
+        "/_sandbox/faults", {"method": "GET", "pathPrefix": DM_PATH, "status": 503, "times": 100_000, "rate": 0.2}
+    )
     started = time.time()
     api.ok("POST", f"/campaigns/{campaign}/start")
     final = campaign_wait(d, campaign, timeout=1200)
@@ -241,10 +274,12 @@ def x_faults(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Ver
     once, missing, extra = each_once(d, made)
     looked, most = lookups(d, made)
     v = Verdict("x-faults")
-    v.figure(f"{sum(len(s['recipients']) for s in made)} recipients in {elapsed:.0f} s with 20% of X's DM calls "
-             f"failing ({', '.join(_fault_line(f) for f in taken)}): "
-             f"{final}; at the sandbox {once} got exactly one DM, {missing} none, {extra} extra; X's DM-event "
-             f"lookups {looked} (at most {most} by a shop)")  # fmt: skip
+    v.figure(
+        f"{sum(len(s['recipients']) for s in made)} recipients in {elapsed:.0f} s with 20% of X's DM calls "
+        f"failing ({', '.join(_fault_line(f) for f in taken)}): "
+        f"{final}; at the sandbox {once} got exactly one DM, {missing} none, {extra} extra; X's DM-event "
+        f"lookups {looked} (at most {most} by a shop)"
+    )
     v.check(not missing and not extra, f"{missing} missing, {extra} extra")
     v.check(final.get("pending", 0) + final.get("sending", 0) + final.get("failed", 0) == 0, f"left: {final}")
     return v
@@ -292,13 +327,18 @@ def main() -> int:
         from bench.chaos_limits import limits
 
         print("--- limits (a deployment of its own: the API rate limit 100/minute, the DM cap 100 a day)", flush=True)
-        with Deployment(web=2, workers=args.workers, env={**env, "MKTX_API_RATE_LIMIT": "100/minute",
-                                                           "MKTX_X_DM_DAILY_LIMIT": "100"}) as d:  # fmt: skip
+        with Deployment(
+            web=2,
+            workers=args.workers,
+            env={**env, "MKTX_API_RATE_LIMIT": "100/minute", "MKTX_X_DM_DAILY_LIMIT": "100"},
+        ) as d:
             verdicts.append(limits(d, rng, args))
             verdicts[-1].show()
     failed = [v.name for v in verdicts if not v.ok]
-    print(f"{'PASS' if not failed else 'FAIL'} chaos: {len(verdicts) - len(failed)} of {len(verdicts)} scenarios "
-          f"passed{'; failed: ' + ', '.join(failed) if failed else ''}")  # fmt: skip
+    print(
+        f"{'PASS' if not failed else 'FAIL'} chaos: {len(verdicts) - len(failed)} of {len(verdicts)} scenarios "
+        f"passed{'; failed: ' + ', '.join(failed) if failed else ''}"
+    )
     return 1 if failed else 0
 
 

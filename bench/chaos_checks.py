@@ -8,13 +8,20 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from itertools import cycle
+from itertools import cycle, pairwise
 from typing import Any
 
 import requests
 
 from bench.cluster import Deployment
 from bench.send import shops
+
+
+def fetch_one(conn: Any, sql: str, params: Any = None) -> tuple[Any, ...]:
+    """The one row a query answers (a count, a sum)."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 class Verdict:
@@ -37,8 +44,10 @@ class Verdict:
     def show(self) -> None:
         for line in self.figures:
             print(f"  {line}", flush=True)
-        print(f"{'PASS' if self.ok else 'FAIL'} {self.name}" + (f": {'; '.join(self.failures)}" if self.failures else ""),
-              flush=True)  # fmt: skip
+        print(
+            f"{'PASS' if self.ok else 'FAIL'} {self.name}" + (f": {'; '.join(self.failures)}" if self.failures else ""),
+            flush=True,
+        )
 
 
 class Api:
@@ -57,8 +66,9 @@ class Api:
             session.headers["Authorization"] = f"Bearer {self.token}"
         return session
 
-    def call(self, method: str, path: str, body: Any = None, *, url: str | None = None,
-             timeout: float = 30) -> requests.Response:  # fmt: skip
+    def call(
+        self, method: str, path: str, body: Any = None, *, url: str | None = None, timeout: float = 30
+    ) -> requests.Response:
         with self.lock:
             base = url or next(self.urls)
         return self._session().request(method, f"{base}/api/v1/mkt-x{path}", json=body, timeout=timeout)
@@ -139,7 +149,7 @@ def campaign_made(d: Deployment, tag: str, accounts: int, per_account: int) -> t
     made = shops(d.sandbox, tag, accounts, per_account)
     campaign = str(d.django("sender_django", "setup", {"tag": tag, "accounts": made})["campaigns"][0])
     with d.database() as conn:
-        row = conn.execute("SELECT merchant_id FROM campaigns_campaign WHERE id = %s", [campaign]).fetchone()
+        row = fetch_one(conn, "SELECT merchant_id FROM campaigns_campaign WHERE id = %s", [campaign])
     owner = d.django("chaos_django", "owner", {"merchant": str(row[0])})
     return made, campaign, Api(d.web_urls, owner["token"], owner["merchant"])
 
@@ -158,7 +168,7 @@ def campaign_wait(d: Deployment, campaign: str, timeout: float) -> dict[str, int
     while True:
         try:
             counts = delivery_counts(d, campaign)
-        except Exception:  # noqa: BLE001 - the database may be the fault of the moment
+        except Exception:
             counts = {}
         left = counts.get("pending", 0) + counts.get("sending", 0)
         if (counts and not left) or time.time() > deadline:
@@ -196,8 +206,9 @@ def dm_burst(d: Deployment, shop: dict[str, Any], customers: list[dict[str, Any]
         pause = started + i / rate - time.time()
         if pause > 0:
             time.sleep(pause)
-        sandbox.post("/_sandbox/dm", {"senderId": customers[i]["id"], "recipientId": shop["id"],
-                                      "text": f"{prefix} {i}"})  # fmt: skip
+        sandbox.post(
+            "/_sandbox/dm", {"senderId": customers[i]["id"], "recipientId": shop["id"], "text": f"{prefix} {i}"}
+        )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(send, range(len(customers))))
@@ -205,7 +216,7 @@ def dm_burst(d: Deployment, shop: dict[str, Any], customers: list[dict[str, Any]
 
 def flow_made(api: Api, name: str, nodes: list[dict[str, Any]]) -> str:
     """A `manual` flow of `nodes` in a chain, made and activated through the API."""
-    connections = [{"fromNodeId": a["id"], "toNodeId": b["id"]} for a, b in zip(nodes, nodes[1:], strict=False)]
+    connections = [{"fromNodeId": a["id"], "toNodeId": b["id"]} for a, b in pairwise(nodes)]
     body = {"name": name, "trigger": {"type": "manual", "config": {}}, "nodes": nodes, "connections": connections}
     flow = str(api.ok("POST", "/automation/flows", body)["id"])
     api.ok("POST", f"/automation/flows/{flow}/activate")
@@ -216,8 +227,9 @@ def flow_enroll(api: Api, flow: str, contact_ids: list[str]) -> int:
     """The contacts enrolled through the API, 1,000 a call; answers how many started."""
     enrolled = 0
     for i in range(0, len(contact_ids), 1000):
-        enrolled += int(api.ok("POST", f"/automation/flows/{flow}/enroll", {"contactIds": contact_ids[i : i + 1000]})
-                        ["enrolled"])  # fmt: skip
+        enrolled += int(
+            api.ok("POST", f"/automation/flows/{flow}/enroll", {"contactIds": contact_ids[i : i + 1000]})["enrolled"]
+        )
     return enrolled
 
 

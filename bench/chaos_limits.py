@@ -12,8 +12,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-
-from bench.chaos_checks import Api, Verdict, campaign_made, flow_enroll, flow_made
+from bench.chaos_checks import Api, Verdict, campaign_made, fetch_one, flow_enroll, flow_made
 from bench.cluster import Deployment
 
 REQUESTS, LIMIT = 150, 100
@@ -41,11 +40,15 @@ def _rate_limit(d: Deployment, v: Verdict) -> None:
     by_status = Counter((status, code) for _, status, code in answers)
     by_instance = {url: Counter(status for u, status, _ in answers if u == url) for url in d.web_urls}
     ok, limited = by_status[(200, "")], by_status[(429, "RATE_LIMIT_EXCEEDED")]
-    v.figure(f"{REQUESTS} requests of one merchant in {elapsed:.1f} s over {len(d.web_urls)} gunicorn instances: "
-             f"{ok} answered 200, {limited} 429 RATE_LIMIT_EXCEEDED; by instance "
-             f"{[dict(c) for c in by_instance.values()]}")  # fmt: skip
-    v.check(ok == LIMIT and limited == REQUESTS - LIMIT and sum(by_status.values()) == REQUESTS,
-            f"the rate limit let {ok} through and refused {limited}: {dict(by_status)}")  # fmt: skip
+    v.figure(
+        f"{REQUESTS} requests of one merchant in {elapsed:.1f} s over {len(d.web_urls)} gunicorn instances: "
+        f"{ok} answered 200, {limited} 429 RATE_LIMIT_EXCEEDED; by instance "
+        f"{[dict(c) for c in by_instance.values()]}"
+    )
+    v.check(
+        ok == LIMIT and limited == REQUESTS - LIMIT and sum(by_status.values()) == REQUESTS,
+        f"the rate limit let {ok} through and refused {limited}: {dict(by_status)}",
+    )
 
 
 QUOTA_FLOW = [
@@ -71,8 +74,12 @@ def _dm_quota(d: Deployment, v: Verdict) -> None:
     flow = flow_made(api, "Quota flow", QUOTA_FLOW)
     contact_ids = d.django("chaos_django", "contacts", {"merchant": api.merchant})["contacts"]
     with d.database() as conn:
-        conversations = [str(r[0]) for r in conn.execute(
-            "SELECT id FROM contacts_conversation WHERE merchant_id = %s ORDER BY id", [api.merchant]).fetchall()]  # fmt: skip
+        conversations = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT id FROM contacts_conversation WHERE merchant_id = %s ORDER BY id", [api.merchant]
+            ).fetchall()
+        ]
     statuses: Counter[int] = Counter()
     work = [
         threading.Thread(target=api.ok, args=("POST", f"/campaigns/{campaign}/start")),
@@ -92,14 +99,20 @@ def _dm_quota(d: Deployment, v: Verdict) -> None:
     dms = d.sandbox.dms(shop["id"])
     kinds = Counter(_kind(dm["text"]) for dm in dms)
     with d.database() as conn:
-        sent = conn.execute("SELECT count(*) FROM contacts_message m JOIN accounts_account a ON a.id = m.account_id "
-                            "WHERE a.twitter_user_id = %s AND m.direction = 'outbound' AND m.status IN "
-                            "('sent', 'delivered', 'read')", [shop["id"]]).fetchone()[0]  # fmt: skip
+        sent = fetch_one(
+            conn,
+            "SELECT count(*) FROM contacts_message m JOIN accounts_account a ON a.id = m.account_id "
+            "WHERE a.twitter_user_id = %s AND m.direction = 'outbound' AND m.status IN "
+            "('sent', 'delivered', 'read')",
+            [shop["id"]],
+        )[0]
     bulk = kinds["campaign"] + kinds["flow"]
-    v.figure(f"one account, DM cap {DM_CAP} a day: a campaign to 150, a flow enrolling 150 and {REPLIES} staff "
-             f"replies at once, from the qcluster processes and both gunicorn instances: the sandbox got "
-             f"{len(dms)} DMs ({dict(kinds)}); the service counts {sent} sent; the replies answered "
-             f"{dict(statuses)}")  # fmt: skip
+    v.figure(
+        f"one account, DM cap {DM_CAP} a day: a campaign to 150, a flow enrolling 150 and {REPLIES} staff "
+        f"replies at once, from the qcluster processes and both gunicorn instances: the sandbox got "
+        f"{len(dms)} DMs ({dict(kinds)}); the service counts {sent} sent; the replies answered "
+        f"{dict(statuses)}"
+    )
     v.check(len(dms) == DM_CAP, f"the account sent {len(dms)} DMs against a cap of {DM_CAP}")
     v.check(bulk <= DM_CAP - RESERVE, f"campaigns and flows sent {bulk}, above {DM_CAP - RESERVE}")
     v.check(sent == len(dms), f"the service counts {sent} sent, the sandbox {len(dms)}")

@@ -37,6 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import contextlib
+
 import psycopg
 import redis
 import requests
@@ -59,10 +61,8 @@ def pg_bin(name: str) -> str:
 
 
 def _group_kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class PrivatePostgres:
@@ -78,22 +78,58 @@ class PrivatePostgres:
             os.chown(root, user.pw_uid, user.pw_gid)
             os.chown(self.dir, user.pw_uid, user.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
-        subprocess.run([*self.as_user, pg_bin("initdb"), "-D", str(self.dir), "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8", "--locale=C"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [
+                *self.as_user,
+                pg_bin("initdb"),
+                "-D",
+                str(self.dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def url(self, database: str = DATABASE) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-                   "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off")  # fmt: skip
-        subprocess.run([*self.as_user, pg_bin("pg_ctl"), "-D", str(self.dir), "-l", str(self.dir / "server.log"),
-                        "-o", options, "-w", "-t", "60", "start"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+            "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        subprocess.run(
+            [
+                *self.as_user,
+                pg_bin("pg_ctl"),
+                "-D",
+                str(self.dir),
+                "-l",
+                str(self.dir / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """`fast`: the server ends every session and stops cleanly; `immediate`: as if it crashed."""
-        subprocess.run([*self.as_user, pg_bin("pg_ctl"), "-D", str(self.dir), "-m", mode, "-w", "-t", "60", "stop"],
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [*self.as_user, pg_bin("pg_ctl"), "-D", str(self.dir), "-m", mode, "-w", "-t", "60", "stop"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def pid(self) -> int | None:
         try:
@@ -104,10 +140,8 @@ class PrivatePostgres:
     def kill(self) -> None:
         pid = self.pid()
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 class PrivateRedis:
@@ -147,8 +181,9 @@ class Process:
         if env is not None:
             self.env = env
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.starts += 1
 
     @property
@@ -163,28 +198,31 @@ class Process:
         """SIGKILL to the whole group: the process and its children die at once, as in a lost machine."""
         if self.process is not None:
             _group_kill(self.process.pid)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
             self.process = None
 
     def stop(self, timeout: float = 10) -> None:
         if self.process is None:
             return
         _group_kill(self.process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()
 
 
 class Deployment:
     """The whole deployment; a context manager (`with Deployment(...) as d:`) or `start()` / `stop()`."""
 
-    def __init__(self, *, web: int = 2, workers: int = 3, env: dict[str, str] | None = None,
-                 web_processes: int = 2, web_threads: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        web: int = 2,
+        workers: int = 3,
+        env: dict[str, str] | None = None,
+        web_processes: int = 2,
+        web_threads: int = 4,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mktx-cluster-"))
         self.web_count, self.worker_count = web, workers
         self.web_processes, self.web_threads = web_processes, web_threads
@@ -250,15 +288,33 @@ class Deployment:
                 **self.extra_env,
             },
         )
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env, check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=self.env, check=True)
         self.sandbox = XSandbox(self.env, dm15m=UNLIMITED)
         self.env["X_API_BASE_URL"] = self.sandbox.url
         for i, port in enumerate(self.web_ports):
-            argv = [sys.executable, "-m", "gunicorn", "mktx.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                    "--workers", str(self.web_processes), "--threads", str(self.web_threads),
-                    "--log-level", "warning", "--timeout", "60"]  # fmt: skip
+            argv = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "mktx.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(self.web_processes),
+                "--threads",
+                str(self.web_threads),
+                "--log-level",
+                "warning",
+                "--timeout",
+                "60",
+            ]
             self.web.append(Process(f"web{i}", argv, self.env, self.root / f"web{i}.log"))
         for i in range(self.worker_count):
             argv = [sys.executable, "manage.py", "qcluster"]
@@ -278,7 +334,7 @@ class Deployment:
         if self.sandbox is not None:
             try:
                 self.sandbox.stop()
-            except Exception:  # noqa: BLE001 - tear down the rest regardless
+            except Exception:
                 self.sandbox.process.kill()
         self.redis.stop()
         if self.pg is not None:
@@ -344,8 +400,14 @@ class Deployment:
         """One of the bench's in-Django helpers (`python -m bench.<module> <command>`) against this deployment."""
         import json
 
-        done = subprocess.run([sys.executable, "-m", f"bench.{module}", command], input=json.dumps(spec), cwd=ROOT,
-                              env=self.env, capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", f"bench.{module}", command],
+            input=json.dumps(spec),
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             raise RuntimeError(f"{module} {command} failed:\n{done.stderr[-4000:]}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -358,10 +420,13 @@ def main() -> int:
     args = parser.parse_args()
     with Deployment(web=args.web, workers=args.workers) as deployment:
         assert deployment.pg is not None and deployment.sandbox is not None
-        print(f"PostgreSQL {deployment.pg.url()}\nRedis      {deployment.redis.url}\nsandbox    "
-              f"{deployment.sandbox.url}\nAPI        {' '.join(deployment.web_urls)}\nworkers    "
-              f"{' '.join(str(p.pid) for p in deployment.workers)}\nlogs       {deployment.root}\n"
-              f"consumer secret {SECRET}; Ctrl-C stops everything", flush=True)  # fmt: skip
+        print(
+            f"PostgreSQL {deployment.pg.url()}\nRedis      {deployment.redis.url}\nsandbox    "
+            f"{deployment.sandbox.url}\nAPI        {' '.join(deployment.web_urls)}\nworkers    "
+            f"{' '.join(str(p.pid) for p in deployment.workers)}\nlogs       {deployment.root}\n"
+            f"consumer secret {SECRET}; Ctrl-C stops everything",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.chaos_checks import Api, campaign_made
+from bench.chaos_checks import Api, campaign_made, fetch_one
 from bench.cluster import Deployment
 from bench.common import SECRET, percentile
 from webhooks_app.signatures import sign
@@ -66,7 +66,7 @@ def dm_event(event_id: int, shop: str, customer: str, text: str) -> bytes:
                     "message_data": {
                         "text": text,
                         "entities": {"hashtags": [], "symbols": [], "user_mentions": [], "urls": []},
-                    },  # fmt: skip
+                    },
                 },
             }
         ],
@@ -78,8 +78,16 @@ def dm_event(event_id: int, shop: str, customer: str, text: str) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def webhooks(d: Deployment, made: list[dict[str, Any]], rate: float, stop: threading.Event, tally: Tally,
-             sent: list[int], lane: int, lanes: int) -> None:  # fmt: skip
+def webhooks(
+    d: Deployment,
+    made: list[dict[str, Any]],
+    rate: float,
+    stop: threading.Event,
+    tally: Tally,
+    sent: list[int],
+    lane: int,
+    lanes: int,
+) -> None:
     """One of `lanes` senders of X's deliveries, each `rate / lanes` a second on keep-alive connections to both
     gunicorn instances in turn."""
     rng = random.Random(lane)
@@ -114,7 +122,7 @@ def webhooks(d: Deployment, made: list[dict[str, Any]], rate: float, stop: threa
 
 
 def reader(api: Api, segment: str, stop: threading.Event, tally: Tally) -> None:
-    calls = [
+    calls: list[tuple[str, str, str, Any]] = [
         ("GET /contacts", "GET", "/contacts?take=50", None),
         ("GET /conversations", "GET", "/conversations?status=open&take=50", None),
         ("POST /segments/{id}/preview", "POST", f"/segments/{segment}/preview?limit=10", {}),
@@ -126,13 +134,14 @@ def reader(api: Api, segment: str, stop: threading.Event, tally: Tally) -> None:
         at = time.perf_counter()
         try:
             status: Any = api.call(method, path, body).status_code
-        except Exception as exc:  # noqa: BLE001 - every failure is tallied
+        except Exception as exc:
             status = type(exc).__name__
         tally.add(name, time.perf_counter() - at, status)
 
 
-def sender(api: Api, conversations: list[str], rate: float, stop: threading.Event, tally: Tally,
-           replies: list[str]) -> None:  # fmt: skip
+def sender(
+    api: Api, conversations: list[str], rate: float, stop: threading.Event, tally: Tally, replies: list[str]
+) -> None:
     n, started = 0, time.time()
     while not stop.is_set():
         pause = started + n / rate - time.time()
@@ -141,10 +150,13 @@ def sender(api: Api, conversations: list[str], rate: float, stop: threading.Even
         text = f"Staff load reply {n}"
         at = time.perf_counter()
         try:
-            response = api.call("POST", f"/conversations/{conversations[n % len(conversations)]}/messages",
-                                {"content": text, "type": "text"})  # fmt: skip
+            response = api.call(
+                "POST",
+                f"/conversations/{conversations[n % len(conversations)]}/messages",
+                {"content": text, "type": "text"},
+            )
             status: Any = response.status_code
-        except Exception as exc:  # noqa: BLE001 - every failure is tallied
+        except Exception as exc:
             status = type(exc).__name__
         tally.add("POST /conversations/{id}/messages", time.perf_counter() - at, status)
         if status == 200:
@@ -155,10 +167,13 @@ def sender(api: Api, conversations: list[str], rate: float, stop: threading.Even
 def backlog(d: Deployment) -> tuple[int, float, int]:
     """(events not yet processed, the oldest one's age in seconds, events processed)."""
     with d.database() as conn:
-        row = conn.execute("SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')), "
-                           "extract(epoch FROM now() - min(received_at) FILTER (WHERE status IN "
-                           "('pending', 'processing'))), count(*) FILTER (WHERE status = 'processed') "
-                           "FROM webhooks_app_inboundevent").fetchone()  # fmt: skip
+        row = fetch_one(
+            conn,
+            "SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')), "
+            "extract(epoch FROM now() - min(received_at) FILTER (WHERE status IN "
+            "('pending', 'processing'))), count(*) FILTER (WHERE status = 'processed') "
+            "FROM webhooks_app_inboundevent",
+        )
     return int(row[0]), float(row[1] or 0.0), int(row[2])
 
 
@@ -175,14 +190,21 @@ def main() -> int:
     with Deployment(web=2, workers=args.workers, env=env) as d:
         made, _, api = campaign_made(d, "load", 10, 200)
         with d.database() as conn:
-            segment = str(conn.execute("SELECT id FROM contacts_segment WHERE merchant_id = %s",
-                                       [api.merchant]).fetchone()[0])  # fmt: skip
-            conversations = [str(r[0]) for r in conn.execute(
-                "SELECT id FROM contacts_conversation WHERE merchant_id = %s", [api.merchant]).fetchall()]  # fmt: skip
-        tally, stop, sent, replies = Tally(), threading.Event(), [], []
+            segment = str(fetch_one(conn, "SELECT id FROM contacts_segment WHERE merchant_id = %s", [api.merchant])[0])
+            conversations = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM contacts_conversation WHERE merchant_id = %s", [api.merchant]
+                ).fetchall()
+            ]
+        tally, stop = Tally(), threading.Event()
+        sent: list[int] = []
+        replies: list[str] = []
         lanes = 4
-        threads = [threading.Thread(target=webhooks, args=(d, made, args.webhooks, stop, tally, sent, i, lanes))
-                   for i in range(lanes)]  # fmt: skip
+        threads = [
+            threading.Thread(target=webhooks, args=(d, made, args.webhooks, stop, tally, sent, i, lanes))
+            for i in range(lanes)
+        ]
         threads += [threading.Thread(target=reader, args=(api, segment, stop, tally)) for _ in range(args.readers)]
         threads.append(threading.Thread(target=sender, args=(api, conversations, args.sends, stop, tally, replies)))
         print(f"load for {args.seconds} s ...", flush=True)
@@ -194,8 +216,11 @@ def main() -> int:
             time.sleep(5)
             left, lag, processed = backlog(d)
             lags.append(lag)
-            print(f"  {time.time() - started:4.0f} s: {len(sent):,} events delivered, {processed:,} processed, "
-                  f"{left:,} waiting, lag {lag:.1f} s", flush=True)  # fmt: skip
+            print(
+                f"  {time.time() - started:4.0f} s: {len(sent):,} events delivered, {processed:,} processed, "
+                f"{left:,} waiting, lag {lag:.1f} s",
+                flush=True,
+            )
         stop.set()
         for thread in threads:
             thread.join()
@@ -209,9 +234,10 @@ def main() -> int:
             stored, distinct, processed = conn.execute(
                 "SELECT count(*), count(DISTINCT dedup_key), count(*) FILTER (WHERE status = 'processed') "
                 "FROM webhooks_app_inboundevent WHERE kind = 'dm'"
-            ).fetchone()  # fmt: skip
-            messages = conn.execute("SELECT count(*) FROM contacts_message WHERE direction = 'inbound' AND content "
-                                    "LIKE 'load %%'").fetchone()[0]  # fmt: skip
+            )
+            messages = fetch_one(
+                conn, "SELECT count(*) FROM contacts_message WHERE direction = 'inbound' AND content LIKE 'load %%'"
+            )[0]
         assert d.sandbox is not None
         time.sleep(3)
         at_sandbox = Counter(dm["text"] for dm in d.sandbox.dms() if dm["text"].startswith("Staff load reply"))
@@ -221,10 +247,12 @@ def main() -> int:
         values = tally.latency[name]
         statuses = tally.status[name]
         errors += sum(n for s, n in statuses.items() if not isinstance(s, int) or s >= 500)
-        print(f"{name:40} {len(values):9,} {percentile(values, 50) * 1000:8.1f} {percentile(values, 99) * 1000:8.1f}"
-              f"  {dict(statuses)}")  # fmt: skip
+        print(
+            f"{name:40} {len(values):9,} {percentile(values, 50) * 1000:8.1f} {percentile(values, 99) * 1000:8.1f}"
+            f"  {dict(statuses)}"
+        )
     rate = len(sent) / args.seconds
-    once = sum(1 for text in replies if at_sandbox.get(text) == 1)
+    once = sum(at_sandbox.get(text) == 1 for text in replies)
     extra = sum(n - 1 for n in at_sandbox.values() if n > 1)
     print(
         f"webhooks: {len(sent):,} delivered ({rate:.0f}/s), {stored:,} stored ({distinct:,} distinct), "
@@ -232,10 +260,18 @@ def main() -> int:
         f"max {max(lags or [0]):.1f} s, at the end {lag_at_end:.1f} s; drained {drained:.1f} s after the load"
     )
     print(f"staff replies: {len(replies)} answered 200, {once} at the sandbox exactly once, {extra} extra")
-    ok = (errors == 0 and stored == distinct == len(sent) == processed and lag_at_end < 30 and not left
-          and once == len(replies) and not extra)  # fmt: skip
-    print(f"{'PASS' if ok else 'FAIL'} load: {errors} 5xx or dropped, lag at the end {lag_at_end:.1f} s (< 30 s), "
-          f"{len(sent) - processed} events unprocessed")  # fmt: skip
+    ok = (
+        errors == 0
+        and stored == distinct == len(sent) == processed
+        and lag_at_end < 30
+        and not left
+        and once == len(replies)
+        and not extra
+    )
+    print(
+        f"{'PASS' if ok else 'FAIL'} load: {errors} 5xx or dropped, lag at the end {lag_at_end:.1f} s (< 30 s), "
+        f"{len(sent) - processed} events unprocessed"
+    )
     return 0 if ok else 1
 
 
