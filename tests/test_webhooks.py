@@ -412,3 +412,36 @@ def test_an_event_whose_worker_died_mid_processing_is_processed_after_its_lease(
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("processed", 2)
     assert len(dm_calls) == 1
+
+
+class Crash(BaseException):
+    """The worker process dying (or losing its database) mid-processing: nothing after this point runs."""
+
+
+def test_an_event_whose_worker_dies_mid_processing_is_left_pending_with_nothing_half_written(
+    shop_account, monkeypatch
+):
+    # found by bench/chaos.py: PostgreSQL stopped in a webhook burst left the events being processed `processing`
+    # for the 10-minute lease; now the claim rolls back with the handler's writes, and the next drain takes it
+    from webhooks_app import services
+
+    calls: list[str] = []
+
+    def dying(event, account):
+        Account.objects.filter(pk=account.pk).update(username="half_written")
+        raise Crash
+
+    monkeypatch.setattr(services, "_kick", lambda: None)  # stored; no drain yet
+    deliver(FIXTURES["direct_message"])
+    event = InboundEvent.objects.get()
+    monkeypatch.setattr(services, "HANDLERS", {**handlers.HANDLERS, DirectMessageEvent: dying})
+    with pytest.raises(Crash):
+        services.inbound_event_process(event_id=event.pk)
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.claimed_at) == ("pending", 0, None)
+    assert Account.objects.get(pk=shop_account.pk).username == "goodgo_shop"  # the handler's write rolled back
+    handler = {**handlers.HANDLERS, DirectMessageEvent: lambda event, account: calls.append(event.event_id)}
+    monkeypatch.setattr(services, "HANDLERS", handler)
+    assert services.inbound_event_process(event_id=event.pk) == "processed"
+    event.refresh_from_db()
+    assert (event.status, event.attempts, len(calls)) == ("processed", 1, 1)

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from mktx.accounts.models import Account
@@ -148,44 +148,54 @@ def _finish(event_id: int, status: str, reason: str = "", **extra: Any) -> None:
 
 
 def inbound_event_process(*, event_id: int) -> str | None:
-    """Process one stored event if it is pending or failed; the resulting status, or None if not claimed."""
+    """Process one stored event if it is pending or failed; the resulting status, or None if not claimed.
+
+    The claim, the handler's writes and the outcome are one transaction, the event's row locked (`SKIP LOCKED`:
+    another worker passes it by). A worker that dies mid-processing, or loses the database, leaves the event as it
+    was, pending, for the next drain or the minute sweep, instead of `processing` until a lease ends (found by
+    bench/chaos.py: PostgreSQL stopped in a webhook burst left the events being processed stuck for 10 minutes)."""
     now = timezone.now()
-    claimed = InboundEvent.objects.filter(pk=event_id, status__in=[EventStatus.PENDING, EventStatus.FAILED]).update(
-        status=EventStatus.PROCESSING, attempts=F("attempts") + 1, claimed_at=now
-    )
-    if not claimed:
-        return None
-    row = InboundEvent.objects.get(pk=event_id)
-    try:
-        event = parse_event(row.kind, row.payload)
-    except PayloadError as exc:
-        _finish(event_id, EventStatus.IGNORED, f"malformed: {exc}")
-        return EventStatus.IGNORED
-    account = _account_for(event)
-    if account is None:
-        _finish(event_id, EventStatus.IGNORED, "no active connected account for this X user")
-        return EventStatus.IGNORED
-    handler = HANDLERS.get(type(event))
-    if handler is None:
-        _finish(event_id, EventStatus.IGNORED, f"no handler for {row.kind} events", account=account)
-        return EventStatus.IGNORED
-    try:
-        with transaction.atomic():
-            handler(event, account)
-    except Exception as exc:
-        attempts = row.attempts
-        delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
-        logger.exception("inbound event %s (%s) failed on attempt %s", event_id, row.kind, attempts)
-        InboundEvent.objects.filter(pk=event_id).update(
-            status=EventStatus.FAILED,
-            status_reason="handler failed" if attempts < MAX_ATTEMPTS else "handler failed; no more retries",
-            last_error=f"{type(exc).__name__}: {exc}"[:4000],
-            account=account,
-            next_attempt_at=now + delay if attempts < MAX_ATTEMPTS else None,
+    with transaction.atomic():
+        row = (
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk=event_id, status__in=[EventStatus.PENDING, EventStatus.FAILED])
+            .first()
         )
-        return EventStatus.FAILED
-    _finish(event_id, EventStatus.PROCESSED, account=account, last_error="", next_attempt_at=None)
-    return EventStatus.PROCESSED
+        if row is None:
+            return None
+        attempts = row.attempts + 1
+        InboundEvent.objects.filter(pk=event_id).update(
+            status=EventStatus.PROCESSING, attempts=attempts, claimed_at=now
+        )
+        try:
+            event = parse_event(row.kind, row.payload)
+        except PayloadError as exc:
+            _finish(event_id, EventStatus.IGNORED, f"malformed: {exc}")
+            return EventStatus.IGNORED
+        account = _account_for(event)
+        if account is None:
+            _finish(event_id, EventStatus.IGNORED, "no active connected account for this X user")
+            return EventStatus.IGNORED
+        handler = HANDLERS.get(type(event))
+        if handler is None:
+            _finish(event_id, EventStatus.IGNORED, f"no handler for {row.kind} events", account=account)
+            return EventStatus.IGNORED
+        try:
+            with transaction.atomic():
+                handler(event, account)
+        except Exception as exc:  # a database that went away fails the write below too: the claim rolls back
+            delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+            logger.exception("inbound event %s (%s) failed on attempt %s", event_id, row.kind, attempts)
+            InboundEvent.objects.filter(pk=event_id).update(
+                status=EventStatus.FAILED,
+                status_reason="handler failed" if attempts < MAX_ATTEMPTS else "handler failed; no more retries",
+                last_error=f"{type(exc).__name__}: {exc}"[:4000],
+                account=account,
+                next_attempt_at=now + delay if attempts < MAX_ATTEMPTS else None,
+            )
+            return EventStatus.FAILED
+        _finish(event_id, EventStatus.PROCESSED, account=account, last_error="", next_attempt_at=None)
+        return EventStatus.PROCESSED
 
 
 def _process_all(ids: list[int]) -> dict[str, int]:
