@@ -17,11 +17,12 @@ Each scenario prints its figures and a verdict line, `PASS` or `FAIL`; the last 
   throughout (the rate limit failed open), and the campaign, queued while Redis was away, sent every DM once.
 - `x-faults`: the sandbox answers 20% of DM sends with a 503 (before or after the DM is sent) or a timeout after
   sending, and 20% of DM event lookups with a 503, during a campaign. PASS: every recipient exactly one DM (the
-  reconciliation against X's DM events settles each unclear send), nothing stuck or failed.
+  reconciliation against X's DM events settles each unclear send), nothing stuck; a delivery X refused three
+  times before sending (0.07^3 of them) may end `failed`, and then has no DM.
 - `limits`: with the two gunicorn instances, 150 requests of one merchant in one minute window get exactly 100
-  200s and 50 `RATE_LIMIT_EXCEEDED`; then with `MKTX_X_DM_DAILY_LIMIT=100` one account's campaign (150
-  recipients), a flow enrolling the same 150 and 60 staff replies sent through both instances at once: the account
-  sends exactly 100 DMs at the sandbox, campaigns and flows together at most 90 (the reply reserve), and the
+  200s and 50 `RATE_LIMIT_EXCEEDED`; then with `MKTX_X_DM_DAILY_LIMIT=300` one account's campaign (200
+  recipients), a flow enrolling the same 200 and 100 staff replies sent through both instances at once: the account
+  sends exactly 300 DMs at the sandbox, campaigns and flows together at most 270 (the reply reserve), and the
   service's count of sent DMs equals the sandbox's.
 
     .venv/bin/python bench/chaos.py [--only campaign-kills,flow-kills,...] [--recipients 5000] [--accounts 20]
@@ -252,7 +253,7 @@ def redis_down(d: Deployment, rng: random.Random, args: argparse.Namespace) -> V
 
 def x_faults(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Verdict:
     assert d.sandbox is not None
-    made, campaign, api = campaign_made(d, "xfault", 10, 200)
+    made, campaign, api = campaign_made(d, "xfault", 20, 50)
     plan: list[
         dict[str, Any]
     ] = [  # 7% refused before sending, 7% sent and answered 503, 6% sent and answered after the client gave up
@@ -280,8 +281,10 @@ def x_faults(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Ver
         f"{final}; at the sandbox {once} got exactly one DM, {missing} none, {extra} extra; X's DM-event "
         f"lookups {looked} (at most {most} by a shop)"
     )
-    v.check(not missing and not extra, f"{missing} missing, {extra} extra")
-    v.check(final.get("pending", 0) + final.get("sending", 0) + final.get("failed", 0) == 0, f"left: {final}")
+    # a delivery X refused three times in a row before sending is failed, honestly: it must then have no DM
+    failed = final.get("failed", 0)
+    v.check(missing == failed and not extra, f"{missing} without a DM ({failed} failed), {extra} extra")
+    v.check(final.get("pending", 0) + final.get("sending", 0) == 0, f"left: {final}")
     return v
 
 
@@ -326,11 +329,11 @@ def main() -> int:
     if "limits" in chosen:
         from bench.chaos_limits import limits
 
-        print("--- limits (a deployment of its own: the API rate limit 100/minute, the DM cap 100 a day)", flush=True)
+        print("--- limits (a deployment of its own: the API rate limit 100/minute, the DM cap 300 a day)", flush=True)
         with Deployment(
             web=2,
             workers=args.workers,
-            env={**env, "MKTX_API_RATE_LIMIT": "100/minute", "MKTX_X_DM_DAILY_LIMIT": "100"},
+            env={**env, "MKTX_API_RATE_LIMIT": "100/minute", "MKTX_X_DM_DAILY_LIMIT": "300"},
         ) as d:
             verdicts.append(limits(d, rng, args))
             verdicts[-1].show()
