@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from bench import send
 from bench.cluster import Deployment
 from bench.send import shops
 
@@ -80,15 +81,33 @@ class Api:
         return response.json()["data"]
 
 
-class Killer:
+class Background:
+    """A thread that runs `_run` while the `with` block is open (it watches `self.stop`)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+class Killer(Background):
     """While open: every 10-20 s a random qcluster process is killed with SIGKILL (its process group) and
     started again."""
 
     def __init__(self, d: Deployment, rng: random.Random, low: float = 10, high: float = 20) -> None:
         self.d, self.rng, self.low, self.high = d, rng, low, high
         self.kills = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         pause = self.low / 2  # the first one early, in the thick of the work
@@ -98,16 +117,8 @@ class Killer:
             self.kills += 1
             print(f"    killed {victim.name} (SIGKILL), started again", flush=True)
 
-    def __enter__(self) -> Killer:
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
-class Probe:
+class Probe(Background):
     """While open: `GET /contacts` every 0.2 s, in turn on each gunicorn; each answer's status (or the error that
     took its place) is kept under the phase `mark` last named ("before" at first)."""
 
@@ -115,8 +126,7 @@ class Probe:
         self.d, self.api = d, api
         self.phase = "before"
         self.seen: dict[str, Counter[Any]] = {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def mark(self, phase: str) -> None:
         self.phase = phase
@@ -132,14 +142,6 @@ class Probe:
             except requests.RequestException as exc:
                 status = type(exc).__name__
             self.seen.setdefault(phase, Counter())[status] += 1
-
-    def __enter__(self) -> Probe:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def campaign_made(d: Deployment, tag: str, accounts: int, per_account: int) -> tuple[list[dict[str, Any]], str, Api]:
@@ -180,19 +182,9 @@ def campaign_wait(d: Deployment, campaign: str, timeout: float) -> dict[str, int
 
 
 def each_once(d: Deployment, made: list[dict[str, Any]], text: str = "") -> tuple[int, int, int]:
-    """At the sandbox: (recipients with exactly one DM from their shop, recipients with none, extra DMs), counting
-    only DMs whose text starts with `text`."""
+    """bench/send.py's count at this deployment's sandbox."""
     assert d.sandbox is not None
-    once = missing = extra = 0
-    for shop in made:
-        got = Counter(dm["recipientId"] for dm in d.sandbox.dms(shop["id"]) if dm["text"].startswith(text))
-        for r in shop["recipients"]:
-            n = got.pop(r["id"], 0)
-            once += n == 1
-            missing += n == 0
-            extra += max(0, n - 1)
-        extra += sum(got.values())
-    return once, missing, extra
+    return send.each_once(d.sandbox, made, text)
 
 
 def dm_burst(d: Deployment, shop: dict[str, Any], customers: list[dict[str, Any]], rate: float, prefix: str) -> None:

@@ -105,11 +105,12 @@ def rate_limited(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def each_once(sandbox: XSandbox, made: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """At the sandbox: (recipients with exactly one DM from their shop, recipients with none, extra DMs)."""
+def each_once(sandbox: XSandbox, made: list[dict[str, Any]], text: str = "") -> tuple[int, int, int]:
+    """At the sandbox: (recipients with exactly one DM from their shop, recipients with none, extra DMs), counting
+    only DMs whose text starts with `text`."""
     once = missing = extra = 0
     for shop in made:
-        got = Counter(dm["recipientId"] for dm in sandbox.dms(shop["id"]))
+        got = Counter(dm["recipientId"] for dm in sandbox.dms(shop["id"]) if dm["text"].startswith(text))
         for r in shop["recipients"]:
             n = got.pop(r["id"], 0)
             once += n == 1
