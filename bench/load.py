@@ -5,8 +5,8 @@ The workload, spread over both gunicorn instances:
 - X's webhook deliveries at `--webhooks` per second (200): signed `message_create` events from the shops'
   customers (a tenth of them people the service has not seen: new contacts), each event once, as X would POST
   them to a load balancer;
-- reads by `--readers` (4) clients back to back: `GET /contacts?take=50`, `GET /conversations?status=open&take=50`,
-  `POST /segments/{id}/preview`;
+- reads, `--reads` per second (20) by `--readers` (4) clients: `GET /contacts?take=50`,
+  `GET /conversations?status=open&take=50`, `POST /segments/{id}/preview`;
 - staff replies, `--sends` per second (2): `POST /conversations/{id}/messages`, each a real DM to the sandbox.
 
 Printed: per endpoint the requests, p50 and p99, and the 5xx (there must be none); the webhook events delivered,
@@ -14,7 +14,8 @@ stored and processed; the processing lag sampled every 5 s (the age of the oldes
 the end of the load, and how long the backlog took to drain after it. PASS: 0 5xx, every event stored once and
 processed, the lag at the end under 30 s, every staff reply at the sandbox once.
 
-    .venv/bin/python bench/load.py [--seconds 300] [--webhooks 200] [--readers 4] [--sends 2] [--workers 3]
+    .venv/bin/python bench/load.py [--seconds 300] [--webhooks 200] [--reads 20] [--readers 4] [--sends 2]
+                                   [--workers 3]
 """
 
 from __future__ import annotations
@@ -121,14 +122,17 @@ def webhooks(
         n += 1
 
 
-def reader(api: Api, segment: str, stop: threading.Event, tally: Tally) -> None:
+def reader(api: Api, segment: str, rate: float, stop: threading.Event, tally: Tally) -> None:
     calls: list[tuple[str, str, str, Any]] = [
         ("GET /contacts", "GET", "/contacts?take=50", None),
         ("GET /conversations", "GET", "/conversations?status=open&take=50", None),
         ("POST /segments/{id}/preview", "POST", f"/segments/{segment}/preview?limit=10", {}),
     ]
-    i = 0
+    i, started = 0, time.time()
     while not stop.is_set():
+        pause = started + i / rate - time.time()
+        if pause > 0:
+            time.sleep(pause)
         name, method, path, body = calls[i % len(calls)]
         i += 1
         at = time.perf_counter()
@@ -182,6 +186,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--webhooks", type=float, default=200)
     parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument("--reads", type=float, default=20, help="reads per second, over all readers")
     parser.add_argument("--sends", type=float, default=2)
     parser.add_argument("--workers", type=int, default=3, help="qcluster processes")
     args = parser.parse_args()
@@ -205,7 +210,10 @@ def main() -> int:
             threading.Thread(target=webhooks, args=(d, made, args.webhooks, stop, tally, sent, i, lanes))
             for i in range(lanes)
         ]
-        threads += [threading.Thread(target=reader, args=(api, segment, stop, tally)) for _ in range(args.readers)]
+        threads += [
+            threading.Thread(target=reader, args=(api, segment, args.reads / args.readers, stop, tally))
+            for _ in range(args.readers)
+        ]
         threads.append(threading.Thread(target=sender, args=(api, conversations, args.sends, stop, tally, replies)))
         print(f"load for {args.seconds} s ...", flush=True)
         started = time.time()
