@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
 from campaigns.models import Delivery, DeliveryStatus
 from campaigns.rollup import FINAL, attempted_counted
@@ -114,7 +115,7 @@ def leases_reconcile(now: datetime) -> int:
             continue
         taken = Delivery.objects.filter(
             pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts, lease_until=delivery.lease_until
-        ).update(lease_until=now + RECONCILE_HOLD)
+        ).update(lease_until=timezone.now() + RECONCILE_HOLD)
         if not taken:  # another pass has it
             continue
         message = (

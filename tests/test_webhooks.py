@@ -9,6 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
@@ -418,11 +419,12 @@ class Crash(BaseException):
     """The worker process dying (or losing its database) mid-processing: nothing after this point runs."""
 
 
-def test_an_event_whose_worker_dies_mid_processing_is_left_pending_with_nothing_half_written(
+def test_an_event_whose_worker_dies_mid_processing_is_taken_again_shortly_with_nothing_half_written(
     shop_account, monkeypatch
 ):
     # found by bench/chaos.py: PostgreSQL stopped in a webhook burst left the events being processed `processing`
-    # for the 10-minute lease; now the claim rolls back with the handler's writes, and the next drain takes it
+    # for the 10-minute lease; now the handler's writes roll back with the outcome, the attempt stays counted, and
+    # the event is taken again CLAIM_GAP after its claim (not at once by a drain: another worker may hold it)
     from webhooks_app import services
 
     calls: list[str] = []
@@ -435,13 +437,39 @@ def test_an_event_whose_worker_dies_mid_processing_is_left_pending_with_nothing_
     deliver(FIXTURES["direct_message"])
     event = InboundEvent.objects.get()
     monkeypatch.setattr(services, "HANDLERS", {**handlers.HANDLERS, DirectMessageEvent: dying})
-    with pytest.raises(Crash):
-        services.inbound_event_process(event_id=event.pk)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        with pytest.raises(Crash):
+            services.inbound_event_process(event_id=event.pk)
+        event.refresh_from_db()
+        assert (event.status, event.attempts) == ("pending", 1)
+        assert Account.objects.get(pk=shop_account.pk).username == "goodgo_shop"  # the handler's write rolled back
+        handler = {**handlers.HANDLERS, DirectMessageEvent: lambda event, account: calls.append(event.event_id)}
+        monkeypatch.setattr(services, "HANDLERS", handler)
+        assert services.inbound_events_drain() == {}  # just claimed: left alone, no spinning on it
+        assert services.inbound_event_process(event_id=event.pk) is None
+        clock.shift(services.CLAIM_GAP + timedelta(seconds=1))
+        assert services.inbound_events_drain() == {"processed": 1}
     event.refresh_from_db()
-    assert (event.status, event.attempts, event.claimed_at) == ("pending", 0, None)
-    assert Account.objects.get(pk=shop_account.pk).username == "goodgo_shop"  # the handler's write rolled back
-    handler = {**handlers.HANDLERS, DirectMessageEvent: lambda event, account: calls.append(event.event_id)}
-    monkeypatch.setattr(services, "HANDLERS", handler)
-    assert services.inbound_event_process(event_id=event.pk) == "processed"
+    assert (event.status, event.attempts, len(calls)) == ("processed", 2, 1)
+
+
+def test_an_event_its_workers_die_on_every_time_fails_after_the_last_attempt(shop_account, monkeypatch):
+    from webhooks_app import services
+
+    def dying(event, account):
+        raise Crash
+
+    monkeypatch.setattr(services, "_kick", lambda: None)
+    deliver(FIXTURES["direct_message"])
+    event = InboundEvent.objects.get()
+    monkeypatch.setattr(services, "HANDLERS", {**handlers.HANDLERS, DirectMessageEvent: dying})
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        for _ in range(services.MAX_ATTEMPTS):
+            with pytest.raises(Crash):
+                services.inbound_event_process(event_id=event.pk)
+            clock.shift(services.CLAIM_GAP + timedelta(seconds=1))
+        assert services.inbound_event_process(event_id=event.pk) == "failed"
     event.refresh_from_db()
-    assert (event.status, event.attempts, len(calls)) == ("processed", 1, 1)
+    assert (event.status, event.attempts) == ("failed", services.MAX_ATTEMPTS + 1)
+    assert "no more retries" in event.status_reason
+    assert event.next_attempt_at is None  # the sweep does not take it again

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from mktx.accounts.models import Account
@@ -28,7 +28,9 @@ logger = logging.getLogger("mktx.webhooks")
 MAX_ATTEMPTS = 5
 BACKOFF = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10), timedelta(hours=1))
 LOST_AFTER = timedelta(minutes=1)
-LEASE = timedelta(minutes=10)
+LEASE = timedelta(minutes=10)  # a `processing` row (left by an older version) is freed after this
+# a pending event claimed this recently is being processed, or its worker just died: not taken again before
+CLAIM_GAP = timedelta(seconds=30)
 
 
 KICK_KEY = "webhooks:inbound:kick"
@@ -115,8 +117,10 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
     done = 0
     looked_again = False
     while done < limit:
+        recent = Q(claimed_at__gte=timezone.now() - CLAIM_GAP)  # in another worker's hands, or just dropped
         ids = list(
             InboundEvent.objects.filter(status=EventStatus.PENDING)
+            .exclude(recent)
             .order_by("pk")
             .values_list("pk", flat=True)[:DRAIN_BATCH]
         )
@@ -150,23 +154,30 @@ def _finish(event_id: int, status: str, reason: str = "", **extra: Any) -> None:
 def inbound_event_process(*, event_id: int) -> str | None:
     """Process one stored event if it is pending or failed; the resulting status, or None if not claimed.
 
-    The claim, the handler's writes and the outcome are one transaction, the event's row locked (`SKIP LOCKED`:
-    another worker passes it by). A worker that dies mid-processing, or loses the database, leaves the event as it
-    was, pending, for the next drain or the minute sweep, instead of `processing` until a lease ends (found by
-    bench/chaos.py: PostgreSQL stopped in a webhook burst left the events being processed stuck for 10 minutes)."""
+    The claim is an attempt counted at once (`attempts`, `claimed_at`, committed); then the handler's writes and the
+    outcome are one transaction, the event's row locked. A worker that dies or loses the database mid-processing
+    leaves the event pending, taken again CLAIM_GAP after its claim (found by bench/chaos.py: PostgreSQL stopped in
+    a webhook burst left the events being processed `processing` for 10 minutes); one that dies on it every time
+    stops after MAX_ATTEMPTS."""
     now = timezone.now()
+    claimable = Q(status=EventStatus.FAILED) | Q(
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_GAP), status=EventStatus.PENDING
+    )
+    if not InboundEvent.objects.filter(claimable, pk=event_id).update(attempts=F("attempts") + 1, claimed_at=now):
+        return None  # done, or claimed by another worker a moment ago
     with transaction.atomic():
         row = (
             InboundEvent.objects.select_for_update(skip_locked=True)
             .filter(pk=event_id, status__in=[EventStatus.PENDING, EventStatus.FAILED])
             .first()
         )
-        if row is None:
+        if row is None:  # another worker holds it (its handler outlasted CLAIM_GAP)
             return None
-        attempts = row.attempts + 1
-        InboundEvent.objects.filter(pk=event_id).update(
-            status=EventStatus.PROCESSING, attempts=attempts, claimed_at=now
-        )
+        attempts = row.attempts
+        if row.status == EventStatus.PENDING and attempts > MAX_ATTEMPTS:  # its earlier workers all died on it
+            _finish(event_id, EventStatus.FAILED, "its worker stopped on every attempt; no more retries")
+            return EventStatus.FAILED
+        InboundEvent.objects.filter(pk=event_id).update(status=EventStatus.PROCESSING)
         try:
             event = parse_event(row.kind, row.payload)
         except PayloadError as exc:
@@ -225,6 +236,6 @@ def inbound_event_replay(*, event_id: int) -> str | None:
     reset = (
         InboundEvent.objects.filter(pk=event_id)
         .exclude(status=EventStatus.PROCESSING)
-        .update(status=EventStatus.PENDING, next_attempt_at=None)
+        .update(status=EventStatus.PENDING, next_attempt_at=None, claimed_at=None)
     )
     return inbound_event_process(event_id=event_id) if reset else None
