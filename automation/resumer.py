@@ -23,7 +23,7 @@ from automation import queue
 from automation.batch import executions_advance_many
 from automation.engine import LEASE, LOOKAHEAD, resumer_awake
 from automation.models import Execution, ExecutionStatus, ResumerLane
-from mktx.lanes import lane_acquire, lane_release, lane_renew
+from mktx.lanes import LaneHeartbeat, lane_acquire, lane_release
 
 BATCH = 200  # executions claimed at once
 FRESH_SHARE = 20  # of each batch, the most recently due: a wait ending now is not stuck behind a backlog
@@ -94,20 +94,21 @@ def resumer_run(budget: float | None = None) -> str:
     # a backlog wakes the other lanes (one more loop at a time: each that starts with a backlog wakes the next)
     more = queue.resumer_kick_now if settings.MKTX_FLOW_LANES > 1 and budget > 0 else None
     try:
-        while True:
-            if steps and not lane_renew(ResumerLane, lane, holder):
-                wake = None  # another loop holds the lane now and goes on
-                break
-            wake = resumer_step(on_backlog=more)
-            more = None
-            steps += 1
-            if budget <= 0 or wake is None or time.monotonic() >= deadline:
-                break
-            delay = (wake - timezone.now()).total_seconds()
-            if delay > LOOKAHEAD.total_seconds():
-                break
-            if delay > 0:
-                time.sleep(min(delay, 0.5, max(0.0, deadline - time.monotonic())))  # new waits are seen quickly
+        with LaneHeartbeat(ResumerLane, lane, holder, beating=budget > 0) as beat:
+            while True:
+                if steps and not beat.held():
+                    wake = None  # another loop holds the lane now and goes on
+                    break
+                wake = resumer_step(on_backlog=more)
+                more = None
+                steps += 1
+                if budget <= 0 or wake is None or time.monotonic() >= deadline:
+                    break
+                delay = (wake - timezone.now()).total_seconds()
+                if delay > LOOKAHEAD.total_seconds():
+                    break
+                if delay > 0:
+                    time.sleep(min(delay, 0.5, max(0.0, deadline - time.monotonic())))  # new waits are seen quickly
     finally:
         resumer_awake.reset(awake)
         lane_release(ResumerLane, lane, holder)

@@ -22,7 +22,7 @@ from campaigns.pacing import SlotRelease, XWindow, next_send, slots_release, slo
 from campaigns.send_window import SendWindow, window_closing, window_opening, window_timezone
 from campaigns.sender import BACK_TO_BACK, AccountRun, accounts_send, due_deliveries
 from mktx.accounts.models import Account
-from mktx.lanes import lane_acquire, lane_release, lane_renew
+from mktx.lanes import LaneHeartbeat, lane_acquire, lane_release
 
 logger = logging.getLogger("mktx.campaigns.sender")
 
@@ -177,18 +177,19 @@ def sender_run(budget: float | None = None) -> str:
     deadline = time.monotonic() + budget
     steps, wake = 0, None
     try:
-        while True:
-            if steps and not lane_renew(SenderLane, lane, holder):
-                return f"lane {lane}: lost after {steps} steps (its lease ran out)"
-            wake = sender_step(holder=holder)
-            steps += 1
-            if budget <= 0 or wake is None:
-                break
-            delay = (wake - timezone.now()).total_seconds()
-            if delay > HAND_OVER.total_seconds() or time.monotonic() >= deadline:
-                break
-            if delay > 0:
-                time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))  # new work is seen quickly
+        with LaneHeartbeat(SenderLane, lane, holder, beating=budget > 0) as beat:
+            while True:
+                if steps and not beat.held():
+                    return f"lane {lane}: lost after {steps} steps (its lease ran out)"
+                wake = sender_step(holder=holder)
+                steps += 1
+                if budget <= 0 or wake is None:
+                    break
+                delay = (wake - timezone.now()).total_seconds()
+                if delay > HAND_OVER.total_seconds() or time.monotonic() >= deadline:
+                    break
+                if delay > 0:
+                    time.sleep(min(delay, 1.0, max(0.0, deadline - time.monotonic())))  # new work is seen quickly
     finally:
         lane_release(SenderLane, lane, holder)
     if budget > 0 and wake is not None and wake - timezone.now() <= HAND_OVER:

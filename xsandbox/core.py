@@ -219,6 +219,7 @@ class Sandbox(ControlMixin, DeliveryMixin):
             after_send=bool(spec.get("afterSend", False)),
             code=int(spec["code"]) if str(spec.get("code", "")).isdigit() else None,
             rate=_rate(spec.get("rate", 1.0)),
+            reset=float(spec.get("resetSeconds", 60.0)),
         )
         with self.lock:
             self.faults.append(fault)

@@ -99,6 +99,7 @@ class Fault:
     code: int | None = None  # X's error code in the answer (default: 349 for a 403, 88 for a 429, 89 for a 401)
     rate: float = 1.0  # the share of matching calls it takes, at random (each taken call counts against `times`)
     taken: int = 0  # the calls it has answered so far
+    reset: float = 60.0  # a 429's x-rate-limit-reset, this many seconds ahead
 
 
 @dataclass

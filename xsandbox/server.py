@@ -402,7 +402,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers = {}
         if fault.status == 429:
             headers = {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "0"}
-            headers["x-rate-limit-reset"] = str(int(time.time()) + 60)
+            headers["x-rate-limit-reset"] = str(int(time.time() + fault.reset))
         titles = {403: "Forbidden", 429: "Too Many Requests", 401: "Unauthorized", 400: "Invalid Request"}
         code = fault.code or {403: 349, 429: 88, 401: 89}.get(fault.status)
         title = titles.get(fault.status, "Service Unavailable" if fault.status >= 500 else "Error")
