@@ -290,7 +290,7 @@ def x_faults(d: Deployment, rng: random.Random, args: argparse.Namespace) -> Ver
 
 def _fault_line(fault: dict[str, Any]) -> str:
     what = f"{fault['status']}" if fault["mode"] == "status" else f"timeouts of {fault['seconds']:g} s"
-    return f"{fault['taken']} {fault['method']} answered {what}{' after sending' if fault['afterSend'] else ''}"
+    return f"{fault['taken']} {fault['method']} answered {what}{' after sending' if fault['after_send'] else ''}"
 
 
 SCENARIOS: dict[str, Callable[[Deployment, random.Random, argparse.Namespace], Verdict]] = {
