@@ -241,7 +241,7 @@ def main() -> int:
         with d.database() as conn:
             stored, distinct, processed = conn.execute(
                 "SELECT count(*), count(DISTINCT dedup_key), count(*) FILTER (WHERE status = 'processed') "
-                "FROM webhooks_app_inboundevent WHERE kind = 'dm'"
+                "FROM webhooks_app_inboundevent WHERE kind = 'direct_message'"
             )
             messages = fetch_one(
                 conn, "SELECT count(*) FROM contacts_message WHERE direction = 'inbound' AND content LIKE 'load %%'"
