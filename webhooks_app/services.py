@@ -37,6 +37,9 @@ KICK_KEY = "webhooks:inbound:kick"
 KICK_TTL = 60
 DRAIN_BATCH = 200
 DRAIN_MAX = 5000
+# a drain hands over to a fresh task after this long, well inside django-q's 120 s task timeout (found by
+# bench/load.py: drains of a long backlog were killed at the timeout, and their workers started again)
+DRAIN_SECONDS = 60
 
 
 def inbound_events_store(*, body: Any, raw: str | None = None) -> int:
@@ -116,7 +119,8 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
     counts: dict[str, int] = {}
     done = 0
     looked_again = False
-    while done < limit:
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while done < limit and time.monotonic() < deadline:
         recent = Q(claimed_at__gte=timezone.now() - CLAIM_GAP)  # in another worker's hands, or just dropped
         ids = list(
             InboundEvent.objects.filter(status=EventStatus.PENDING)
@@ -163,8 +167,13 @@ def inbound_event_process(*, event_id: int) -> str | None:
     claimable = Q(status=EventStatus.FAILED) | Q(
         Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_GAP), status=EventStatus.PENDING
     )
-    if not InboundEvent.objects.filter(claimable, pk=event_id).update(attempts=F("attempts") + 1, claimed_at=now):
-        return None  # done, or claimed by another worker a moment ago
+    with transaction.atomic():  # one statement; SKIP LOCKED: never wait for a row another worker is processing
+        free = InboundEvent.objects.filter(claimable, pk=event_id).select_for_update(skip_locked=True)
+        claimed = InboundEvent.objects.filter(pk__in=free.values("pk")).update(
+            attempts=F("attempts") + 1, claimed_at=now
+        )
+    if not claimed:
+        return None  # done, being processed, or claimed by another worker a moment ago
     with transaction.atomic():
         row = (
             InboundEvent.objects.select_for_update(skip_locked=True)
