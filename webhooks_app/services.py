@@ -35,7 +35,7 @@ CLAIM_GAP = timedelta(seconds=30)
 
 KICK_KEY = "webhooks:inbound:kick"
 KICK_TTL = 60
-DRAIN_BATCH = 200
+DRAIN_BATCH = 50  # claimed at once by a drain, and processed well within CLAIM_GAP
 DRAIN_MAX = 5000
 # a drain hands over to a fresh task after this long, well inside django-q's 120 s task timeout (found by
 # bench/load.py: drains of a long backlog were killed at the timeout, and their workers started again)
@@ -121,13 +121,9 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
     looked_again = False
     deadline = time.monotonic() + DRAIN_SECONDS
     while done < limit and time.monotonic() < deadline:
-        recent = Q(claimed_at__gte=timezone.now() - CLAIM_GAP)  # in another worker's hands, or just dropped
-        ids = list(
-            InboundEvent.objects.filter(status=EventStatus.PENDING)
-            .exclude(recent)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:DRAIN_BATCH]
-        )
+        now = timezone.now()
+        pending = InboundEvent.objects.filter(status=EventStatus.PENDING).exclude(claimed_at__gte=now - CLAIM_GAP)
+        ids = _claim(pending.order_by("pk")[:DRAIN_BATCH], now)  # this drain's own batch: drains never collide
         if not ids:
             if looked_again or not settings.MKTX_INBOUND_DRAIN_GRACE:
                 return counts
@@ -135,8 +131,9 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
             looked_again = True
             continue
         looked_again = False
-        for status, n in _process_all(ids).items():
-            counts[status] = counts.get(status, 0) + n
+        for event_id in ids:
+            status = inbound_event_process(event_id=event_id, claimed=True) or "skipped"
+            counts[status] = counts.get(status, 0) + 1
         done += len(ids)
     _kick()
     return counts
@@ -155,7 +152,7 @@ def _finish(event_id: int, status: str, reason: str = "", **extra: Any) -> None:
     )
 
 
-def inbound_event_process(*, event_id: int) -> str | None:
+def inbound_event_process(*, event_id: int, claimed: bool = False) -> str | None:
     """Process one stored event if it is pending or failed; the resulting status, or None if not claimed.
 
     The claim is an attempt counted at once (`attempts`, `claimed_at`, committed); then the handler's writes and the
@@ -167,12 +164,7 @@ def inbound_event_process(*, event_id: int) -> str | None:
     claimable = Q(status=EventStatus.FAILED) | Q(
         Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_GAP), status=EventStatus.PENDING
     )
-    with transaction.atomic():  # one statement; SKIP LOCKED: never wait for a row another worker is processing
-        free = InboundEvent.objects.filter(claimable, pk=event_id).select_for_update(skip_locked=True)
-        claimed = InboundEvent.objects.filter(pk__in=free.values("pk")).update(
-            attempts=F("attempts") + 1, claimed_at=now
-        )
-    if not claimed:
+    if not claimed and not _claim(InboundEvent.objects.filter(claimable, pk=event_id), now):
         return None  # done, being processed, or claimed by another worker a moment ago
     with transaction.atomic():
         row = (
@@ -216,6 +208,16 @@ def inbound_event_process(*, event_id: int) -> str | None:
             return EventStatus.FAILED
         _finish(event_id, EventStatus.PROCESSED, account=account, last_error="", next_attempt_at=None)
         return EventStatus.PROCESSED
+
+
+def _claim(candidates: Any, now: datetime) -> list[int]:
+    """Count an attempt on each candidate event (`claimed_at` now) and answer their ids, in one transaction; rows
+    another worker holds are skipped (SKIP LOCKED), never waited for."""
+    with transaction.atomic():
+        ids = list(candidates.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        if ids:
+            InboundEvent.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, claimed_at=now)
+    return ids
 
 
 def _process_all(ids: list[int]) -> dict[str, int]:
