@@ -178,7 +178,6 @@ def inbound_event_process(*, event_id: int, claimed: bool = False) -> str | None
         if row.status == EventStatus.PENDING and attempts > MAX_ATTEMPTS:  # its earlier workers all died on it
             _finish(event_id, EventStatus.FAILED, "its worker stopped on every attempt; no more retries")
             return EventStatus.FAILED
-        InboundEvent.objects.filter(pk=event_id).update(status=EventStatus.PROCESSING)
         try:
             event = parse_event(row.kind, row.payload)
         except PayloadError as exc:
