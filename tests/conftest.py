@@ -185,9 +185,12 @@ def enroll_engine(monkeypatch):
 
 @pytest.fixture
 def service(live_server, settings, sandbox):
-    """The API on a live server that the sandbox's webhook deliveries reach; its base URL."""
+    """The API on a live server that the sandbox's webhook deliveries reach; its base URL. At the end it waits for
+    the sandbox's asynchronous deliveries (the echoes of the service's own sends): one still being processed by the
+    live server while the test database is flushed makes the flush fail."""
     settings.MKTX_PUBLIC_URL = live_server.url
-    return live_server.url
+    yield live_server.url
+    sandbox.deliveries(wait=10)
 
 
 @pytest.fixture
