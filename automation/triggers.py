@@ -7,9 +7,8 @@ account (`accountIds`), and its trigger's config accepts the event; always on it
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db.models import F
@@ -19,35 +18,20 @@ from automation.keywords import keyword_match
 from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, WaitKind
 from contacts.models import Contact, Message
 from mktx.api.errors import InvalidInput
+from mktx.memo import batch_memo, memoized
 
 Accepts = Callable[[dict[str, Any]], bool]
 
 
-_memo: contextvars.ContextVar[dict[tuple[Any, str], list[FlowVersion]] | None] = contextvars.ContextVar(
-    "flow_versions_memo", default=None
-)
-
-
-@contextmanager
-def versions_memo() -> Iterator[None]:
+def versions_memo() -> AbstractContextManager[None]:
     """While a batch of steps runs, the flows a trigger looks for are read once per merchant and trigger type
     (a batch's `add_tag` tells the tags of thousands of contacts)."""
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
+    return batch_memo()
 
 
 def _versions(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:
-    """The latest versions of the merchant's active flows with this trigger."""
-    memo = _memo.get()
-    if memo is None:
-        return _versions_read(merchant_id, trigger_type)
-    key = (merchant_id, trigger_type)
-    if key not in memo:
-        memo[key] = _versions_read(merchant_id, trigger_type)
-    return memo[key]
+    """The latest versions of the merchant's active flows with this trigger (once per batch, see mktx/memo.py)."""
+    return memoized(("flow_versions", merchant_id, trigger_type), lambda: _versions_read(merchant_id, trigger_type))
 
 
 def _versions_read(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:

@@ -239,9 +239,10 @@ def main() -> int:
             left, _, _ = backlog(d)
         drained = time.time() - ended
         with d.database() as conn:
-            stored, distinct, processed = conn.execute(
+            stored, distinct, processed = fetch_one(
+                conn,
                 "SELECT count(*), count(DISTINCT dedup_key), count(*) FILTER (WHERE status = 'processed') "
-                "FROM webhooks_app_inboundevent WHERE kind = 'direct_message'"
+                "FROM webhooks_app_inboundevent WHERE kind = 'direct_message'",
             )
             messages = fetch_one(
                 conn, "SELECT count(*) FROM contacts_message WHERE direction = 'inbound' AND content LIKE 'load %%'"

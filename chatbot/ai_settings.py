@@ -13,6 +13,7 @@ from django.db import transaction
 
 from chatbot.models import AISettings
 from mktx.accounts.crypto import decrypt, encrypt
+from mktx.memo import memoized
 
 logger = logging.getLogger("mktx.chatbot")
 
@@ -46,9 +47,14 @@ MAX_LOOKUP_SECRET = 200
 
 
 def ai_settings_of(*, merchant_id: uuid.UUID) -> AISettings:
-    """The merchant's settings; an unsaved row of defaults when none is stored (reading writes nothing)."""
-    found = AISettings.objects.filter(merchant_id=merchant_id).first()
-    return found if found is not None else AISettings(merchant_id=merchant_id)
+    """The merchant's settings; an unsaved row of defaults when none is stored (reading writes nothing). Read once
+    per batch of inbound events (mktx/memo.py)."""
+
+    def read() -> AISettings:
+        found = AISettings.objects.filter(merchant_id=merchant_id).first()
+        return found if found is not None else AISettings(merchant_id=merchant_id)
+
+    return memoized(("ai_settings", str(merchant_id)), read)
 
 
 @transaction.atomic

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from mktx.accounts.models import Account
 from mktx.accounts.selectors import active_account_for_x_user
+from mktx.memo import batch_memo, memo_forget, memoized
 from mktx.queue import task_enqueue
 from mktx.redis import redis_call, redis_key
 from webhooks_app.events import RevokeEvent
@@ -131,19 +132,25 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
             looked_again = True
             continue
         looked_again = False
-        for event_id in ids:
-            status = inbound_event_process(event_id=event_id, claimed=True) or "skipped"
-            counts[status] = counts.get(status, 0) + 1
+        with batch_memo():  # the batch's accounts, AI settings and flows read once
+            for event_id in ids:
+                status = inbound_event_process(event_id=event_id, claimed=True) or "skipped"
+                counts[status] = counts.get(status, 0) + 1
         done += len(ids)
     _kick()
     return counts
 
 
 def _account_for(event: Any) -> Account | None:
+    """The active account an event is for: read once per drain batch (mktx/memo.py), except for a revocation,
+    after which the batch reads it again."""
     if isinstance(event, RevokeEvent):
+        memo_forget(("account", event.user_id))
         return active_account_for_x_user(event.user_id)
     for_user_id = getattr(event, "for_user_id", "")
-    return active_account_for_x_user(for_user_id) if for_user_id else None
+    if not for_user_id:
+        return None
+    return memoized(("account", for_user_id), lambda: active_account_for_x_user(for_user_id))
 
 
 def _finish(event_id: int, status: str, reason: str = "", **extra: Any) -> None:
