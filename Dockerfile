@@ -13,4 +13,4 @@ RUN DJANGO_SECRET_KEY=build-only-secret-key-not-used-at-runtime-000 python manag
 USER mktx
 
 EXPOSE 5000
-CMD ["gunicorn", "mktx.wsgi:application", "--bind", "0.0.0.0:5000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "mktx.wsgi:application", "--bind", "0.0.0.0:5000", "--workers", "3", "--threads", "4", "--keep-alive", "75", "--access-logfile", "-"]

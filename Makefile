@@ -53,8 +53,10 @@ format: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# the suite runs on every core (pytest-xdist), at most four workers: each gets its own database and Redis database
+TEST_WORKERS ?= auto
 test: lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxprocesses=4 $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/ .mypy_cache .ruff_cache

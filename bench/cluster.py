@@ -314,6 +314,8 @@ class Deployment:
                 "warning",
                 "--timeout",
                 "60",
+                "--keep-alive",  # longer than a client's pause between requests, as behind a load balancer
+                "75",
             ]
             self.web.append(Process(f"web{i}", argv, self.env, self.root / f"web{i}.log"))
         for i in range(self.worker_count):

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from contacts.models import (
@@ -47,13 +47,17 @@ def conversation_open_for(*, contact: Contact, at: datetime) -> Conversation:
 
 
 def conversation_message_added(*, conversation_id: Any, at: datetime, inbound: bool) -> None:
-    """Counters of a conversation when a message is stored; an inbound one starts the wait for a reply."""
-    updates: dict[str, Any] = {"message_count": F("message_count") + 1}
-    conversation = Conversation.objects.filter(pk=conversation_id)
-    conversation.update(**updates)
-    conversation.filter(last_message_at__lt=at).update(last_message_at=at)
+    """Counters of a conversation when a message is stored; an inbound one starts the wait for a reply. One
+    UPDATE: this runs for every message."""
+    updates: dict[str, Any] = {
+        "message_count": F("message_count") + 1,
+        "last_message_at": Case(When(last_message_at__lt=at, then=Value(at)), default=F("last_message_at")),
+    }
     if inbound:
-        conversation.filter(awaiting_reply_since__isnull=True).update(awaiting_reply_since=at)
+        updates["awaiting_reply_since"] = Case(
+            When(awaiting_reply_since__isnull=True, then=Value(at)), default=F("awaiting_reply_since")
+        )
+    Conversation.objects.filter(pk=conversation_id).update(**updates)
 
 
 def conversation_close(*, conversation: Conversation, reason: str = "") -> Conversation:

@@ -91,6 +91,7 @@ def dm_record(
         account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE, at=sent_at
     )
     conversation = conversation_open_for(contact=contact, at=sent_at)
+    conversation.contact = contact  # the deciders read message.conversation.contact: not read again
     metadata: dict[str, Any] = {}
     if quick_reply_response:
         metadata["quickReplyResponse"] = quick_reply_response
