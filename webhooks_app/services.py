@@ -174,12 +174,15 @@ def inbound_event_process(*, event_id: int, claimed: bool = False) -> str | None
     if not claimed and not _claim(InboundEvent.objects.filter(claimable, pk=event_id), now):
         return None  # done, being processed, or claimed by another worker a moment ago
     with transaction.atomic():
+        # A drain's own claim waits for the row. Another drain's claim statement can hold it a moment: a row its
+        # scan locked and then found claimed stays locked until that statement's transaction ends. Skipping it
+        # then left the event for CLAIM_GAP (found by bench/load.py: the lag rose to 29 s with nothing waiting).
         row = (
-            InboundEvent.objects.select_for_update(skip_locked=True)
+            InboundEvent.objects.select_for_update(skip_locked=not claimed)
             .filter(pk=event_id, status__in=[EventStatus.PENDING, EventStatus.FAILED])
             .first()
         )
-        if row is None:  # another worker holds it (its handler outlasted CLAIM_GAP)
+        if row is None:  # done meanwhile, or another worker holds it (its handler outlasted CLAIM_GAP)
             return None
         attempts = row.attempts
         if row.status == EventStatus.PENDING and attempts > MAX_ATTEMPTS:  # its earlier workers all died on it
