@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from tests.factories import AccountFactory
+from tests.lock_helpers import row_locked
 from webhooks_app import services
 from webhooks_app.models import InboundEvent
 from webhooks_app.parser import split_payload
@@ -29,19 +28,7 @@ def test_a_drain_waits_out_a_brief_lock_on_an_event_it_claimed_rather_than_leavi
     services._insert_new(split_payload(FIXTURES["direct_message"]), None)
     event = InboundEvent.objects.get()
     assert services._claim(InboundEvent.objects.filter(pk=event.pk), timezone.now()) == [event.pk]
-    held = threading.Event()
-
-    def another_claim() -> None:
-        with transaction.atomic():
-            InboundEvent.objects.select_for_update().get(pk=event.pk)
-            held.set()
-            time.sleep(0.5)
-        connection.close()
-
-    other = threading.Thread(target=another_claim)
-    other.start()
-    assert held.wait(10)
-    assert services.inbound_event_process(event_id=event.pk, claimed=True) == "processed"
-    other.join()
+    with row_locked(InboundEvent, event.pk, seconds=0.5):
+        assert services.inbound_event_process(event_id=event.pk, claimed=True) == "processed"
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("processed", 1)

@@ -479,11 +479,11 @@ def test_an_event_its_workers_die_on_every_time_fails_after_the_last_attempt(sho
 def test_a_drain_passes_an_event_another_worker_is_processing_without_waiting_for_it(shop_account, monkeypatch):
     # found by bench/load.py: drains waited on each other's row locks, one behind the other, and processed 9 events
     # a second between them; a claim now skips a locked row
-    import threading
     import time
 
-    from django.db import connection, transaction
+    from django.db import connection
 
+    from tests.lock_helpers import row_locked
     from webhooks_app import services
 
     if connection.vendor != "postgresql":
@@ -491,22 +491,9 @@ def test_a_drain_passes_an_event_another_worker_is_processing_without_waiting_fo
     monkeypatch.setattr(services, "_kick", lambda: None)
     deliver(FIXTURES["direct_message"])
     event = InboundEvent.objects.get()
-    held, release = threading.Event(), threading.Event()
-
-    def other_worker() -> None:
-        with transaction.atomic():
-            InboundEvent.objects.select_for_update().get(pk=event.pk)  # processing it, its row locked
-            held.set()
-            release.wait(10)
-        connection.close()
-
-    worker = threading.Thread(target=other_worker)
-    worker.start()
-    assert held.wait(10)
-    started = time.monotonic()
-    assert services.inbound_event_process(event_id=event.pk) is None
-    assert time.monotonic() - started < 2  # passed it by, did not wait for the lock
-    release.set()
-    worker.join()
+    with row_locked(InboundEvent, event.pk):  # another worker processing it
+        started = time.monotonic()
+        assert services.inbound_event_process(event_id=event.pk) is None
+        assert time.monotonic() - started < 2  # passed it by, did not wait for the lock
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("pending", 0)  # nothing counted against it
