@@ -158,6 +158,20 @@ def test_x_failing_every_try_fails_the_execution_after_three_retries(merchant, s
     assert execution.status == ExecutionStatus.FAILED and execution.error.startswith("x_error")
 
 
+def test_a_last_retry_answered_5xx_after_x_sent_the_dm_completes_the_step(merchant, sandbox, shop, jane, clock):
+    # the campaigns' fault found by bench/chaos.py x-faults, in flows: the last retry's 503 came after X sent the DM
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=3)
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=1, afterSend=True)
+    flow = active_flow(merchant, "manual", [node("s", "send_message", content="Hello")])
+    contacts_enroll(flow=flow, contacts=[jane["contact"]])
+    for seconds in (0, 6, 31, 121, 200):
+        run_due(clock, seconds=seconds)
+    execution = only_execution(flow)
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error
+    assert dms_to(sandbox, shop, jane) == ["Hello"]
+    assert execution.steps.get().detail["attempts"] == 4
+
+
 def test_xs_rate_limit_makes_the_execution_wait_not_fail(merchant, sandbox, shop, jane, clock):
     sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=429, times=1)
     flow = active_flow(merchant, "manual", [node("s", "send_message", content="Soon")])
