@@ -55,6 +55,9 @@ logger = logging.getLogger("mktx.campaigns.sender")
 
 MAX_TRIES = 3
 RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
+# a retry first looks at X's DM events for its earlier tries; when X cannot answer, again 30 s later, this many
+# times (about 10 minutes), then the delivery fails `x_unclear` (neither sent blind nor retried for ever)
+UNCLEAR_RECHECKS = 20
 BACK_TO_BACK = timedelta(milliseconds=50)  # a spacing this short is no reason to let go of the account
 UNCLEAR = ("Timeout", "ServerError", "Unavailable", "Lost")  # error codes after which X may have sent the DM
 
@@ -208,7 +211,13 @@ def delivery_send(delivery: Delivery, text: str, conversation: Conversation | No
         try:
             if _earlier_attempt_landed(delivery, now):
                 return DeliveryStatus.SENT
+        except XRateLimited as exc:  # X's DM events, for this account's window: look after its reset
+            delivery_later([delivery.pk], exc.reset_at or now + timedelta(minutes=15))
+            return DeliveryStatus.PENDING
         except XError as exc:  # cannot tell yet whether it landed: never resend blind
+            if delivery.attempts - delivery.failures > UNCLEAR_RECHECKS:  # ... but not for ever
+                delivery_finish(delivery, DeliveryStatus.FAILED, "x_unclear", exc.message, attempted_at=now)
+                return DeliveryStatus.FAILED
             delivery_later([delivery.pk], now + RETRY_BACKOFF[0])
             logger.warning("delivery %s: X's DM events unavailable (%s); later", delivery.pk, exc.message)
             return DeliveryStatus.PENDING

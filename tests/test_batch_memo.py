@@ -82,3 +82,14 @@ def test_events_after_a_revocation_in_the_same_batch_are_ignored(merchant, setti
     assert services.inbound_events_drain() == {"processed": 3, "ignored": 2}
     after = InboundEvent.objects.filter(kind="direct_message").order_by("pk")[2:]
     assert [e.status_reason for e in after] == ["no active connected account for this X user"] * 2
+
+
+def test_a_batch_does_not_remember_that_an_x_user_had_no_account(merchant):
+    from webhooks_app.parser import parse_event
+
+    (raw,) = split_payload(copy.deepcopy(FIXTURES["direct_message"]))
+    event = parse_event(raw.kind, raw.payload)
+    with batch_memo():
+        assert services._account_for(event) is None
+        account = AccountFactory.create(merchant=merchant, twitter_user_id=SHOP_ID)
+        assert services._account_for(event) == account

@@ -287,6 +287,33 @@ def test_a_third_5xx_after_x_sent_the_dm_is_sent_not_failed(api, sandbox, shop, 
     assert (metrics["totalSent"], metrics["failed"]) == (1, 0)
 
 
+def test_a_try_whose_outcome_x_never_tells_ends_unclear_without_a_resend(api, sandbox, shop, crowd, clock, settings):
+    # a retry looks at X's DM events first; with those down it looks again every 30 s, and gives up after 20
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    contact_tags_add(contact=crowd[0]["contact"], tags=["solo"])
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=1)
+    sandbox.fault(method="GET", pathPrefix="/2/dm_conversations", status=503, times=1000)  # the DM events, down
+    data = started(api, segment(api, "Solo", "solo"))
+    drain(clock)
+    delivery = Delivery.objects.get(campaign_id=data["id"])
+    assert (delivery.status, delivery.reason, delivery.failures, delivery.attempts) == ("failed", "x_unclear", 1, 22)
+    assert Message.objects.filter(origin="campaign").count() == 1  # looked at X again and again, never sent again
+
+
+def test_a_retry_whose_look_at_x_is_rate_limited_waits_for_the_reset(api, sandbox, shop, crowd, clock, settings):
+    settings.MKTX_X_DM_DAILY_LIMIT = 100_000
+    contact_tags_add(contact=crowd[0]["contact"], tags=["solo"])
+    sandbox.fault(method="POST", pathPrefix="/2/dm_conversations", status=503, times=1)
+    sandbox.fault(method="GET", pathPrefix="/2/dm_conversations", status=429, times=1, resetSeconds=600)
+    data = started(api, segment(api, "Solo", "solo"))
+    drain(clock)
+    delivery = Delivery.objects.get(campaign_id=data["id"])
+    assert (delivery.status, delivery.attempts) == ("sent", 3)  # tried, looked (429), looked after the reset, sent
+    assert len(sandbox.dms(senderId=shop["id"])) == 1
+    first, second = sorted(Message.objects.filter(origin="campaign").values_list("created_at", flat=True))
+    assert (second - first).total_seconds() >= 600
+
+
 def test_a_5xx_then_success_is_sent_once(api, sandbox, shop, crowd, clock, settings):
     settings.MKTX_X_DM_DAILY_LIMIT = 100_000
     contact_tags_add(contact=crowd[0]["contact"], tags=["solo"])

@@ -41,6 +41,7 @@ DRAIN_MAX = 5000
 # a drain hands over to a fresh task after this long, well inside django-q's 120 s task timeout (found by
 # bench/load.py: drains of a long backlog were killed at the timeout, and their workers started again)
 DRAIN_SECONDS = 60
+CLAIMED_LOCK_WAIT = 2.0  # seconds a drain looks again at a locked event it claimed (see _locked)
 
 
 def inbound_events_store(*, body: Any, raw: str | None = None) -> int:
@@ -143,14 +144,18 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
 
 def _account_for(event: Any) -> Account | None:
     """The active account an event is for: read once per drain batch (mktx/memo.py), except for a revocation,
-    after which the batch reads it again."""
+    after which the batch reads it again. An account disconnected by another process meanwhile is seen from the
+    next batch (a second or two); its sends check the account again."""
     if isinstance(event, RevokeEvent):
         memo_forget(("account", event.user_id))
         return active_account_for_x_user(event.user_id)
     for_user_id = getattr(event, "for_user_id", "")
     if not for_user_id:
         return None
-    return memoized(("account", for_user_id), lambda: active_account_for_x_user(for_user_id))
+    account = memoized(("account", for_user_id), lambda: active_account_for_x_user(for_user_id))
+    if account is None:  # none is not remembered: an account connected meanwhile is seen by the batch's next event
+        memo_forget(("account", for_user_id))
+    return account
 
 
 def _finish(event_id: int, status: str, reason: str = "", **extra: Any) -> None:
@@ -174,14 +179,7 @@ def inbound_event_process(*, event_id: int, claimed: bool = False) -> str | None
     if not claimed and not _claim(InboundEvent.objects.filter(claimable, pk=event_id), now):
         return None  # done, being processed, or claimed by another worker a moment ago
     with transaction.atomic():
-        # A drain's own claim waits for the row. Another drain's claim statement can hold it a moment: a row its
-        # scan locked and then found claimed stays locked until that statement's transaction ends. Skipping it
-        # then left the event for CLAIM_GAP (found by bench/load.py: the lag rose to 29 s with nothing waiting).
-        row = (
-            InboundEvent.objects.select_for_update(skip_locked=not claimed)
-            .filter(pk=event_id, status__in=[EventStatus.PENDING, EventStatus.FAILED])
-            .first()
-        )
+        row = _locked(event_id, wait=CLAIMED_LOCK_WAIT if claimed else 0.0)
         if row is None:  # done meanwhile, or another worker holds it (its handler outlasted CLAIM_GAP)
             return None
         attempts = row.attempts
@@ -217,6 +215,23 @@ def inbound_event_process(*, event_id: int, claimed: bool = False) -> str | None
             return EventStatus.FAILED
         _finish(event_id, EventStatus.PROCESSED, account=account, last_error="", next_attempt_at=None)
         return EventStatus.PROCESSED
+
+
+def _locked(event_id: int, *, wait: float) -> InboundEvent | None:
+    """The event's row, locked, while it is pending or failed; a row another worker holds is skipped, or with `wait`
+    looked at again for that long.
+
+    A drain waits a moment for an event it claimed: another drain's claim statement can hold the row, since a row
+    its scan locked and then found claimed stays locked until that statement's transaction ends, a few milliseconds.
+    Skipping it left the event for CLAIM_GAP (found by bench/load.py: the lag rose to 29 s with nothing waiting). Not
+    longer: a worker that took the event over after CLAIM_GAP holds it for its whole handler."""
+    unfinished = InboundEvent.objects.filter(pk=event_id, status__in=[EventStatus.PENDING, EventStatus.FAILED])
+    deadline = time.monotonic() + wait
+    while True:
+        row = unfinished.select_for_update(skip_locked=True).first()
+        if row is not None or time.monotonic() >= deadline or not unfinished.exists():
+            return row
+        time.sleep(0.05)
 
 
 def _claim(candidates: Any, now: datetime) -> list[int]:
