@@ -39,11 +39,11 @@ from automation.engine import (
 )
 from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, Step, StepStatus
 from automation.runners import Outcome, StepContext
-from automation.triggers import versions_memo
 from contacts.models import Contact
 from contacts.segments import compile_conditions
 from contacts.services.contacts import contacts_tags_add
 from mktx.bulk import values_insert, values_update
+from mktx.memo import batch_memo
 
 logger = logging.getLogger("mktx.automation")
 
@@ -69,7 +69,7 @@ def _conditions_many(contexts: list[StepContext]) -> list[Outcome]:
 
 def _add_tag_many(contexts: list[StepContext]) -> list[Outcome]:
     tags = list(contexts[0].config["tags"])
-    with versions_memo():
+    with batch_memo():  # the flows a trigger looks for, read once for the thousands of contacts tagged
         names = contacts_tags_add(contacts=[c.contact for c in contexts], tags=tags)
     return [Outcome.done({"tags": tags, "contactTags": names.get(c.contact.pk, [])}) for c in contexts]
 

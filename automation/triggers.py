@@ -8,7 +8,6 @@ account (`accountIds`), and its trigger's config accepts the event; always on it
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db.models import F
@@ -18,15 +17,9 @@ from automation.keywords import keyword_match
 from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, WaitKind
 from contacts.models import Contact, Message
 from mktx.api.errors import InvalidInput
-from mktx.memo import batch_memo, memoized
+from mktx.memo import memoized
 
 Accepts = Callable[[dict[str, Any]], bool]
-
-
-def versions_memo() -> AbstractContextManager[None]:
-    """While a batch of steps runs, the flows a trigger looks for are read once per merchant and trigger type
-    (a batch's `add_tag` tells the tags of thousands of contacts)."""
-    return batch_memo()
 
 
 def _versions(merchant_id: Any, trigger_type: str) -> list[FlowVersion]:

@@ -30,13 +30,17 @@ def batch_memo() -> Iterator[None]:
 
 
 def memoized(key: Hashable, read: Callable[[], T]) -> T:
-    """`read()`, once per `key` inside a `batch_memo()` block; every time outside one."""
+    """`read()`, once per `key` inside a `batch_memo()` block; every time outside one. None is not remembered: what
+    was missing (an X user's account) is read again, so that a row created meanwhile is seen."""
     memo = _memo.get()
     if memo is None:
         return read()
-    if key not in memo:
-        memo[key] = read()
-    return memo[key]
+    if key in memo:
+        return memo[key]
+    value = read()
+    if value is not None:
+        memo[key] = value
+    return value
 
 
 def memo_forget(key: Hashable) -> None:

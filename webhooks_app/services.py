@@ -134,9 +134,8 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
             continue
         looked_again = False
         with batch_memo():  # the batch's accounts, AI settings and flows read once
-            for event_id in ids:
-                status = inbound_event_process(event_id=event_id, claimed=True) or "skipped"
-                counts[status] = counts.get(status, 0) + 1
+            for status, n in _process_all(ids, claimed=True).items():
+                counts[status] = counts.get(status, 0) + n
         done += len(ids)
     _kick()
     return counts
@@ -152,10 +151,7 @@ def _account_for(event: Any) -> Account | None:
     for_user_id = getattr(event, "for_user_id", "")
     if not for_user_id:
         return None
-    account = memoized(("account", for_user_id), lambda: active_account_for_x_user(for_user_id))
-    if account is None:  # none is not remembered: an account connected meanwhile is seen by the batch's next event
-        memo_forget(("account", for_user_id))
-    return account
+    return memoized(("account", for_user_id), lambda: active_account_for_x_user(for_user_id))
 
 
 def _finish(event_id: int, status: str, reason: str = "", **extra: Any) -> None:
@@ -244,10 +240,10 @@ def _claim(candidates: Any, now: datetime) -> list[int]:
     return ids
 
 
-def _process_all(ids: list[int]) -> dict[str, int]:
+def _process_all(ids: list[int], *, claimed: bool = False) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event_id in ids:
-        status = inbound_event_process(event_id=event_id) or "skipped"
+        status = inbound_event_process(event_id=event_id, claimed=claimed) or "skipped"
         counts[status] = counts.get(status, 0) + 1
     return counts
 
