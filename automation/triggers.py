@@ -17,7 +17,7 @@ from automation.keywords import keyword_match
 from automation.models import Execution, ExecutionStatus, Flow, FlowStatus, FlowVersion, WaitKind
 from contacts.models import Contact, Message
 from mktx.api.errors import InvalidInput
-from mktx.memo import memoized
+from mktx.memo import memo_seed, memoized
 
 Accepts = Callable[[dict[str, Any]], bool]
 
@@ -73,6 +73,8 @@ def reply_take(*, message: Message) -> bool:
     takes it. True when one took it or still waits for it (a reply that misses the node's keywords leaves it
     waiting): the DM then triggers no `message_received` flow and gets no other answer."""
     contact_id = message.conversation.contact_id
+    if not memoized(("reply waits", contact_id), lambda: True):  # known to have none (reply_waits_prefetch)
+        return False
     waiting = list(
         Execution.objects.filter(contact_id=contact_id, status=ExecutionStatus.RUNNING, waiting_for=WaitKind.REPLY)
         .select_related("version")
@@ -87,6 +89,17 @@ def reply_take(*, message: Message) -> bool:
         elif execution_reply(execution=execution, message=message):
             kept = True
     return kept  # False also when each waiting one timed out first: the DM goes on to the flows and the rest
+
+
+def reply_waits_prefetch(*, contact_ids: list[Any]) -> None:
+    """In a batch (mktx/memo.py): which of these contacts have an execution waiting for their reply, read once, so
+    that `reply_take` looks no further for the others. A wait that begins during the batch is seen from the next."""
+    waiting = set(
+        Execution.objects.filter(
+            contact_id__in=set(contact_ids), status=ExecutionStatus.RUNNING, waiting_for=WaitKind.REPLY
+        ).values_list("contact_id", flat=True)
+    )
+    memo_seed({("reply waits", pk): pk in waiting for pk in contact_ids})
 
 
 def message_received(*, message: Message) -> bool:

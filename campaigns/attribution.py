@@ -5,6 +5,7 @@ attribution window (MKTX_REPLY_ATTRIBUTION_HOURS, 72 h) after it. Clicks are rec
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -13,6 +14,7 @@ from campaigns.models import Delivery, DeliveryStatus
 from contacts.hooks import campaign_replied_fire
 from contacts.models import Message, MessageDirection
 from mktx.accounts.models import Account
+from mktx.memo import memo_seed, memoized
 
 
 def deliveries_opened(*, account: Account, reader_id: str, at: datetime) -> int:
@@ -26,6 +28,24 @@ def deliveries_opened(*, account: Account, reader_id: str, at: datetime) -> int:
     ).update(opened_at=at)
 
 
+def deliveries_replied_prefetch(*, contact_ids: list[Any], at: list[datetime]) -> None:
+    """In a batch (mktx/memo.py) of DMs from these contacts, sent at `at`: which contacts have a delivery the DMs
+    may reply to, read once, so that `deliveries_replied` looks no further for the others."""
+    if not at:
+        return
+    window = timedelta(hours=settings.MKTX_REPLY_ATTRIBUTION_HOURS)
+    unreplied = set(
+        Delivery.objects.filter(
+            contact_id__in=set(contact_ids),
+            status=DeliveryStatus.SENT,
+            replied_at__isnull=True,
+            sent_at__lte=max(at),
+            sent_at__gte=min(at) - window,
+        ).values_list("contact_id", flat=True)
+    )
+    memo_seed({("unreplied deliveries", pk): pk in unreplied for pk in contact_ids})
+
+
 def deliveries_replied(*, message: Message | None, hooks: bool = True) -> int:
     """An inbound DM: the deliveries sent to its sender within the window before it are replied to, and each
     campaign replied to is told to the `campaign_replied` listener (contacts/hooks.py) once; `hooks=False` for a
@@ -35,6 +55,8 @@ def deliveries_replied(*, message: Message | None, hooks: bool = True) -> int:
     window = timedelta(hours=settings.MKTX_REPLY_ATTRIBUTION_HOURS)
     at = message.sent_at or message.created_at
     contact_id = message.conversation.contact_id
+    if not memoized(("unreplied deliveries", contact_id), lambda: True):  # none (deliveries_replied_prefetch)
+        return 0
     unreplied = Delivery.objects.filter(
         contact_id=contact_id,
         status=DeliveryStatus.SENT,

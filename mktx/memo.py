@@ -48,3 +48,11 @@ def memo_forget(key: Hashable) -> None:
     memo = _memo.get()
     if memo is not None:
         memo.pop(key, None)
+
+
+def memo_seed(values: dict[Hashable, Any]) -> None:
+    """Remember reads made for many keys at once (a batch's prefetch), as if `memoized` had made them; nothing
+    outside a `batch_memo()` block."""
+    memo = _memo.get()
+    if memo is not None:
+        memo.update(values)

@@ -42,12 +42,19 @@ def shop_account(merchant) -> Account:
     return AccountFactory.create(merchant=merchant, twitter_user_id=SHOP_ID, username="goodgo_shop")
 
 
+def dm_handler_set(monkeypatch, handler) -> None:
+    """`handler` in place of the inbox's DM handler, for one event and for a drain's runs of them (called for each
+    DM of the run: a run that raises is rolled back, and its events are processed again one by one)."""
+    monkeypatch.setattr("webhooks_app.services.HANDLERS", {**handlers.HANDLERS, DirectMessageEvent: handler})
+    runs = {DirectMessageEvent: lambda dms: [handler(event, account) for event, account in dms]}
+    monkeypatch.setattr("webhooks_app.services.RUN_HANDLERS", runs)
+
+
 @pytest.fixture
 def dm_calls(monkeypatch) -> list[DirectMessageEvent]:
     """A DM handler that records its calls, in place of the inbox's."""
     calls: list[DirectMessageEvent] = []
-    table = {**handlers.HANDLERS, DirectMessageEvent: lambda event, account: calls.append(event)}
-    monkeypatch.setattr("webhooks_app.services.HANDLERS", table)
+    dm_handler_set(monkeypatch, lambda event, account: calls.append(event))
     return calls
 
 
@@ -214,14 +221,13 @@ def test_revoke_marks_the_account_error(shop_account, django_capture_on_commit_c
 def test_a_handler_failure_is_recorded_and_retried_with_backoff(
     shop_account, monkeypatch, django_capture_on_commit_callbacks
 ):
-    calls: list[str] = []
+    down = [True]
 
     def flaky(event, account):
-        calls.append(event.event_id)
-        if len(calls) == 1:
+        if down[0]:
             raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr("webhooks_app.services.HANDLERS", {DirectMessageEvent: flaky})
+    dm_handler_set(monkeypatch, flaky)
     event = _process(FIXTURES["direct_message"], django_capture_on_commit_callbacks)
 
     assert event.status == "failed"
@@ -229,6 +235,7 @@ def test_a_handler_failure_is_recorded_and_retried_with_backoff(
     assert event.last_error == "RuntimeError: database hiccup"
     assert event.next_attempt_at is not None and event.next_attempt_at > timezone.now()
 
+    down[0] = False
     assert inbound_events_sweep() == {}  # not due yet
     assert inbound_events_sweep(now=event.next_attempt_at + timedelta(seconds=1)) == {"processed": 1}
     event.refresh_from_db()
@@ -241,7 +248,7 @@ def test_a_handler_that_keeps_failing_stops_after_the_last_attempt(
     def broken(event, account):
         raise ValueError("always")
 
-    monkeypatch.setattr("webhooks_app.services.HANDLERS", {DirectMessageEvent: broken})
+    dm_handler_set(monkeypatch, broken)
     event = _process(FIXTURES["direct_message"], django_capture_on_commit_callbacks)
     far_future = timezone.now() + timedelta(days=1)
     for _ in range(10):
@@ -270,11 +277,11 @@ def _replay(*args: str) -> str:
 
 
 def test_replay_reruns_failed_events_and_reports_counts(shop_account, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr("webhooks_app.services.HANDLERS", {DirectMessageEvent: lambda e, a: 1 / 0})
+    dm_handler_set(monkeypatch, lambda e, a: 1 / 0)
     event = _process(FIXTURES["direct_message"], django_capture_on_commit_callbacks)
     assert event.status == "failed"
     calls: list[str] = []
-    monkeypatch.setattr("webhooks_app.services.HANDLERS", {DirectMessageEvent: lambda e, a: calls.append(e.event_id)})
+    dm_handler_set(monkeypatch, lambda e, a: calls.append(e.event_id))
 
     assert "1 events would be replayed" in _replay("--status", "failed", "--dry-run")
     event.refresh_from_db()
@@ -436,15 +443,14 @@ def test_an_event_whose_worker_dies_mid_processing_is_taken_again_shortly_with_n
     monkeypatch.setattr(services, "_kick", lambda: None)  # stored; no drain yet
     deliver(FIXTURES["direct_message"])
     event = InboundEvent.objects.get()
-    monkeypatch.setattr(services, "HANDLERS", {**handlers.HANDLERS, DirectMessageEvent: dying})
+    dm_handler_set(monkeypatch, dying)
     with time_machine.travel(timezone.now(), tick=False) as clock:
         with pytest.raises(Crash):
             services.inbound_event_process(event_id=event.pk)
         event.refresh_from_db()
         assert (event.status, event.attempts) == ("pending", 1)
         assert Account.objects.get(pk=shop_account.pk).username == "goodgo_shop"  # the handler's write rolled back
-        handler = {**handlers.HANDLERS, DirectMessageEvent: lambda event, account: calls.append(event.event_id)}
-        monkeypatch.setattr(services, "HANDLERS", handler)
+        dm_handler_set(monkeypatch, lambda event, account: calls.append(event.event_id))
         assert services.inbound_events_drain() == {}  # just claimed: left alone, no spinning on it
         assert services.inbound_event_process(event_id=event.pk) is None
         clock.shift(services.CLAIM_GAP + timedelta(seconds=1))
@@ -462,7 +468,7 @@ def test_an_event_its_workers_die_on_every_time_fails_after_the_last_attempt(sho
     monkeypatch.setattr(services, "_kick", lambda: None)
     deliver(FIXTURES["direct_message"])
     event = InboundEvent.objects.get()
-    monkeypatch.setattr(services, "HANDLERS", {**handlers.HANDLERS, DirectMessageEvent: dying})
+    dm_handler_set(monkeypatch, dying)
     with time_machine.travel(timezone.now(), tick=False) as clock:
         for _ in range(services.MAX_ATTEMPTS):
             with pytest.raises(Crash):

@@ -11,18 +11,20 @@ from typing import Any
 
 from automation import triggers
 from automation.engine import executions_cancel
-from campaigns.attribution import deliveries_opened, deliveries_replied
+from campaigns.attribution import deliveries_opened, deliveries_replied, deliveries_replied_prefetch
 from chatbot.autoreply import bot_takes
 from contacts.models import ConsentAction
 from contacts.services.consent import consent_confirm_later, consent_keyword, contact_consent_set
 from contacts.services.contacts import XProfile
 from contacts.services.inbound import (
+    InboundDM,
     RecordedDM,
     away_message_if_closed,
     dm_record,
     follow_record,
     read_receipt_record,
 )
+from contacts.services.inbound_batch import dms_record
 from mktx.accounts.models import Account
 from mktx.accounts.services import account_revoked
 from webhooks_app.events import DirectMessageEvent, FollowEvent, ReadReceiptEvent, RevokeEvent, XUserInfo
@@ -47,8 +49,43 @@ def _direct_message(event: DirectMessageEvent, account: Account) -> None:
         quick_reply_response=event.quick_reply_response,
         entities=event.entities,
     )
-    if recorded is None:  # stored already: a replay, or X's duplicate delivery
+    if recorded is not None:  # else stored already: a replay, or X's duplicate delivery
+        _answer_recorded(recorded, account)
+
+
+def direct_messages(dms: list[tuple[DirectMessageEvent, Account]]) -> None:
+    """`_direct_message` for many customers' DMs (none an echo of an account's own), in the caller's transaction and
+    their order: recorded in one statement per step (contacts/services/inbound_batch.py), with what the deciders
+    look for (waiting executions, deliveries to attribute) read once for all, then each answered as one is."""
+    recorded = dms_record(
+        [
+            InboundDM(
+                account=account,
+                x_event_id=event.event_id,
+                profile=_profile(event.users[event.sender_id])
+                if event.sender_id in event.users
+                else XProfile(id=event.sender_id),
+                text=event.text,
+                sent_at=event.created_at,
+                attachment=event.attachment,
+                quick_reply_response=event.quick_reply_response,
+                entities=event.entities,
+            )
+            for event, account in dms
+        ]
+    )
+    stored = [r for r in recorded if r is not None]
+    if not stored:
         return
+    contact_ids = [r.contact.pk for r in stored]
+    triggers.reply_waits_prefetch(contact_ids=contact_ids)
+    deliveries_replied_prefetch(contact_ids=contact_ids, at=[r.message.sent_at for r in stored])  # type: ignore[misc]
+    for r, (_, account) in zip(recorded, dms, strict=True):
+        if r is not None:
+            _answer_recorded(r, account)
+
+
+def _answer_recorded(recorded: RecordedDM, account: Account) -> None:
     keyword = consent_keyword(recorded.message.content, account) if recorded.inbound else None
     deliveries_replied(message=recorded.message, hooks=keyword is None)  # a consent word triggers no flow
     if not recorded.inbound:
@@ -104,6 +141,7 @@ def _revoke(event: RevokeEvent, account: Account) -> None:
 
 
 Handler = Callable[[Any, Account], None]
+RunHandler = Callable[[list[tuple[Any, Account]]], None]
 
 HANDLERS: dict[type, Handler] = {
     DirectMessageEvent: _direct_message,
@@ -111,3 +149,6 @@ HANDLERS: dict[type, Handler] = {
     ReadReceiptEvent: _read_receipt,
     RevokeEvent: _revoke,
 }
+
+# the same for a run of events recorded together (a drain's batch): customers' DMs, none an echo
+RUN_HANDLERS: dict[type, RunHandler] = {DirectMessageEvent: direct_messages}

@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from mktx.accounts.models import Account
 from mktx.accounts.selectors import active_account_for_x_user
+from mktx.bulk import values_update
 from mktx.memo import batch_memo, memo_forget, memoized
 from mktx.queue import task_enqueue
 from mktx.redis import redis_call, redis_key
-from webhooks_app.events import RevokeEvent
-from webhooks_app.handlers import HANDLERS
+from webhooks_app.events import DirectMessageEvent, RevokeEvent
+from webhooks_app.handlers import HANDLERS, RUN_HANDLERS
 from webhooks_app.models import EventStatus, InboundEvent
 from webhooks_app.parser import PayloadError, RawEvent, parse_event, split_payload
 
@@ -134,7 +135,7 @@ def inbound_events_drain(*, limit: int = DRAIN_MAX) -> dict[str, int]:
             continue
         looked_again = False
         with batch_memo():  # the batch's accounts, AI settings and flows read once
-            for status, n in _process_all(ids, claimed=True).items():
+            for status, n in _process_claimed(ids).items():
                 counts[status] = counts.get(status, 0) + n
         done += len(ids)
     _kick()
@@ -238,6 +239,92 @@ def _claim(candidates: Any, now: datetime) -> list[int]:
         if ids:
             InboundEvent.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, claimed_at=now)
     return ids
+
+
+def _process_claimed(ids: list[int]) -> dict[str, int]:
+    """A drain's batch, in order: runs of customers' DMs recorded and answered together, in a transaction per run
+    (webhooks_app/handlers.py, `direct_messages`); every other event one at a time, as is an event of a run that
+    failed as a whole (each then gets its own outcome) or that another worker holds."""
+    counts: dict[str, int] = {}
+    rows = {row.pk: row for row in InboundEvent.objects.filter(pk__in=ids).only("pk", "kind", "payload", "attempts")}
+    run: list[tuple[int, DirectMessageEvent, Account]] = []
+    for event_id in ids:
+        row = rows.get(event_id)
+        dm = _customer_dm(row) if row is not None else None
+        if dm is not None:
+            run.append((event_id, *dm))
+            continue
+        _add(counts, _run_process(run))
+        run = []
+        _add(counts, _process_all([event_id], claimed=True))
+    _add(counts, _run_process(run))
+    return counts
+
+
+def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+    for status, n in more.items():
+        counts[status] = counts.get(status, 0) + n
+
+
+def _customer_dm(row: InboundEvent) -> tuple[DirectMessageEvent, Account] | None:
+    """The event as a customer's DM to an active account, when it is one that a run may take."""
+    if row.kind != "direct_message" or row.attempts > MAX_ATTEMPTS:
+        return None
+    try:
+        event = parse_event(row.kind, row.payload)
+    except PayloadError:
+        return None
+    if not isinstance(event, DirectMessageEvent) or event.is_echo:
+        return None
+    account = _account_for(event)
+    if account is None or event.sender_id == account.twitter_user_id:
+        return None
+    return event, account
+
+
+def _run_process(run: list[tuple[int, DirectMessageEvent, Account]]) -> dict[str, int]:
+    """The DMs of a run, recorded and answered in one transaction with their events' outcome: the events this
+    worker could lock (another may hold one a moment: see _locked) and that are still pending."""
+    if not run:
+        return {}
+    taken: list[tuple[int, DirectMessageEvent, Account]] = []
+    try:
+        with transaction.atomic():
+            free = set(
+                InboundEvent.objects.filter(
+                    pk__in=[event_id for event_id, _, _ in run], status=EventStatus.PENDING, attempts__lte=MAX_ATTEMPTS
+                )
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)
+            )
+            taken = [item for item in run if item[0] in free]
+            RUN_HANDLERS[DirectMessageEvent]([(event, account) for _, event, account in taken])
+            _finish_many([(event_id, account) for event_id, _, account in taken])
+    except Exception:  # the run as a whole, rolled back: each event again on its own, with its own outcome
+        logger.exception("a run of %s inbound DMs failed; processing them one by one", len(run))
+        taken = []
+    done = {event_id for event_id, _, _ in taken}
+    counts = {EventStatus.PROCESSED.value: len(done)} if done else {}
+    _add(counts, _process_all([event_id for event_id, _, _ in run if event_id not in done], claimed=True))
+    return counts
+
+
+def _finish_many(processed: list[tuple[int, Account]]) -> None:
+    """`_finish(PROCESSED)` for many events, each with its account, in one statement."""
+    opts = InboundEvent._meta
+    now = timezone.now()
+    values_update(
+        InboundEvent,
+        [
+            ("k", opts.pk),
+            ("account", opts.get_field("account").target_field),
+            ("status", opts.get_field("status")),
+            ("at", opts.get_field("processed_at")),
+        ],
+        [(event_id, account.pk, EventStatus.PROCESSED.value, now) for event_id, account in sorted(processed)],
+        assignments="account_id = v.account, status = v.status, status_reason = '', processed_at = v.at, "
+        "last_error = '', next_attempt_at = NULL",
+    )
 
 
 def _process_all(ids: list[int], *, claimed: bool = False) -> dict[str, int]:

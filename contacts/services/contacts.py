@@ -67,6 +67,13 @@ def contact_upsert_from_x(
                 contact_created_fire(contact=contact)
                 return contact, True
         contact = Contact.objects.get(account=account, twitter_user_id=profile.id)
+    contact_profile_refresh(contact, profile)
+    return contact, False
+
+
+def contact_profile_refresh(contact: Contact, profile: XProfile) -> None:
+    """The contact's X profile as X describes it now (a display name staff set is kept): one UPDATE when it
+    changed, none otherwise."""
     changes: dict[str, Any] = {}
     if profile.username and contact.username != profile.username:
         changes["username"] = profile.username[:50]
@@ -78,7 +85,6 @@ def contact_upsert_from_x(
         Contact.objects.filter(pk=contact.pk).update(**changes, updated_at=timezone.now())
         for name, value in changes.items():
             setattr(contact, name, value)
-    return contact, False
 
 
 def contact_interaction_record(*, contact_id: Any, at: datetime, **counters: int) -> None:
@@ -127,22 +133,32 @@ def first_interaction_move(*, contact_id: Any, at: datetime) -> None:
         tallies_add(moves)
 
 
-@transaction.atomic
 def contacts_messages_sent(sent: list[tuple[Any, datetime]]) -> None:
     """`contact_interaction_record(messages_sent=1)` for many sends at once, (contact id, when) each, in one
     statement: a contact that got several counts each, its interaction times stretched to the earliest and latest."""
+    _interactions_add("messages_sent", sent)
+
+
+def contacts_messages_received(received: list[tuple[Any, datetime]]) -> None:
+    """`contact_interaction_record(messages_received=1)` for many inbound DMs at once, as `contacts_messages_sent`."""
+    _interactions_add("messages_received", received)
+
+
+@transaction.atomic
+def _interactions_add(counter: str, events: list[tuple[Any, datetime]]) -> None:
     per_contact: dict[Any, tuple[int, datetime, datetime]] = {}
-    for contact_id, at in sent:
+    for contact_id, at in events:
         n, first, last = per_contact.get(contact_id, (0, at, at))
         per_contact[contact_id] = (n + 1, min(first, at), max(last, at))
     moves = first_interactions_locked({pk: first for pk, (_, first, _) in per_contact.items()})
-    when = Contact._meta.get_field("last_interaction_at")
+    when, count = Contact._meta.get_field("last_interaction_at"), Contact._meta.get_field(counter)
+    assert isinstance(count, Field)
     values_update(
         Contact,
-        [("k", Contact._meta.pk), ("n", Contact._meta.get_field("messages_sent")), ("first", when), ("last", when)],
-        [(pk, n, first, last) for pk, (n, first, last) in per_contact.items()],
+        [("k", Contact._meta.pk), ("n", count), ("first", when), ("last", when)],
+        [(pk, n, first, last) for pk, (n, first, last) in sorted(per_contact.items(), key=lambda item: str(item[0]))],
         assignments=(
-            "messages_sent = t.messages_sent + v.n, "
+            f"{counter} = t.{counter} + v.n, "
             "first_interaction_at = CASE WHEN t.first_interaction_at IS NULL OR t.first_interaction_at > v.first "
             "THEN v.first ELSE t.first_interaction_at END, "
             "last_interaction_at = CASE WHEN t.last_interaction_at IS NULL OR t.last_interaction_at < v.last "

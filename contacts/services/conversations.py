@@ -20,6 +20,7 @@ from contacts.models import (
 )
 from contacts.services.rollup import event_counted
 from mktx.api.errors import InvalidInput
+from mktx.bulk import values_update
 from mktx.iam.models import User
 
 OPENINGS = (ConversationEventKind.OPENED, ConversationEventKind.REOPENED)
@@ -58,6 +59,32 @@ def conversation_message_added(*, conversation_id: Any, at: datetime, inbound: b
             When(awaiting_reply_since__isnull=True, then=Value(at)), default=F("awaiting_reply_since")
         )
     Conversation.objects.filter(pk=conversation_id).update(**updates)
+
+
+def conversations_inbound_added(added: list[tuple[Any, datetime]]) -> None:
+    """`conversation_message_added(inbound=True)` for many inbound messages, (conversation id, when) each, in one
+    statement: a conversation with several gets them all counted, its last message the latest, its wait for a reply
+    (when none runs) from the earliest. Rows in key order, as they are locked."""
+    per: dict[Any, tuple[int, datetime, datetime]] = {}
+    for conversation_id, at in added:
+        n, first, last = per.get(conversation_id, (0, at, at))
+        per[conversation_id] = (n + 1, min(first, at), max(last, at))
+    when = Conversation._meta.get_field("last_message_at")
+    values_update(
+        Conversation,
+        [
+            ("k", Conversation._meta.pk),
+            ("n", Conversation._meta.get_field("message_count")),
+            ("first", when),
+            ("last", when),
+        ],
+        [(pk, n, first, last) for pk, (n, first, last) in sorted(per.items(), key=lambda item: str(item[0]))],
+        assignments=(
+            "message_count = t.message_count + v.n, "
+            "last_message_at = CASE WHEN t.last_message_at < v.last THEN v.last ELSE t.last_message_at END, "
+            "awaiting_reply_since = COALESCE(t.awaiting_reply_since, v.first)"
+        ),
+    )
 
 
 def conversation_close(*, conversation: Conversation, reason: str = "") -> Conversation:

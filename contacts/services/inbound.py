@@ -81,42 +81,74 @@ def dm_record(
     only; answering it is the handler's."""
     if Message.objects.filter(account=account, twitter_message_id=x_event_id).exists():
         return None
-    shown = text  # as X shows it: each link wrapped as t.co; kept as written, X's form in the metadata
-    media_link = str(((attachment or {}).get("media") or {}).get("url") or "")  # X appends one for the media
-    text = expanded(text, (entities or {}).get("urls"), drop=media_link)
     if sender_id == account.twitter_user_id:
+        text = expanded(text, (entities or {}).get("urls"), drop=_media_link(attachment))
         return _outbound_seen(account, x_event_id, recipient_id, text, sent_at, profiles, attachment)
-    profile = profiles.get(sender_id) or XProfile(id=sender_id)
+    dm = InboundDM(
+        account=account,
+        x_event_id=x_event_id,
+        profile=profiles.get(sender_id) or XProfile(id=sender_id),
+        text=text,
+        sent_at=sent_at,
+        attachment=attachment,
+        quick_reply_response=quick_reply_response,
+        entities=entities,
+    )
     contact, created = contact_upsert_from_x(
-        account=account, profile=profile, source=ContactSource.INBOUND_MESSAGE, at=sent_at
+        account=account, profile=dm.profile, source=ContactSource.INBOUND_MESSAGE, at=sent_at
     )
     conversation = conversation_open_for(contact=contact, at=sent_at)
     conversation.contact = contact  # the deciders read message.conversation.contact: not read again
-    metadata: dict[str, Any] = {}
-    if quick_reply_response:
-        metadata["quickReplyResponse"] = quick_reply_response
-    if entities and any(entities.values()):
-        metadata["entities"] = entities
-    if shown != text:
-        metadata["xText"] = shown
     with transaction.atomic():  # the DM and its counts together
-        message = Message.objects.create(
-            account=account,
-            conversation=conversation,
-            direction=MessageDirection.INBOUND,
-            origin=MessageOrigin.CUSTOMER,
-            type=_message_type(attachment, quick_reply_response),
-            content=text,
-            attachments=_attachments(attachment),
-            metadata=metadata,
-            twitter_message_id=x_event_id,
-            status=MessageStatus.RECEIVED,
-            sent_at=sent_at,
-        )
+        message = dm.message_in(conversation)
+        message.save(force_insert=True)
         inbound_counted(message, contact.pk)
     conversation_message_added(conversation_id=conversation.pk, at=sent_at, inbound=True)
     contact_interaction_record(contact_id=contact.pk, at=sent_at, messages_received=1)
     return RecordedDM(message=message, contact=contact, conversation=conversation, inbound=True, new_contact=created)
+
+
+def _media_link(attachment: dict[str, Any] | None) -> str:
+    """The link X appends to a DM's text for its media."""
+    return str(((attachment or {}).get("media") or {}).get("url") or "")
+
+
+@dataclass(frozen=True)
+class InboundDM:
+    """A customer's DM to one of the accounts, as X told it: what `dm_record` and `dms_record` store."""
+
+    account: Account
+    x_event_id: str
+    profile: XProfile  # the sender's
+    text: str  # as X shows it: each link wrapped as t.co
+    sent_at: datetime
+    attachment: dict[str, Any] | None = None
+    quick_reply_response: dict[str, Any] | None = None
+    entities: dict[str, Any] | None = None
+
+    def message_in(self, conversation: Conversation) -> Message:
+        """The DM as a Message of `conversation`, not saved yet: its links as written, X's form in the metadata."""
+        text = expanded(self.text, (self.entities or {}).get("urls"), drop=_media_link(self.attachment))
+        metadata: dict[str, Any] = {}
+        if self.quick_reply_response:
+            metadata["quickReplyResponse"] = self.quick_reply_response
+        if self.entities and any(self.entities.values()):
+            metadata["entities"] = self.entities
+        if self.text != text:
+            metadata["xText"] = self.text
+        return Message(
+            account=self.account,
+            conversation=conversation,
+            direction=MessageDirection.INBOUND,
+            origin=MessageOrigin.CUSTOMER,
+            type=_message_type(self.attachment, self.quick_reply_response),
+            content=text,
+            attachments=_attachments(self.attachment),
+            metadata=metadata,
+            twitter_message_id=self.x_event_id,
+            status=MessageStatus.RECEIVED,
+            sent_at=self.sent_at,
+        )
 
 
 def _outbound_seen(

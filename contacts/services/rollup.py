@@ -92,11 +92,18 @@ def first_interactions_locked(firsts: dict[Any, datetime]) -> list[Count]:
 def inbound_counted(message: Message, contact_id: Any) -> None:
     """A customer's DM, stored: counted, and its contact active in the quarter-hour (once: a second DM of the
     quarter-hour meets the unique constraint and is ignored)."""
-    tallies_add([(message.account_id, INBOUND, message.created_at, 1)])
-    activity = ContactActivity(
-        account_id=message.account_id, contact_id=contact_id, bucket=bucket_of(message.created_at)
+    inbounds_counted([(message, contact_id)])
+
+
+def inbounds_counted(stored: Sequence[tuple[Message, Any]]) -> None:
+    """`inbound_counted` for many DMs, (message, its contact's id) each: one INSERT for the counts, one for the
+    activity."""
+    tallies_add([(message.account_id, INBOUND, message.created_at, 1) for message, _ in stored])
+    active = {(m.account_id, contact_id, bucket_of(m.created_at)) for m, contact_id in stored}
+    ContactActivity.objects.bulk_create(
+        [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in sorted(active, key=str)],
+        ignore_conflicts=True,
     )
-    ContactActivity.objects.bulk_create([activity], ignore_conflicts=True)
 
 
 def event_counted(event: ConversationEvent) -> None:
