@@ -20,6 +20,7 @@ from contacts.models import ConsentEvent, Contact, Conversation, Message
 from contacts.seed import seed_demo
 from contacts.services.contacts import contact_tags_add
 from mktx.accounts.models import Account
+from mktx.memo import batch_memo
 from tests.factories import AccountFactory, ContactFactory
 from webhooks_app import handlers
 from webhooks_app.events import DirectMessageEvent, FollowEvent, XUserInfo
@@ -32,6 +33,16 @@ CLOSED_ALL_WEEK = {"enabled": True, "timezone": "UTC", "schedule": {}}
 AWAY = "We are closed, back at 9am."
 
 _event_ids = count(960000000000000001)
+_in_runs: list[bool] = [False]
+
+
+@pytest.fixture(autouse=True, params=["alone", "in a run"])
+def dm_path(request) -> Iterator[None]:
+    """Each test twice: a DM handled alone (`_direct_message`), and as a drain's run of DMs handles it
+    (`direct_messages`, in a batch memo: the deciders' reads prefetched), which must decide the same."""
+    _in_runs[0] = request.param == "in a run"
+    yield
+    _in_runs[0] = False
 
 
 @pytest.fixture
@@ -110,7 +121,11 @@ def dm(
         users={JOHN_ID: XUserInfo(id=JOHN_ID, screen_name="customer_john", name="John Doe")},
     )
     with capture(execute=True):
-        handlers._direct_message(event, shop)
+        if _in_runs[0] and sender != SHOP_ID:  # a run takes customers' DMs, not echoes
+            with batch_memo():
+                handlers.direct_messages([(event, shop)])
+        else:
+            handlers._direct_message(event, shop)
     return event
 
 
