@@ -25,6 +25,7 @@ from mktx.tallies.models import Tally
 from tests.factories import AccountFactory
 from tests.lock_helpers import row_locked
 from webhooks_app import services
+from webhooks_app.events import DirectMessageEvent
 from webhooks_app.models import InboundEvent
 from webhooks_app.parser import split_payload
 
@@ -221,6 +222,7 @@ def test_a_duplicate_dm_in_a_run_is_stored_once(merchant):
     account = AccountFactory.create(merchant=merchant, twitter_user_id=SHOP_A, username="shop_a")
     (raw,) = split_payload(_dm(40_001, SHOP_A, "700", "twice?", NOW))
     event = parse_event(raw.kind, raw.payload)
+    assert isinstance(event, DirectMessageEvent)
     direct_messages([(event, account), (event, account)])
     direct_messages([(event, account)])  # and again later: stored already
     assert Message.objects.count() == 1
