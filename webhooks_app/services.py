@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -43,6 +43,7 @@ DRAIN_MAX = 5000
 # bench/load.py: drains of a long backlog were killed at the timeout, and their workers started again)
 DRAIN_SECONDS = 60
 CLAIMED_LOCK_WAIT = 2.0  # seconds a drain looks again at a locked event it claimed (see _locked)
+RUN_TRIES = 2  # a run of DMs that meets a deadlock is tried again once before its DMs go one by one
 
 
 def inbound_events_store(*, body: Any, raw: str | None = None) -> int:
@@ -288,25 +289,36 @@ def _run_process(run: list[tuple[int, DirectMessageEvent, Account]]) -> dict[str
     if not run:
         return {}
     taken: list[tuple[int, DirectMessageEvent, Account]] = []
-    try:
-        with transaction.atomic():
-            free = set(
-                InboundEvent.objects.filter(
-                    pk__in=[event_id for event_id, _, _ in run], status=EventStatus.PENDING, attempts__lte=MAX_ATTEMPTS
-                )
-                .select_for_update(skip_locked=True)
-                .values_list("pk", flat=True)
-            )
-            taken = [item for item in run if item[0] in free]
-            RUN_HANDLERS[DirectMessageEvent]([(event, account) for _, event, account in taken])
-            _finish_many([(event_id, account) for event_id, _, account in taken])
-    except Exception:  # the run as a whole, rolled back: each event again on its own, with its own outcome
-        logger.exception("a run of %s inbound DMs failed; processing them one by one", len(run))
-        taken = []
+    for attempt in range(1, RUN_TRIES + 1):
+        try:
+            taken = _run_once(run)
+            break
+        except OperationalError as exc:  # a deadlock, a lost connection: the run again, then one by one
+            logger.warning("a run of %s inbound DMs failed (attempt %s): %s", len(run), attempt, exc)
+        except Exception:  # the run as a whole, rolled back: each event again on its own, with its own outcome
+            logger.exception("a run of %s inbound DMs failed; processing them one by one", len(run))
+            break
     done = {event_id for event_id, _, _ in taken}
     counts = {EventStatus.PROCESSED.value: len(done)} if done else {}
     _add(counts, _process_all([event_id for event_id, _, _ in run if event_id not in done], claimed=True))
     return counts
+
+
+def _run_once(run: list[tuple[int, DirectMessageEvent, Account]]) -> list[tuple[int, DirectMessageEvent, Account]]:
+    """One transaction: the run's events locked (those free and pending), their DMs handled, their outcome. The
+    events it took."""
+    with transaction.atomic():
+        free = set(
+            InboundEvent.objects.filter(
+                pk__in=[event_id for event_id, _, _ in run], status=EventStatus.PENDING, attempts__lte=MAX_ATTEMPTS
+            )
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        taken = [item for item in run if item[0] in free]
+        RUN_HANDLERS[DirectMessageEvent]([(event, account) for _, event, account in taken])
+        _finish_many([(event_id, account) for event_id, _, account in taken])
+    return taken
 
 
 def _finish_many(processed: list[tuple[int, Account]]) -> None:
