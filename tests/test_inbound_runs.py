@@ -215,6 +215,41 @@ def test_a_run_that_fails_is_rolled_back_and_its_dms_processed_one_by_one(mercha
     assert sorted(Contact.objects.values_list("messages_received", flat=True)) == [1, 2, 2]
 
 
+def test_a_run_that_meets_a_deadlock_is_tried_again_before_going_one_by_one(merchant, settings, monkeypatch):
+    from django.db import OperationalError
+
+    from webhooks_app.handlers import RUN_HANDLERS
+
+    settings.MKTX_INBOUND_DRAIN_GRACE = 0
+    AccountFactory.create(merchant=merchant, twitter_user_id=SHOP_A, username="shop_a")
+    real = RUN_HANDLERS[DirectMessageEvent]
+    tries: list[int] = []
+
+    def deadlocked_first(dms):
+        tries.append(len(dms))
+        real(dms)  # written, then rolled back with the run
+        if len(tries) == 1:
+            raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(services, "RUN_HANDLERS", {DirectMessageEvent: deadlocked_first})
+    _store(*(_dm(35_000 + i, SHOP_A, str(900 + i), "hi", NOW) for i in range(3)))
+    assert services.inbound_events_drain() == {"processed": 3}
+    assert tries == [3, 3]  # the whole run again, not one by one
+    assert Message.objects.count() == 3
+    assert sorted(Contact.objects.values_list("messages_received", flat=True)) == [1, 1, 1]
+
+    def always_deadlocked(dms):
+        tries.append(len(dms))
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(services, "RUN_HANDLERS", {DirectMessageEvent: always_deadlocked})
+    tries.clear()
+    _store(*(_dm(36_000 + i, SHOP_A, str(900 + i), "again", NOW) for i in range(2)))
+    assert services.inbound_events_drain() == {"processed": 2}  # after two tries, one by one (the single path)
+    assert tries == [2, 2]
+    assert Message.objects.count() == 5
+
+
 def test_a_duplicate_dm_in_a_run_is_stored_once(merchant):
     from webhooks_app.handlers import direct_messages
     from webhooks_app.parser import parse_event

@@ -277,10 +277,8 @@ def _customer_dm(row: InboundEvent) -> tuple[DirectMessageEvent, Account] | None
         return None
     if not isinstance(event, DirectMessageEvent) or event.is_echo:
         return None
-    account = _account_for(event)
-    if account is None or event.sender_id == account.twitter_user_id:
-        return None
-    return event, account
+    account = _account_for(event)  # the account of `for_user_id`: not the sender, since the DM is no echo
+    return None if account is None else (event, account)
 
 
 def _run_process(run: list[tuple[int, DirectMessageEvent, Account]]) -> dict[str, int]:

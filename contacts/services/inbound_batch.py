@@ -10,6 +10,7 @@ listeners and counts are the same."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from contacts.models import Contact, ContactSource, Conversation, ConversationStatus, Message
 from contacts.services.contacts import contact_profile_refresh, contact_upsert_from_x, contacts_messages_received
@@ -55,23 +56,22 @@ def dms_record(dms: Sequence[InboundDM]) -> list[RecordedDM | None]:
         .select_for_update()
         .order_by("pk")
     }
-    refreshed: set[int] = set()
+    seen: set[Any] = set()  # contacts already made or refreshed by this run
     recorded: list[RecordedDM | None] = []
     for one in fresh:
         if one is None:
             recorded.append(None)
             continue
         dm = one
-        contact = contacts.get((dm.account.pk, dm.profile.id))
-        created = contact is None
+        contact, created = contacts.get((dm.account.pk, dm.profile.id)), False
         if contact is None:
             contact, created = contact_upsert_from_x(
                 account=dm.account, profile=dm.profile, source=ContactSource.INBOUND_MESSAGE, at=dm.sent_at
             )
             contacts[(dm.account.pk, dm.profile.id)] = contact
-        elif id(contact) not in refreshed:
+        elif contact.pk not in seen:
             contact_profile_refresh(contact, dm.profile)
-        refreshed.add(id(contact))
+        seen.add(contact.pk)
         conversation = conversations.get(contact.pk)
         if conversation is None:
             conversation = conversations[contact.pk] = conversation_open_for(contact=contact, at=dm.sent_at)
