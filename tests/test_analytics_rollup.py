@@ -173,6 +173,24 @@ def test_merging_folds_a_buckets_rows_into_one_and_keeps_the_sums(shop):
     assert tallies_merge() == 2 and list(Tally.objects.order_by("bucket").values_list("n", flat=True)) == [6, 1]
 
 
+def test_a_build_leaves_the_activity_that_is_right_and_mends_the_rest(history):
+    account = history.accounts[0].pk
+    rows = ContactActivity.objects.filter(account_id=account)
+    right = set(rows.values_list("pk", flat=True))
+    lost = rows.order_by("pk")[0]
+    right.remove(lost.pk)
+    lost.delete()  # as if its DM were written without the services
+    stray = ContactActivity.objects.create(
+        account_id=account, contact_id=lost.contact_id, bucket=datetime(2020, 1, 1, tzinfo=UTC)
+    )  # of no DM
+    rollup_build()
+    after = set(rows.values_list("pk", flat=True))
+    assert right < after  # not written again: a drain writing activity meanwhile does not wait on them
+    assert stray.pk not in after and len(after) == len(right) + 1
+    assert rows.filter(contact_id=lost.contact_id, bucket=lost.bucket).exists()
+    assert rollup_differences() == []
+
+
 def test_the_command_builds_checks_and_merges(history):
     out = StringIO()
     call_command("analytics_rollup", "--build", "--check", stdout=out)

@@ -6,19 +6,23 @@ each test both ways."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from automation.models import Execution, ExecutionStatus
 from contacts.models import Contact, ContactActivity, Conversation, Message
+from contacts.services.contacts import XProfile
 from contacts.services.conversations import conversation_close
+from contacts.services.inbound import InboundDM
+from contacts.services.inbound_batch import dms_record
 from mktx.accounts.models import Account
 from mktx.memo import batch_memo
 from mktx.tallies.models import Tally
@@ -280,6 +284,59 @@ def test_an_event_of_a_run_another_worker_holds_a_moment_is_processed_after_it(m
         assert time.monotonic() - started >= 0.2  # the run left it; alone, it waited the lock out
     assert set(InboundEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
     assert Message.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_in_progress_does_not_hold_up_a_build_of_the_rollup(merchant):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite takes one writer at a time)")
+    from analytics.rollup import rollup_build, rollup_differences
+
+    account = AccountFactory.create(merchant=merchant, twitter_user_id=SHOP_A, username="shop_a")
+    with time_machine.travel(NOW - timedelta(days=2)):  # stored then: its activity a quarter-hour of its own
+        _history(SHOP_A, 60_000)
+    ContactActivity.objects.all().delete()  # so the build writes rows referring to the contacts the run locks
+    held, release, failed = threading.Event(), threading.Event(), []
+
+    def drain_run() -> None:
+        try:
+            with transaction.atomic():
+                dms_record(
+                    [
+                        InboundDM(
+                            account=account,
+                            x_event_id=str(60_100 + i),
+                            profile=XProfile(id=sender),
+                            text="hi",
+                            sent_at=NOW,
+                        )
+                        for i, sender in enumerate(("501", "502"))
+                    ]
+                )
+                held.set()
+                release.wait(10)
+        except DatabaseError as exc:  # pragma: no cover - reported by the assertion below
+            failed.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=drain_run)
+    worker.start()
+    try:
+        assert held.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # a wait on the run's locks fails the build
+        try:
+            rollup_build()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        release.set()
+        worker.join()
+    assert not failed
+    assert ContactActivity.objects.count() == 4  # each customer's two days ago (the build's) and now (the run's)
+    assert rollup_differences() == []
 
 
 def test_a_contact_waiting_in_a_flow_gets_its_reply_taken_in_a_run(merchant, sandbox, shop, jane, settings):

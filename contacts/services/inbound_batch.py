@@ -40,20 +40,21 @@ def dms_record(dms: Sequence[InboundDM]) -> list[RecordedDM | None]:
     # UPDATEs): the run's later writes take no new lock on a row that existed, so a run waits for another (or for a
     # single DM) on its first shared row instead of in a cycle (found by bench/load.py: runs that locked as they
     # wrote deadlocked 17 times in 5 minutes, and 324 times when they took contacts first; each deadlock cost a
-    # rolled-back run)
+    # rolled-back run). The lock is the one an UPDATE takes (no key): rows inserted meanwhile that refer to these
+    # (a message, an activity row) do not wait for it.
     senders = {dm.profile.id for dm in fresh if dm is not None}
     conversations = {
         c.contact_id: c
         for c in Conversation.objects.filter(
             account_id__in=account_ids, contact__twitter_user_id__in=senders, status=ConversationStatus.OPEN
         )
-        .select_for_update(of=("self",))
+        .select_for_update(of=("self",), no_key=True)
         .order_by("pk")
     }
     contacts = {
         (c.account_id, c.twitter_user_id): c
         for c in Contact.objects.filter(account_id__in=account_ids, twitter_user_id__in=senders)
-        .select_for_update()
+        .select_for_update(no_key=True)
         .order_by("pk")
     }
     seen: set[Any] = set()  # contacts already made or refreshed by this run

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 
@@ -39,6 +38,7 @@ OPENED = "conversations.opened"
 CLOSED = "conversations.closed"
 METRICS = (ARRIVED, NEW, INBOUND, OPENED, CLOSED)
 OPENINGS = (ConversationEventKind.OPENED, ConversationEventKind.REOPENED)
+ACTIVITY_BATCH = 5_000
 
 
 def contact_created_count(contact: Contact) -> None:
@@ -99,11 +99,21 @@ def inbounds_counted(stored: Sequence[tuple[Message, Any]]) -> None:
     """`inbound_counted` for many DMs, (message, its contact's id) each: one INSERT for the counts, one for the
     activity."""
     tallies_add([(message.account_id, INBOUND, message.created_at, 1) for message, _ in stored])
-    active = {(m.account_id, contact_id, bucket_of(m.created_at)) for m, contact_id in stored}
-    ContactActivity.objects.bulk_create(
-        [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in sorted(active, key=str)],
-        ignore_conflicts=True,
-    )
+    _activity_add({(m.account_id, contact_id, bucket_of(m.created_at)) for m, contact_id in stored})
+
+
+def _activity_add(active: Iterable[tuple[Any, Any, datetime]]) -> int:
+    """Activity rows (account, contact, quarter-hour) not there yet, inserted in one order, the unique key's, by every
+    writer: two transactions inserting some of the same rows wait for each other on the first one they share, never
+    in a cycle (found by bench/load.py: the first build, inserting in its own order, deadlocked with the drains'
+    runs every minute of the load). Answers the rows given."""
+    rows = sorted(active, key=lambda row: (row[1], row[2]))
+    for first in range(0, len(rows), ACTIVITY_BATCH):
+        ContactActivity.objects.bulk_create(
+            [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in rows[first : first + ACTIVITY_BATCH]],
+            ignore_conflicts=True,
+        )
+    return len(rows)
 
 
 def event_counted(event: ConversationEvent) -> None:
@@ -152,16 +162,22 @@ def contacts_rollup_rebuild(account_ids: Sequence[Any] | None = None) -> int:
     rollup rows written."""
     contacts, messages, events = rows_of(account_ids)
     written = tallies_rebuild(METRICS, account_ids, lambda: counts_of(contacts, messages, events))
+    return written + _activity_rebuild(account_ids, messages.filter(direction=MessageDirection.INBOUND))
+
+
+def _activity_rebuild(account_ids: Sequence[Any] | None, inbound: QuerySet[Message]) -> int:
+    """The activity made to match the DMs: the rows missing added, the rows of no DM removed, the rows right left
+    alone; each batch its own statement, so that the drains writing activity meanwhile never wait long on it (one
+    transaction deleting and writing every row again made them wait for minutes, and deadlocked with them). The rows
+    are read before the DMs: a row written meanwhile, in one transaction with its DM, is then seen with its DM or not
+    at all, so no row right is removed. Answers the rows added and removed."""
     activity = ContactActivity.objects.all()
     if account_ids is not None:
         activity = activity.filter(account_id__in=account_ids)
-    with transaction.atomic():
-        activity.delete()
-        inbound = messages.filter(direction=MessageDirection.INBOUND)
-        seen = grouped_by_quarter(inbound, "created_at", ["account_id", "conversation__contact_id"])
-        ContactActivity.objects.bulk_create(
-            [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in seen],
-            batch_size=5_000,
-            ignore_conflicts=True,
-        )
-    return written + len(seen)
+    had = {(c, b): pk for pk, c, b in activity.values_list("pk", "contact_id", "bucket").iterator(chunk_size=10_000)}
+    seen = grouped_by_quarter(inbound, "created_at", ["account_id", "conversation__contact_id"])
+    wanted = {(c, b) for _, c, b in seen}
+    stale = [pk for key, pk in had.items() if key not in wanted]
+    for first in range(0, len(stale), ACTIVITY_BATCH):
+        ContactActivity.objects.filter(pk__in=stale[first : first + ACTIVITY_BATCH]).delete()
+    return len(stale) + _activity_add((a, c, b) for a, c, b in seen if (c, b) not in had)
