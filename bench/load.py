@@ -170,9 +170,16 @@ def sender(
         n += 1
 
 
+def sessions(d: Deployment) -> int:
+    """PostgreSQL sessions opened so far (each a backend process, and a connection's set-up)."""
+    with d.database() as conn:
+        return int(fetch_one(conn, "SELECT sessions FROM pg_stat_database WHERE datname = current_database()")[0])
+
+
 def cpu_seconds(d: Deployment) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each part of the deployment, and by this load generator, from
-    /proc: each process counted under the part it descends from (gunicorn's and qcluster's children too)."""
+    /proc: each process counted under the part it descends from (gunicorn's and qcluster's children too, those that
+    exited included)."""
     roots = {os.getpid(): "load generator"}
     roots.update({p.pid: "gunicorn" for p in d.web if p.alive()})
     roots.update({p.pid: "qcluster" for p in d.workers if p.alive()})
@@ -192,7 +199,9 @@ def cpu_seconds(d: Deployment) -> dict[str, float]:
         except OSError:
             continue
         parents[int(entry.name)] = int(fields[1])
-        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime, stime
+        # utime, stime, and the children's it has waited for (cutime, cstime): a PostgreSQL backend that exited,
+        # a worker's child, counted under the process that reaped it
+        ticks[int(entry.name)] = sum(int(f) for f in fields[11:15])
     used: dict[str, float] = defaultdict(float)
     for pid, n in ticks.items():
         ancestor = pid
@@ -255,7 +264,7 @@ def main() -> int:
         ]
         threads.append(threading.Thread(target=sender, args=(api, conversations, args.sends, stop, tally, replies)))
         print(f"load for {args.seconds} s ...", flush=True)
-        cpu_before = cpu_seconds(d)
+        cpu_before, sessions_before = cpu_seconds(d), sessions(d)
         started = time.time()
         for thread in threads:
             thread.start()
@@ -274,6 +283,7 @@ def main() -> int:
             thread.join()
         ended = time.time()
         cpu = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_seconds(d).items()}
+        opened = sessions(d) - sessions_before
         left, lag_at_end, _ = backlog(d)
         while left and time.time() - ended < 600:
             time.sleep(1)
@@ -316,7 +326,7 @@ def main() -> int:
             f"{role} {seconds / (ended - started):.2f}"
             for role, seconds in sorted(cpu.items(), key=lambda item: -item[1])
         )
-        + f" (of {os.cpu_count()})"
+        + f" (of {os.cpu_count()}); PostgreSQL sessions opened meanwhile: {opened:,}"
     )
     target = 0.95 * args.webhooks
     ok = (
