@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 
 from analytics import reports, rolled
@@ -188,6 +189,57 @@ def test_a_build_leaves_the_activity_that_is_right_and_mends_the_rest(history):
     assert right < after  # not written again: a drain writing activity meanwhile does not wait on them
     assert stray.pk not in after and len(after) == len(right) + 1
     assert rows.filter(contact_id=lost.contact_id, bucket=lost.bucket).exists()
+    assert rollup_differences() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_erased_while_a_build_reads_the_dms_leaves_the_build_whole(history, monkeypatch):
+    from contacts.services import rollup as inbox
+
+    rows = ContactActivity.objects.all()
+    before = {(a.contact_id, a.bucket) for a in rows}
+    rows.delete()  # the build writes them all again, the erased contact's among them
+    gone = history.conversations["cat"].contact
+    read = inbox.grouped_by_quarter
+
+    def then_erased(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)  # the DMs, the erased contact's among them
+        contact_erase(contact=Contact.objects.get(pk=gone.pk))  # by a staff member, as the build goes
+        return found
+
+    monkeypatch.setattr(inbox, "grouped_by_quarter", then_erased)
+    rollup_build()
+    assert tallies_built()
+    assert {(a.contact_id, a.bucket) for a in rows} == {key for key in before if key[0] != gone.pk}
+    assert rollup_differences() == []
+
+
+def test_a_dm_stored_while_a_build_reads_keeps_its_activity_row(history, monkeypatch):
+    from contacts.services import rollup as inbox
+
+    contact = history.conversations["cat"].contact
+    now = datetime(2026, 6, 1, 9, 5, tzinfo=UTC)
+    stray = ContactActivity.objects.create(account_id=contact.account_id, contact=contact, bucket=bucket_of(now))
+    read = inbox.grouped_by_quarter
+
+    def then_dmed(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)  # the DMs, none yet for the stray row
+        with time_machine.travel(now, tick=False):  # the customer DMs: the row is there already, and now right
+            recorded = dm_record(
+                account=contact.account,
+                x_event_id=str(next(_ids)),
+                sender_id=contact.twitter_user_id,
+                recipient_id=contact.account.twitter_user_id,
+                text="still there?",
+                sent_at=now,
+                profiles={},
+            )
+        assert recorded is not None
+        return found
+
+    monkeypatch.setattr(inbox, "grouped_by_quarter", then_dmed)
+    rollup_build()
+    assert ContactActivity.objects.filter(pk=stray.pk).exists()
     assert rollup_differences() == []
 
 

@@ -314,7 +314,7 @@ def test_a_run_in_progress_does_not_hold_up_a_build_of_the_rollup(merchant):
                     ]
                 )
                 held.set()
-                release.wait(10)
+                release.wait(30)
         except DatabaseError as exc:  # pragma: no cover - reported by the assertion below
             failed.append(exc)
         finally:
@@ -328,6 +328,7 @@ def test_a_run_in_progress_does_not_hold_up_a_build_of_the_rollup(merchant):
             cursor.execute("SET lock_timeout = '3s'")  # a wait on the run's locks fails the build
         try:
             rollup_build()
+            assert worker.is_alive()  # built while the run held its locks
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("SET lock_timeout = 0")

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from contacts.models import (
@@ -29,7 +30,15 @@ from contacts.models import (
     Message,
     MessageDirection,
 )
-from mktx.tallies.services import Count, bucket_of, grouped_by_quarter, grouped_counts, tallies_add, tallies_rebuild
+from mktx.tallies.services import (
+    QUARTER,
+    Count,
+    bucket_of,
+    grouped_by_quarter,
+    grouped_counts,
+    tallies_add,
+    tallies_rebuild,
+)
 
 ARRIVED = "contacts.arrived"
 NEW = "contacts.new"
@@ -61,9 +70,10 @@ def _first_moves(rows: Iterable[tuple[Any, datetime | None, datetime]], at: date
 
 def first_interaction_locked(contact_id: Any, at: datetime) -> list[Count]:
     """In the transaction that moves a contact's first interaction to `at` (when it has none, or a later one): the
-    row locked, and the counts the move makes (none when it does not move)."""
+    row locked (as the UPDATE will: rows inserted meanwhile that refer to it do not wait), and the counts the move
+    makes (none when it does not move)."""
     moving = (
-        Contact.objects.select_for_update()
+        Contact.objects.select_for_update(no_key=True)
         .filter(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=at), pk=contact_id)
         .values_list("account_id", "first_interaction_at", "created_at")
     )
@@ -76,7 +86,7 @@ def first_interactions_locked(firsts: dict[Any, datetime]) -> list[Count]:
         return []
     earliest = min(firsts.values())
     rows = (
-        Contact.objects.select_for_update()
+        Contact.objects.select_for_update(no_key=True)
         .filter(Q(first_interaction_at__isnull=True) | Q(first_interaction_at__gt=earliest), pk__in=list(firsts))
         .order_by("pk")
         .values_list("pk", "account_id", "first_interaction_at", "created_at")
@@ -102,18 +112,32 @@ def inbounds_counted(stored: Sequence[tuple[Message, Any]]) -> None:
     _activity_add({(m.account_id, contact_id, bucket_of(m.created_at)) for m, contact_id in stored})
 
 
-def _activity_add(active: Iterable[tuple[Any, Any, datetime]]) -> int:
+def _activity_add(active: Iterable[tuple[Any, Any, datetime]], *, erasable: bool = False) -> int:
     """Activity rows (account, contact, quarter-hour) not there yet, inserted in one order, the unique key's, by every
     writer: two transactions inserting some of the same rows wait for each other on the first one they share, never
     in a cycle (found by bench/load.py: the first build, inserting in its own order, deadlocked with the drains'
-    runs every minute of the load). Answers the rows given."""
+    runs every minute of the load). `erasable`: the contacts are not locked (a build), so one may be erased
+    meanwhile; its rows are left out. Answers the rows given."""
     rows = sorted(active, key=lambda row: (row[1], row[2]))
     for first in range(0, len(rows), ACTIVITY_BATCH):
-        ContactActivity.objects.bulk_create(
-            [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in rows[first : first + ACTIVITY_BATCH]],
-            ignore_conflicts=True,
-        )
+        batch = rows[first : first + ACTIVITY_BATCH]
+        if not erasable:
+            _activity_insert(batch)
+            continue
+        try:
+            with transaction.atomic():  # its own transaction: the foreign keys are checked at its commit
+                _activity_insert(batch)
+        except IntegrityError:  # a contact erased since its DMs were read: its activity went with it
+            alive = set(Contact.objects.filter(pk__in={c for _, c, _ in batch}).values_list("pk", flat=True))
+            with transaction.atomic():
+                _activity_insert([row for row in batch if row[1] in alive])
     return len(rows)
+
+
+def _activity_insert(rows: Sequence[tuple[Any, Any, datetime]]) -> None:
+    ContactActivity.objects.bulk_create(
+        [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in rows], ignore_conflicts=True
+    )
 
 
 def event_counted(event: ConversationEvent) -> None:
@@ -170,14 +194,21 @@ def _activity_rebuild(account_ids: Sequence[Any] | None, inbound: QuerySet[Messa
     alone; each batch its own statement, so that the drains writing activity meanwhile never wait long on it (one
     transaction deleting and writing every row again made them wait for minutes, and deadlocked with them). The rows
     are read before the DMs: a row written meanwhile, in one transaction with its DM, is then seen with its DM or not
-    at all, so no row right is removed. Answers the rows added and removed."""
+    at all, so no row right is removed. Answers the rows removed and the rows added (or found added meanwhile)."""
     activity = ContactActivity.objects.all()
     if account_ids is not None:
         activity = activity.filter(account_id__in=account_ids)
     had = {(c, b): pk for pk, c, b in activity.values_list("pk", "contact_id", "bucket").iterator(chunk_size=10_000)}
     seen = grouped_by_quarter(inbound, "created_at", ["account_id", "conversation__contact_id"])
     wanted = {(c, b) for _, c, b in seen}
-    stale = [pk for key, pk in had.items() if key not in wanted]
+    stale = sorted(pk for key, pk in had.items() if key not in wanted)
+    dmed = Message.objects.filter(
+        direction=MessageDirection.INBOUND,
+        conversation__contact_id=OuterRef("contact_id"),
+        created_at__gte=OuterRef("bucket"),
+        created_at__lt=OuterRef("bucket") + QUARTER,
+    )
     for first in range(0, len(stale), ACTIVITY_BATCH):
-        ContactActivity.objects.filter(pk__in=stale[first : first + ACTIVITY_BATCH]).delete()
-    return len(stale) + _activity_add((a, c, b) for a, c, b in seen if (c, b) not in had)
+        # looked at again as it goes: a DM stored since they were read keeps its row
+        ContactActivity.objects.filter(pk__in=stale[first : first + ACTIVITY_BATCH]).exclude(Exists(dmed)).delete()
+    return len(stale) + _activity_add(((a, c, b) for a, c, b in seen if (c, b) not in had), erasable=True)
