@@ -117,20 +117,11 @@ def _activity_add(active: Iterable[tuple[Any, Any, datetime]], *, erasable: bool
     writer: two transactions inserting some of the same rows wait for each other on the first one they share, never
     in a cycle (found by bench/load.py: the first build, inserting in its own order, deadlocked with the drains'
     runs every minute of the load). `erasable`: the contacts are not locked (a build), so one may be erased
-    meanwhile; its rows are left out. Answers the rows given."""
+    meanwhile. Answers the rows given."""
     rows = sorted(active, key=lambda row: (row[1], row[2]))
+    insert = _activity_insert_erasable if erasable else _activity_insert
     for first in range(0, len(rows), ACTIVITY_BATCH):
-        batch = rows[first : first + ACTIVITY_BATCH]
-        if not erasable:
-            _activity_insert(batch)
-            continue
-        try:
-            with transaction.atomic():  # its own transaction: the foreign keys are checked at its commit
-                _activity_insert(batch)
-        except IntegrityError:  # a contact erased since its DMs were read: its activity went with it
-            alive = set(Contact.objects.filter(pk__in={c for _, c, _ in batch}).values_list("pk", flat=True))
-            with transaction.atomic():
-                _activity_insert([row for row in batch if row[1] in alive])
+        insert(rows[first : first + ACTIVITY_BATCH])
     return len(rows)
 
 
@@ -138,6 +129,17 @@ def _activity_insert(rows: Sequence[tuple[Any, Any, datetime]]) -> None:
     ContactActivity.objects.bulk_create(
         [ContactActivity(account_id=a, contact_id=c, bucket=b) for a, c, b in rows], ignore_conflicts=True
     )
+
+
+def _activity_insert_erasable(rows: Sequence[tuple[Any, Any, datetime]]) -> None:
+    """In a transaction of its own, whose commit checks the foreign keys: the rows of a contact erased since its DMs
+    were read are left out (its activity went with it)."""
+    try:
+        with transaction.atomic():
+            _activity_insert(rows)
+    except IntegrityError:
+        alive = set(Contact.objects.filter(pk__in={c for _, c, _ in rows}).values_list("pk", flat=True))
+        _activity_insert([row for row in rows if row[1] in alive])
 
 
 def event_counted(event: ConversationEvent) -> None:
@@ -208,7 +210,9 @@ def _activity_rebuild(account_ids: Sequence[Any] | None, inbound: QuerySet[Messa
         created_at__gte=OuterRef("bucket"),
         created_at__lt=OuterRef("bucket") + QUARTER,
     )
+    removed = 0
     for first in range(0, len(stale), ACTIVITY_BATCH):
         # looked at again as it goes: a DM stored since they were read keeps its row
-        ContactActivity.objects.filter(pk__in=stale[first : first + ACTIVITY_BATCH]).exclude(Exists(dmed)).delete()
-    return len(stale) + _activity_add(((a, c, b) for a, c, b in seen if (c, b) not in had), erasable=True)
+        batch = ContactActivity.objects.filter(pk__in=stale[first : first + ACTIVITY_BATCH])
+        removed += batch.exclude(Exists(dmed)).delete()[0]
+    return removed + _activity_add(((a, c, b) for a, c, b in seen if (c, b) not in had), erasable=True)
